@@ -1,0 +1,224 @@
+"""Lazy readers for electron-microscopy images, and a calibrated TIFF writer.
+
+``read(path)`` returns an :class:`EMImage` whose ``data`` is a dask array:
+opening a file reads its header only, never its pixels. Spatial calibration
+is always in nm (1/nm in reciprocal space), or 1 "pixel" when the file has none.
+
+Supported: TIFF (ImageJ, DigitalMicrograph, FEI/Zeiss SEM), MRC/MRCS/ST,
+DM3/DM4, EMD (Velox and NCEM), TIA (.emi + .ser), PNG, JPEG.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+from ._image import EMImage, UnsupportedFileError, one_line, unsupported
+from ._tiff import TIFF_MAGICS, write_tiff
+
+SUPPORTED_EXTENSIONS = [
+    ".tif",
+    ".tiff",
+    ".mrc",
+    ".mrcs",
+    ".st",
+    ".dm3",
+    ".dm4",
+    ".emd",
+    ".emi",
+    ".ser",
+    ".png",
+    ".jpg",
+    ".jpeg",
+]
+
+# extension -> (format name, private module, reader function); modules are
+# imported on use so that importing em_restore.io stays cheap (no h5py, PIL).
+_READERS = {
+    ".tif": ("TIFF", "_tiff", "read_tiff"),
+    ".tiff": ("TIFF", "_tiff", "read_tiff"),
+    ".mrc": ("MRC", "_mrc", "read_mrc"),
+    ".mrcs": ("MRC", "_mrc", "read_mrc"),
+    ".st": ("MRC", "_mrc", "read_mrc"),
+    ".dm3": ("DM3", "_dm", "read_dm"),
+    ".dm4": ("DM4", "_dm", "read_dm"),
+    ".emd": ("EMD (HDF5)", "_emd", "read_emd"),
+    ".emi": ("TIA EMI", "_tia", "read_tia"),
+    ".ser": ("TIA SER", "_tia", "read_tia"),
+    ".png": ("PNG", "_png", "read_png"),
+    ".jpg": ("JPEG", "_png", "read_png"),
+    ".jpeg": ("JPEG", "_png", "read_png"),
+}
+
+_HEAD_BYTES = 2048
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_SER_MAGIC = b"II\x97\x01"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_CONVERT = "convert it to TIFF (e.g. with Fiji) and open the TIFF"
+
+
+class MissingFileError(UnsupportedFileError, FileNotFoundError):
+    """The path does not exist (both an UnsupportedFileError and a FileNotFoundError)."""
+
+
+def _is_dm(head: bytes) -> bool:
+    if len(head) < 16:
+        return False
+    version = int.from_bytes(head[:4], "big")
+    order_at = 8 if version == 3 else 12
+    return version in (3, 4) and int.from_bytes(head[order_at : order_at + 4], "big") in (0, 1)
+
+
+def _is_mrc(head: bytes) -> bool:
+    from ._mrc import looks_like_mrc
+
+    return looks_like_mrc(head)
+
+
+def _is_hdf5(head: bytes) -> bool:
+    # HDF5 may follow a user block of 512, 1024 or 2048... bytes
+    return any(head[o : o + 8] == _HDF5_MAGIC for o in (0, 512, 1024))
+
+
+def _is_emi(path: Path) -> bool:
+    from ._tia import companion_ser
+
+    ser = companion_ser(path)
+    return ser.is_file() and _head(ser)[:4] == _SER_MAGIC
+
+
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(_HEAD_BYTES)
+
+
+def _content_ok(ext: str, head: bytes, path: Path) -> bool:
+    """Do the first bytes look like the format the extension promises?"""
+    checks = {
+        "TIFF": lambda: head[:4] in TIFF_MAGICS,
+        "MRC": lambda: _is_mrc(head),
+        "DM3": lambda: _is_dm(head),
+        "DM4": lambda: _is_dm(head),
+        "EMD (HDF5)": lambda: _is_hdf5(head),
+        "TIA EMI": lambda: _is_emi(path),
+        "TIA SER": lambda: head[:4] == _SER_MAGIC,
+        "PNG": lambda: head[:8] == _PNG_MAGIC,
+        "JPEG": lambda: head[:3] == _JPEG_MAGIC,
+    }
+    return checks[_READERS[ext][0]]()
+
+
+def _sniff(head: bytes) -> str | None:
+    """Name the format the bytes really are, to suggest a fix."""
+    if head[:4] in TIFF_MAGICS:
+        return ".tif"
+    if _is_hdf5(head):
+        return ".emd"
+    if head[:8] == _PNG_MAGIC:
+        return ".png"
+    if head[:3] == _JPEG_MAGIC:
+        return ".jpg"
+    if head[:4] == _SER_MAGIC:
+        return ".ser"
+    if _is_dm(head):
+        return ".dm3" if head[3] == 3 else ".dm4"
+    return None
+
+
+def can_read(path: str | os.PathLike) -> bool:
+    """Whether :func:`read` can open ``path`` (extension and magic bytes only).
+
+    Never raises and never reads pixel data.
+    """
+    try:
+        path = Path(path)
+        ext = path.suffix.lower()
+        if ext not in _READERS or not path.is_file():
+            return False
+        return _content_ok(ext, _head(path), path)
+    except Exception:
+        return False
+
+
+def _check_path(path: Path) -> str:
+    """Return the extension, or raise the one-line error for a bad path."""
+    if not path.exists():
+        raise MissingFileError(
+            one_line(f"cannot read '{path}': file does not exist — check the path and name")
+        )
+    if path.is_dir():
+        raise unsupported(path, "it is a folder, not a file", "choose an image file inside it")
+    ext = path.suffix.lower()
+    if ext not in _READERS:
+        listed = ", ".join(SUPPORTED_EXTENSIONS)
+        raise unsupported(path, f"unknown extension '{ext}'; supported: {listed}", _CONVERT)
+    if path.stat().st_size == 0:
+        raise unsupported(path, "file is empty (0 bytes)", "copy the file again")
+    return ext
+
+
+def _check_content(path: Path, ext: str) -> None:
+    head = _head(path)
+    if _content_ok(ext, head, path):
+        return
+    name = _READERS[ext][0]
+    if ext == ".emi":
+        problem = f"its pixel file '{path.stem}_1.ser' is missing or not a TIA .ser file"
+        raise unsupported(path, problem, "keep the .emi and its _1.ser file in the same folder")
+    actual = _sniff(head)
+    if actual is not None and actual != ext:
+        raise unsupported(
+            path, f"content is not {name} but looks like '{actual}'", f"rename it to {actual}"
+        )
+    raise unsupported(
+        path, f"content is not a valid {name} file (wrong or truncated header)", _CONVERT
+    )
+
+
+def read(path: str | os.PathLike) -> EMImage:
+    """Open an EM image or stack lazily.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        File with one of :data:`SUPPORTED_EXTENSIONS`.
+
+    Returns
+    -------
+    EMImage
+        Dask-backed pixels with axes, scale (nm) and units.
+
+    Raises
+    ------
+    UnsupportedFileError
+        With a one-line message (file, problem, what to do) for a missing,
+        unknown, empty, corrupt or truncated file. A missing path raises
+        :class:`MissingFileError`, which is also a FileNotFoundError.
+    """
+    path = Path(path)
+    ext = _check_path(path)
+    _check_content(path, ext)
+    name, module, function = _READERS[ext]
+    reader = getattr(importlib.import_module(f"{__name__}.{module}"), function)
+    try:
+        return reader(path)
+    except UnsupportedFileError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:  # any parser failure is a bad file, not a crash
+        problem = f"{name} file is corrupt or truncated ({type(exc).__name__}: {exc})"
+        raise unsupported(path, problem, _CONVERT) from exc
+
+
+__all__ = [
+    "SUPPORTED_EXTENSIONS",
+    "EMImage",
+    "MissingFileError",
+    "UnsupportedFileError",
+    "can_read",
+    "read",
+    "write_tiff",
+]
