@@ -95,8 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (UserError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        # ValueError covers io.UnsupportedFileError and the backend's input checks.
+    except (UserError, ValueError, OSError) as exc:
+        # ValueError covers io.UnsupportedFileError and the backend's input checks;
+        # OSError covers missing, unreadable and refused (existing) files.
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"em-restore: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR

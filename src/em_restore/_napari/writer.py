@@ -13,12 +13,14 @@ def write_image(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
 
     napari's save dialog has already asked the user about replacing an
     existing file, so an existing path is overwritten, except the file the
-    layer was read from: raw data is never replaced.
+    layer was read from: raw data is never replaced. That refusal is a
+    ``FileExistsError`` rather than a ``ValueError`` because napari reads a
+    writer's ``ValueError`` as "not my format" and would hide the message.
     """
     ours = (meta.get("metadata") or {}).get("em_restore", {})
     source = ours.get("source")
     if source and Path(source).resolve() == Path(path).resolve():
-        raise ValueError(
+        raise FileExistsError(
             f"refusing to overwrite the raw file {path!r} the layer was read from; "
             "choose another file name"
         )
