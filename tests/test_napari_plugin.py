@@ -80,7 +80,7 @@ def test_writer_refuses_to_overwrite_the_raw_file(make_napari_viewer, tmp_path):
     io.write_tiff(raw, np.ones((8, 8), np.float32), pixel_size_nm=0.5)
     before = raw.read_bytes()
     viewer = make_napari_viewer()
-    (layer,) = viewer.open(str(raw), plugin=PLUGIN)
+    assert len(viewer.open(str(raw), plugin=PLUGIN)) == 1
     with pytest.raises(FileExistsError, match="overwrite the raw file"):
         viewer.layers.save(str(raw), selected=False, plugin=PLUGIN)
     assert raw.read_bytes() == before
