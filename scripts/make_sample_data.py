@@ -40,9 +40,7 @@ def nanoparticles(out: Path, rng: np.random.Generator) -> dict:
     high = sim.AcquisitionConfig.high_dose_tem(dose=1000.0)
     _write(out, "nanoparticles_clean.tif", clean.astype(np.float32), pixel_nm)
     _write(out, "nanoparticles_5e.tif", sim.simulate_acquisition(clean, low, rng=rng), pixel_nm)
-    _write(
-        out, "nanoparticles_1000e.tif", sim.simulate_acquisition(clean, high, rng=rng), pixel_nm
-    )
+    _write(out, "nanoparticles_1000e.tif", sim.simulate_acquisition(clean, high, rng=rng), pixel_nm)
     truth = {
         "pixel_size_nm": pixel_nm,
         "particles": [

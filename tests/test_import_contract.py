@@ -55,8 +55,7 @@ def _modules_loaded_after_import(modules: list[str]) -> set[str]:
 
 def test_importing_every_backend_module_loads_no_gui_package():
     modules = [
-        m.name
-        for m in pkgutil.walk_packages(em_restore.backend.__path__, "em_restore.backend.")
+        m.name for m in pkgutil.walk_packages(em_restore.backend.__path__, "em_restore.backend.")
     ]
     loaded = _modules_loaded_after_import(["em_restore.backend", *modules])
     assert not loaded & GUI_PACKAGES

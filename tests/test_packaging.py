@@ -60,9 +60,7 @@ def test_wheel_carries_manifest_and_validates_in_a_fresh_venv(tmp_path):
     venv.create(env_dir, with_pip=True, clear=True)
     bindir = env_dir / "bin"
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
-    subprocess.run(
-        [str(bindir / "pip"), "install", "-q", "npe2"], check=True, env=env, timeout=600
-    )
+    subprocess.run([str(bindir / "pip"), "install", "-q", "npe2"], check=True, env=env, timeout=600)
     subprocess.run(
         [str(bindir / "pip"), "install", "-q", "--no-deps", str(wheel)],
         check=True,
