@@ -1,0 +1,219 @@
+"""Argument checking shared by :mod:`em_restore.backend.psf` and ``backend.simulate``.
+
+Every public function validates its inputs with these helpers so that errors are
+uniform: a :class:`ValueError` whose message names the parameter, shows the value
+received and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["as_rng"]
+
+
+def _short(value: Any) -> str:
+    """repr() of a value, shortened for error messages."""
+    if isinstance(value, np.ndarray):
+        return f"array of shape {value.shape} and dtype {value.dtype}"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def as_rng(rng: int | np.random.Generator | None) -> np.random.Generator:
+    """Normalise a seed into a :class:`numpy.random.Generator`.
+
+    Parameters
+    ----------
+    rng : None, int or numpy.random.Generator
+        ``None`` draws fresh OS entropy (not reproducible); a non-negative int seeds
+        a new PCG64 generator; a Generator is returned unchanged (it is consumed
+        by the caller, so successive calls with the same Generator differ).
+
+    Returns
+    -------
+    numpy.random.Generator
+
+    Raises
+    ------
+    ValueError
+        If ``rng`` is of any other type (``numpy.random.RandomState``, float, bool...)
+        or a negative int.
+
+    Examples
+    --------
+    >>> g = as_rng(0)
+    >>> as_rng(g) is g
+    True
+    >>> float(as_rng(0).random()) == float(as_rng(0).random())
+    True
+    """
+    if rng is None:
+        return np.random.default_rng()
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool | np.bool_):
+        if int(rng) < 0:
+            raise ValueError(f"rng must be a non-negative seed; got {rng}. Use e.g. rng=0.")
+        return np.random.default_rng(int(rng))
+    raise ValueError(
+        f"rng must be None, a non-negative int or a numpy.random.Generator; got "
+        f"{type(rng).__name__} {_short(rng)}. Pass rng=np.random.default_rng(seed)."
+    )
+
+
+def check_real(
+    value: Any,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    hint: str = "",
+) -> float:
+    """A finite real scalar within [low, high] (open ends on request), as float."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+            value = value.item()
+        else:
+            raise ValueError(f"{name} must be a real number; got {_short(value)}. {hint}".rstrip())
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite; got {v}. {hint}".rstrip())
+    bad = (low is not None and (v <= low if low_open else v < low)) or (
+        high is not None and (v >= high if high_open else v > high)
+    )
+    if bad:
+        lo = "" if low is None else ("(" if low_open else "[") + f"{low:g}"
+        hi = "" if high is None else f"{high:g}" + (")" if high_open else "]")
+        if low is None:
+            rng_txt = f"<{'' if high_open else '='} {high:g}"
+        elif high is None:
+            rng_txt = f">{'' if low_open else '='} {low:g}"
+        else:
+            rng_txt = f"in {lo}, {hi}"
+        raise ValueError(f"{name} must be {rng_txt}; got {v:g}. {hint}".rstrip())
+    return v
+
+
+def check_int(
+    value: Any, name: str, *, low: int | None = None, high: int | None = None, hint: str = ""
+) -> int:
+    """An integer (Python or numpy, not bool) within [low, high]."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+        if isinstance(value, numbers.Real) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise ValueError(f"{name} must be an integer; got {_short(value)}. {hint}".rstrip())
+    v = int(value)
+    if (low is not None and v < low) or (high is not None and v > high):
+        if high is None:
+            rng_txt = f">= {low}"
+        elif low is None:
+            rng_txt = f"<= {high}"
+        else:
+            rng_txt = f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be {rng_txt}; got {v}. {hint}".rstrip())
+    return v
+
+
+def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+    """One of a few strings."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(
+            f"{name} must be one of {', '.join(repr(c) for c in choices)}; got {_short(value)}."
+        )
+    return value
+
+
+def check_shape(shape: Any, name: str = "shape", *, min_size: int = 2) -> tuple[int, int]:
+    """A 2-D (rows, cols) shape with each side >= min_size."""
+    if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
+        shape = (shape, shape)
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        dims = None
+    if dims is None or len(dims) != 2:
+        raise ValueError(
+            f"{name} must be a (rows, cols) pair of ints; got {_short(shape)}. "
+            f"Pass e.g. {name}=(256, 256)."
+        )
+    out = tuple(
+        check_int(d, f"{name}[{i}]", low=min_size, hint=f"Use {name} of at least {min_size} px.")
+        for i, d in enumerate(dims)
+    )
+    return out  # type: ignore[return-value]
+
+
+def check_pair(value: Any, name: str, *, low: float | None = None, low_open: bool = False):
+    """A scalar (broadcast to a pair) or a pair of finite reals."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        value = (value, value)
+    try:
+        items = tuple(value)
+    except TypeError:
+        items = ()
+    if len(items) != 2:
+        raise ValueError(f"{name} must be a number or a pair of numbers; got {_short(value)}.")
+    return tuple(
+        check_real(v, f"{name}[{i}]", low=low, low_open=low_open) for i, v in enumerate(items)
+    )
+
+
+def check_image(
+    image: Any,
+    name: str = "image",
+    *,
+    min_ndim: int = 2,
+    max_ndim: int | None = None,
+    min_size: int = 1,
+    nonnegative: bool = False,
+    keep_float32: bool = False,
+) -> np.ndarray:
+    """A finite real array with >= min_ndim axes, returned as float64.
+
+    ``keep_float32`` keeps float32 input in float32; everything else becomes float64.
+    The input is never modified; the result may share memory with it (treat as
+    read-only).
+    """
+    arr = np.asarray(image)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(
+            f"{name} must be a real numeric array; got dtype {arr.dtype}. "
+            f"Convert with np.asarray({name}, dtype=float)."
+        )
+    if arr.ndim < min_ndim or (max_ndim is not None and arr.ndim > max_ndim):
+        want = f"{min_ndim}" if max_ndim == min_ndim else f"at least {min_ndim}"
+        if max_ndim is not None and max_ndim != min_ndim:
+            want = f"{min_ndim} to {max_ndim}"
+        raise ValueError(
+            f"{name} must have {want} dimensions (..., rows, cols); got shape {arr.shape}. "
+            f"Pass a 2-D image{' or a stack of images' if max_ndim != 2 else ''}."
+        )
+    if any(s < min_size for s in arr.shape[-2:]):
+        raise ValueError(
+            f"{name} must be at least {min_size}x{min_size} pixels; got shape {arr.shape}."
+        )
+    if keep_float32 and arr.dtype == np.float32:
+        out = arr
+    else:
+        out = arr.astype(np.float64, copy=False)
+    if out.dtype.kind == "f" and not np.isfinite(out).all():
+        n_bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
+        raise ValueError(
+            f"{name} contains {n_bad} NaN or infinite value(s). "
+            f"Replace them first, e.g. np.nan_to_num({name})."
+        )
+    if nonnegative and out.size and out.min() < 0:
+        raise ValueError(
+            f"{name} must be >= 0 everywhere; got minimum {out.min():g}. "
+            f"Clip with np.clip({name}, 0, None) or rescale."
+        )
+    return out
