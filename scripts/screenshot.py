@@ -32,7 +32,6 @@ def sample_side_by_side() -> Path:
     viewer.grid.enabled = True
     viewer.grid.shape = (1, 2)
     viewer.scale_bar.visible = True
-    viewer.scale_bar.unit = "nm"
     viewer.reset_view()
     _settle(viewer)
     path = OUT / "napari_nanoparticles_sample.png"
