@@ -84,3 +84,15 @@ def test_writer_refuses_to_overwrite_the_raw_file(make_napari_viewer, tmp_path):
     with pytest.raises(FileExistsError, match="overwrite the raw file"):
         viewer.layers.save(str(raw), selected=False, plugin=PLUGIN)
     assert raw.read_bytes() == before
+
+
+def test_reader_keeps_rgb_png_as_rgb_layer(tmp_path):
+    import imageio.v3 as iio
+
+    rgb = np.random.default_rng(1).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    path = tmp_path / "export.png"
+    iio.imwrite(path, rgb)
+    ((data, kwargs, kind),) = get_reader(str(path))(str(path))
+    assert kind == "image" and kwargs["rgb"] is True
+    assert len(kwargs["scale"]) == 2
+    np.testing.assert_array_equal(np.asarray(data), rgb)
