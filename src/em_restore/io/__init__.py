@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ._image import EMImage, UnsupportedFileError, one_line, unsupported
 from ._tiff import TIFF_MAGICS, write_tiff
+from ._zarr import write_zarr
 
 SUPPORTED_EXTENSIONS = [
     ".tif",
@@ -31,6 +32,7 @@ SUPPORTED_EXTENSIONS = [
     ".png",
     ".jpg",
     ".jpeg",
+    ".zarr",
 ]
 
 # extension -> (format name, private module, reader function); modules are
@@ -135,6 +137,8 @@ def can_read(path: str | os.PathLike) -> bool:
     try:
         path = Path(path)
         ext = path.suffix.lower()
+        if ext == ".zarr":
+            return path.is_dir() and any((path / n).exists() for n in ("zarr.json", ".zgroup"))
         if ext not in _READERS or not path.is_file():
             return False
         return _content_ok(ext, _head(path), path)
@@ -198,6 +202,10 @@ def read(path: str | os.PathLike) -> EMImage:
         :class:`MissingFileError`, which is also a FileNotFoundError.
     """
     path = Path(path)
+    if path.suffix.lower() == ".zarr" and path.is_dir():
+        from ._zarr import read_zarr
+
+        return read_zarr(path)
     ext = _check_path(path)
     _check_content(path, ext)
     name, module, function = _READERS[ext]
@@ -221,4 +229,5 @@ __all__ = [
     "can_read",
     "read",
     "write_tiff",
+    "write_zarr",
 ]

@@ -1,0 +1,127 @@
+"""Zarr stores for results: chunked, written chunk by chunk, OME-Zarr-style metadata.
+
+Layout: a group whose ``"0"`` array holds the pixels, with NGFF 0.4
+``multiscales`` attributes (axes and their scale, so OME-Zarr viewers place it
+correctly) and our own ``"em_restore"`` attribute (axes, scale, units, metadata)
+that :func:`read_zarr` restores exactly. Written to a temporary folder and
+renamed into place, so a failed write never leaves a store that looks complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+from ._image import EMImage, jsonable, unsupported
+from ._tiff import _check_axes, _pixel_sizes, _scales
+
+_NGFF_TYPES = {"t": "time", "z": "space", "y": "space", "x": "space", "c": "channel"}
+_NGFF_UNITS = {"nm": "nanometer", "s": "second"}
+
+
+def write_zarr(
+    path: str | os.PathLike,
+    data: Any,
+    *,
+    pixel_size_nm: float | tuple[float, float] | None = None,
+    unit: str = "nm",
+    axes: str = "yx",
+    metadata: dict | None = None,
+    overwrite: bool = False,
+    frame_interval: float | None = None,
+) -> Path:
+    """Write an image or stack to a zarr store (same arguments as ``write_tiff``).
+
+    Dask arrays are written chunk by chunk (one frame per chunk), never
+    gathered in memory.
+    """
+    import zarr
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"'{path}' already exists; choose another name or pass overwrite=True to replace it"
+        )
+    _check_axes(axes, data.ndim)
+    sizes = _pixel_sizes(pixel_size_nm)
+    scale, units = _scales(axes, sizes, unit, frame_interval)
+    array = data if isinstance(data, da.Array) else da.from_array(np.asarray(data))
+    frame_ndim = 3 if axes.endswith("c") else 2
+    array = array.rechunk((1,) * (array.ndim - frame_ndim) + array.shape[-frame_ndim:])
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        group = zarr.open_group(str(tmp), mode="w")
+        group.attrs["multiscales"] = [_ngff(axes, scale, units)]
+        group.attrs["em_restore"] = {
+            "version": 1,
+            "axes": axes,
+            "scale": scale,
+            "units": units,
+            "original_pixel_size": list(sizes) if sizes else [1.0, 1.0],
+            "original_unit": unit if sizes else "pixel",
+            "metadata": jsonable(metadata or {}),
+        }
+        target = group.create_array(
+            "0", shape=array.shape, chunks=array.chunksize, dtype=array.dtype
+        )
+        da.store(array, target, lock=False)
+        if path.exists():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _ngff(axes: str, scale: list, units: list) -> dict:
+    ngff_axes = []
+    for letter, unit in zip(axes, units, strict=True):
+        entry = {"name": letter, "type": _NGFF_TYPES.get(letter, "space")}
+        if unit in _NGFF_UNITS:
+            entry["unit"] = _NGFF_UNITS[unit]
+        ngff_axes.append(entry)
+    return {
+        "version": "0.4",
+        "axes": ngff_axes,
+        "datasets": [
+            {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}
+        ],
+    }
+
+
+def read_zarr(path: str | os.PathLike) -> EMImage:
+    """Open a store written by :func:`write_zarr` (or a plain NGFF image) lazily."""
+    import zarr
+
+    path = Path(path)
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        array = group["0"]
+    except Exception as exc:
+        raise unsupported(
+            path, f"not a zarr image store ({type(exc).__name__})", "write it with em-restore"
+        ) from exc
+    ours = dict(group.attrs.get("em_restore", {}))
+    data = da.from_zarr(array)
+    if ours.get("axes") and len(ours["axes"]) == data.ndim:
+        axes, scale, units = ours["axes"], ours["scale"], ours["units"]
+    else:
+        axes = ("tzyx"[-data.ndim :]) if data.ndim <= 4 else None
+        if axes is None:
+            raise unsupported(path, f"{data.ndim}-D data", "save at most 4-D (t, z, y, x)")
+        scale, units = [1.0] * data.ndim, ["pixel"] * data.ndim
+    metadata = {
+        "format": "zarr",
+        "source": str(path),
+        "original_pixel_size": ours.get("original_pixel_size", [1.0, 1.0]),
+        "original_unit": ours.get("original_unit", "pixel"),
+        **ours.get("metadata", {}),
+    }
+    return EMImage(data, axes, tuple(scale), tuple(units), metadata)
