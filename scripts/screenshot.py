@@ -14,6 +14,8 @@ from pathlib import Path
 import napari
 from qtpy.QtWidgets import QApplication
 
+from em_restore._napari._layers import viewer_grid
+
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
 
 
@@ -29,8 +31,9 @@ def sample_side_by_side() -> Path:
     viewer.open_sample("napari-em-restore", "nanoparticles")
     for layer in viewer.layers:
         layer.visible = True
-    viewer.grid.enabled = True
-    viewer.grid.shape = (1, 2)
+    grid = viewer_grid(viewer)
+    grid.enabled = True
+    grid.shape = (1, 2)
     viewer.scale_bar.visible = True
     viewer.reset_view()
     _settle(viewer)

@@ -35,6 +35,128 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress_printer(enabled: bool):
+    """Consume a backend generator, drawing its Progress events on stderr."""
+
+    def drive(gen):
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                if enabled:
+                    print(file=sys.stderr)
+                return stop.value
+            if enabled and getattr(event, "total", 0):
+                width = 30
+                filled = int(width * event.done / event.total)
+                bar = "#" * filled + "-" * (width - filled)
+                print(
+                    f"\r[{bar}] {event.done}/{event.total} {event.message[:40]:<40}",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+    return drive
+
+
+def _check_output(input_path: str | Path, output: str | Path, overwrite: bool) -> Path:
+    out = Path(output)
+    if out.resolve() == Path(input_path).resolve():
+        raise UserError(
+            f"output {str(out)!r} is the input file; raw data is never overwritten — "
+            "choose another output name"
+        )
+    if out.exists() and not overwrite:
+        raise UserError(f"output {str(out)!r} already exists; pass --overwrite to replace it")
+    if out.suffix.lower() not in {".tif", ".tiff", ".zarr"}:
+        raise UserError(
+            f"output {str(out)!r} has extension {out.suffix!r}; use .tif, .tiff or .zarr"
+        )
+    return out
+
+
+def _greyscale(image: Any, path: str) -> None:
+    if "c" in image.axes:
+        raise UserError(
+            f"{path!r} is an RGB/RGBA image; EM restoration works on greyscale data — "
+            "convert it to greyscale (e.g. in Fiji: Image > Type > 32-bit) and retry"
+        )
+
+
+def _write_result(out: Path, data: Any, image: Any, metadata: dict[str, Any]) -> None:
+    from em_restore import io
+
+    axes = image.axes
+    if out.suffix.lower() == ".zarr":
+        io.write_zarr(
+            out,
+            data,
+            pixel_size_nm=image.pixel_size,
+            unit=image.spatial_unit,
+            axes=axes,
+            metadata=metadata,
+            overwrite=True,
+        )
+        return
+    frame_interval = None
+    if axes[0] == "t" and image.units[0] == "s":
+        frame_interval = image.scale[0]
+    io.write_tiff(
+        out,
+        data,
+        pixel_size_nm=image.pixel_size,
+        unit=image.spatial_unit,
+        axes=axes,
+        metadata=metadata,
+        overwrite=True,
+        frame_interval=frame_interval,
+    )
+
+
+def _denoise(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from em_restore import io
+    from em_restore.backend import denoise as backend
+
+    if args.method not in backend.METHODS:
+        raise UserError(
+            f"unknown --method {args.method!r}; choose one of {', '.join(backend.METHODS)}"
+        )
+    out = _check_output(args.input, args.output, args.overwrite)
+    image = io.read(args.input)
+    _greyscale(image, args.input)
+    params = None
+    if args.strength is not None:
+        if args.method not in backend.STRENGTH_PARAM:
+            raise UserError(
+                f"--strength is not used by method {args.method!r}; "
+                f"it applies to {', '.join(backend.STRENGTH_PARAM)}"
+            )
+        params = {backend.STRENGTH_PARAM[args.method]: args.strength}
+    lead = image.data.shape[:-2]
+    frame = np.asarray(image.data[tuple(n // 2 for n in lead)])
+    drive = _progress_printer(not args.quiet and sys.stderr.isatty())
+    plan = drive(
+        backend.iter_plan_denoise(frame, args.method, modality=args.modality, params=params)
+    )
+    restored = drive(backend.iter_denoise(image.data, plan))
+    metadata = {
+        "operation": "denoise",
+        "input": str(args.input),
+        "denoise": plan.to_metadata(),
+        "em_restore_version": __version__,
+    }
+    _write_result(out, restored.astype(np.float32, copy=False), image, metadata)
+    if not args.quiet:
+        shown = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in plan.params.items()
+        )
+        print(f"denoised {args.input} with {plan.method} ({shown}) -> {out}")
+    return 0
+
+
 def describe(image: Any, path: str | Path) -> dict[str, Any]:
     """Plain-dict summary of an :class:`em_restore.io.EMImage` (no pixels read)."""
     py, px = image.pixel_size
@@ -73,8 +195,15 @@ def format_summary(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit status 2) like every user error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="em-restore",
         description="Restore electron-microscopy images (headless twin of the napari plugin).",
     )
@@ -86,6 +215,36 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("file", help="TIFF, MRC, DM3/DM4, EMD, TIA (.emi/.ser), PNG or JPEG")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     info.set_defaults(func=_info)
+
+    den = sub.add_parser(
+        "denoise",
+        help="denoise an image or stack (automatic by default)",
+        description="Denoise an image or stack. Without --method the recommended automatic "
+        "method is used: 'classical' picks a method and its strength by self-supervised "
+        "calibration on the image itself (no tuning).",
+    )
+    den.add_argument("input", help="input file (any format `info` reads)")
+    den.add_argument("-o", "--output", required=True, help="output .tif/.tiff (float32) or .zarr")
+    den.add_argument(
+        "--method",
+        default="classical",
+        help="classical (default: automatic choice), gaussian, median, nlm, tv, wavelet, bm3d",
+    )
+    den.add_argument(
+        "--modality",
+        choices=("tem", "stem", "sem"),
+        default=None,
+        help="helps the noise model: STEM/SEM noise is checked for scan correlation",
+    )
+    den.add_argument(
+        "--strength",
+        type=float,
+        default=None,
+        help="fix the method's strength instead of calibrating it",
+    )
+    den.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    den.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    den.set_defaults(func=_denoise)
     return parser
 
 

@@ -63,3 +63,63 @@ def _napari_unit(unit: str) -> str | None:
         "pixel": "pixel",
         "frame": "pixel",
     }.get(unit, "pixel")
+
+
+def current_frame_index(layer: Any, world_point: Any) -> tuple[int, ...]:
+    """Index of the leading (non-yx) axes of ``layer`` shown at ``world_point``."""
+    n_lead = layer.data.ndim - (3 if getattr(layer, "rgb", False) else 2)
+    if n_lead <= 0:
+        return ()
+    data_point = np.asarray(layer.world_to_data(world_point), dtype=float)
+    lead = data_point[-(n_lead + 2) : -2] if data_point.size >= n_lead + 2 else data_point[:n_lead]
+    shape = layer.data.shape[:n_lead]
+    return tuple(int(np.clip(round(v), 0, n - 1)) for v, n in zip(lead, shape, strict=True))
+
+
+def result_layer_kwargs(source: Any, name: str, em_restore_metadata: dict[str, Any]) -> dict:
+    """kwargs for a result layer that sits exactly on its source: same scale, units,
+    translate and axis labels, with the source's metadata and our parameters."""
+    src_meta = dict(source.metadata.get("em_restore", {}))
+    kwargs: dict[str, Any] = {
+        "name": name,
+        "scale": tuple(source.scale),
+        "translate": tuple(source.translate),
+        "metadata": {
+            "em_restore": {
+                **{k: v for k, v in src_meta.items() if k in {"axes", "scale", "units"}},
+                "source_layer": source.name,
+                "source": src_meta.get("source"),
+                **em_restore_metadata,
+            }
+        },
+    }
+    for attr in ("units", "axis_labels"):
+        value = getattr(source, attr, None)
+        if value is not None:
+            kwargs[attr] = tuple(str(v) for v in value)
+    return kwargs
+
+
+def viewer_grid(viewer: Any) -> Any:
+    """The viewer's grid settings (``viewer.canvas.grid`` since napari 0.9)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
+
+
+def show_side_by_side(viewer: Any, raw: Any, result: Any) -> None:
+    """Raw and result alone, side by side in a linked grid, contrast linked."""
+    for layer in viewer.layers:
+        layer.visible = layer is raw or layer is result
+    grid = viewer_grid(viewer)
+    grid.enabled = True
+    grid.shape = (1, 2)
+    grid.stride = 1
+    if getattr(result, "contrast_limits", None) is not None and not raw.rgb:
+        result.contrast_limits = raw.contrast_limits
+
+        def _link(event: Any) -> None:
+            if result in viewer.layers:
+                result.contrast_limits = raw.contrast_limits
+
+        raw.events.contrast_limits.connect(_link)
+    viewer.reset_view()

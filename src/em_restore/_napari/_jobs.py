@@ -1,0 +1,98 @@
+"""Run a backend generator in a napari thread worker, with progress and cancel.
+
+Every long job of the plugin (denoise, deconvolve, burst, train) goes through
+:class:`Job`: the backend yields ``Progress(done, total, message)`` events;
+the worker forwards them; on the main thread they drive a napari progress bar
+(shown in the activity dock) and a status label. ``Job.cancel`` asks the worker
+to stop at its next yield. Errors become napari notifications, never crashes.
+Workers never touch layers: inputs are resolved before the job starts, and the
+result is handed to an ``on_done`` callback on the main thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any
+
+from napari.qt.threading import GeneratorWorker, thread_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info
+
+
+class Job:
+    """One background job: a generator function run in a napari worker."""
+
+    def __init__(
+        self,
+        name: str,
+        work: Callable[[], Generator[Any, None, Any]],
+        *,
+        on_done: Callable[[Any], None],
+        on_status: Callable[[str], None] = lambda _: None,
+        on_finished: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.name = name
+        self.cancelled = False
+        self._on_done = on_done
+        self._on_status = on_status
+        self._on_finished = on_finished
+        self._pbar: progress | None = None
+        self.worker: GeneratorWorker = thread_worker(work, start_thread=False)()
+        self.worker.yielded.connect(self._progressed)
+        self.worker.returned.connect(self._returned)
+        self.worker.errored.connect(self._errored)
+        self.worker.finished.connect(self._finished)
+
+    def start(self) -> Job:
+        self._pbar = progress(total=0, desc=self.name)
+        self._on_status(f"{self.name}: starting")
+        self.worker.start()
+        return self
+
+    def cancel(self) -> None:
+        """Ask the worker to stop at its next yield; nothing is added to the viewer."""
+        self.cancelled = True
+        self.worker.quit()
+
+    @property
+    def running(self) -> bool:
+        return self.worker.is_running
+
+    def _progressed(self, event: Any) -> None:
+        if self.cancelled or self._pbar is None:
+            return  # a progress event still queued behind cancel/finish: stale
+        done, total = getattr(event, "done", None), getattr(event, "total", None)
+        message = getattr(event, "message", "")
+        pbar = self._pbar  # updating it may process events, and _finished clears it
+        if pbar is not None and done is not None and total:
+            if pbar.total != total:
+                pbar.total = total
+                pbar.n = 0
+            pbar.set_description(f"{self.name}: {message}")
+            pbar.update(max(done - pbar.n, 0))
+        if total:
+            self._on_status(f"{self.name}: {message} ({done}/{total})")
+
+    def _returned(self, result: Any) -> None:
+        if self.cancelled:
+            return
+        try:
+            self._on_done(result)
+        except Exception as exc:
+            show_error(f"{self.name} failed while adding its result: {exc}")
+            return
+        self._on_status(f"{self.name}: done")
+
+    def _errored(self, exc: BaseException) -> None:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        show_error(f"{self.name} failed: {message}")
+        self._on_status(f"{self.name}: failed — {message}")
+
+    def _finished(self) -> None:
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        if self.cancelled:
+            show_info(f"{self.name} cancelled; nothing was added")
+            self._on_status(f"{self.name}: cancelled")
+        self._on_finished()

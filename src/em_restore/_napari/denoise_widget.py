@@ -1,0 +1,236 @@
+"""Denoise dock widget: pick a layer and a method, preview one frame, run the stack.
+
+Thin by design: the work is :mod:`em_restore.backend.denoise`
+(``iter_plan_denoise`` then ``iter_denoise``), run by :class:`._jobs.Job` in a
+napari thread worker. The raw layer is never modified; the result is a new
+layer beside it with the plan (method, parameters, noise model) in metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton
+
+from em_restore import __version__
+from em_restore._napari._jobs import Job
+from em_restore._napari._layers import (
+    current_frame_index,
+    result_layer_kwargs,
+    show_side_by_side,
+)
+from em_restore.backend import denoise as backend
+
+if TYPE_CHECKING:
+    import napari
+
+MODALITIES = ("auto", "tem", "stem", "sem")
+
+
+class DenoiseWidget(Container):
+    """Automatic classical denoising of an image layer, in the background."""
+
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.job: Job | None = None
+        self.last_result: Any = None
+        self.last_preview: Any = None
+
+        self.layer_combo = ComboBox(label="image", choices=self._image_layers, nullable=True)
+        self.method_combo = ComboBox(
+            label="method", choices=list(backend.METHODS), value="classical"
+        )
+        self.modality_combo = ComboBox(label="modality", choices=list(MODALITIES), value="auto")
+        self.auto_strength = CheckBox(text="automatic strength", value=True)
+        self.strength = FloatSpinBox(
+            label="strength", value=1.0, min=0.01, max=100.0, step=0.1, enabled=False
+        )
+        self.preview_button = PushButton(text="Preview frame")
+        self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.compare_button = PushButton(text="Side by side", enabled=False)
+        self.status = Label(value="")
+        self.extend(
+            [
+                self.layer_combo,
+                self.method_combo,
+                self.modality_combo,
+                self.auto_strength,
+                self.strength,
+                self.preview_button,
+                self.run_button,
+                self.cancel_button,
+                self.compare_button,
+                self.status,
+            ]
+        )
+        self.method_combo.changed.connect(self._method_changed)
+        self.auto_strength.changed.connect(self._method_changed)
+        self.preview_button.changed.connect(self.preview)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.compare_button.changed.connect(self.side_by_side)
+        for event in ("inserted", "removed", "reordered"):
+            getattr(self.viewer.layers.events, event).connect(self._refresh_layers)
+        self._method_changed()
+
+    # ---------------------------------------------------------------- choices
+    def _image_layers(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        from napari.layers import Image
+
+        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
+
+    def _refresh_layers(self, _event: Any = None) -> None:
+        self.layer_combo.reset_choices()
+
+    def _method_changed(self, _value: Any = None) -> None:
+        method = self.method_combo.value
+        has_strength = method in backend.STRENGTH_PARAM
+        self.auto_strength.enabled = has_strength
+        self.strength.enabled = has_strength and not self.auto_strength.value
+        if has_strength:
+            self.strength.label = backend.STRENGTH_PARAM[method]
+
+    # ---------------------------------------------------------------- inputs
+    def _request(self) -> dict[str, Any] | None:
+        """The user's choices, checked on the main thread; None (and a message) if invalid."""
+        from napari.utils.notifications import show_warning
+
+        layer = self.layer_combo.value
+        if layer is None:
+            show_warning("Denoise: no image layer selected; open or select an image first")
+            return None
+        if layer.rgb:
+            show_warning(
+                f"Denoise: layer {layer.name!r} is RGB; EM images are greyscale — "
+                "convert it to greyscale first"
+            )
+            return None
+        method = self.method_combo.value
+        params = None
+        if method in backend.STRENGTH_PARAM and not self.auto_strength.value:
+            params = {backend.STRENGTH_PARAM[method]: float(self.strength.value)}
+        modality = None if self.modality_combo.value == "auto" else self.modality_combo.value
+        index = current_frame_index(layer, self.viewer.dims.point)
+        return {
+            "layer": layer,
+            "data": layer.data,  # the array object only; pixels are read in the worker
+            "frame_index": index,
+            "method": method,
+            "modality": modality,
+            "params": params,
+        }
+
+    # ---------------------------------------------------------------- actions
+    def preview(self, _value: Any = None) -> Job | None:
+        """Denoise the frame on screen and show it as a preview layer."""
+        request = self._request()
+        if request is None:
+            return None
+
+        def work() -> Generator[Any, None, Any]:
+            frame = np.asarray(request["data"][request["frame_index"]])
+            plan = yield from backend.iter_plan_denoise(
+                frame,
+                request["method"],
+                modality=request["modality"],
+                params=request["params"],
+            )
+            return plan, backend.apply_plan(frame, plan)
+
+        def done(result: tuple[Any, np.ndarray]) -> None:
+            plan, restored = result
+            self._add_preview(request, plan, restored)
+
+        return self._start("Denoise preview", work, done)
+
+    def run(self, _value: Any = None) -> Job | None:
+        """Denoise the whole layer (every frame) and add the result beside it."""
+        request = self._request()
+        if request is None:
+            return None
+
+        def work() -> Generator[Any, None, Any]:
+            frame = np.asarray(request["data"][request["frame_index"]])
+            plan = yield from backend.iter_plan_denoise(
+                frame,
+                request["method"],
+                modality=request["modality"],
+                params=request["params"],
+            )
+            restored = yield from backend.iter_denoise(request["data"], plan)
+            return plan, restored
+
+        def done(result: tuple[Any, np.ndarray]) -> None:
+            plan, restored = result
+            self._add_result(request, plan, restored)
+
+        return self._start("Denoise", work, done)
+
+    def cancel(self, _value: Any = None) -> None:
+        if self.job is not None and self.job.running:
+            self.job.cancel()
+
+    def side_by_side(self, _value: Any = None) -> None:
+        if self.last_result is None or self.last_result[1] not in self.viewer.layers:
+            return
+        raw, result = self.last_result
+        show_side_by_side(self.viewer, raw, result)
+
+    # ---------------------------------------------------------------- helpers
+    def _start(self, name: str, work: Any, done: Any) -> Job | None:
+        if self.job is not None and self.job.running:
+            from napari.utils.notifications import show_warning
+
+            show_warning(f"{self.job.name} is still running; cancel it or wait")
+            return None
+        self._set_running(True)
+        self.job = Job(
+            name,
+            work,
+            on_done=done,
+            on_status=self._set_status,
+            on_finished=lambda: self._set_running(False),
+        ).start()
+        return self.job
+
+    def _set_running(self, running: bool) -> None:
+        self.preview_button.enabled = not running
+        self.run_button.enabled = not running
+        self.cancel_button.enabled = running
+
+    def _set_status(self, text: str) -> None:
+        self.status.value = text
+
+    def _metadata(self, request: dict[str, Any], plan: Any, **extra: Any) -> dict[str, Any]:
+        return {
+            "operation": "denoise",
+            "denoise": plan.to_metadata(),
+            "em_restore_version": __version__,
+            **extra,
+        }
+
+    def _add_preview(self, request: dict[str, Any], plan: Any, restored: np.ndarray) -> None:
+        source = request["layer"]
+        name = f"{source.name} preview ({plan.method})"
+        kwargs = result_layer_kwargs(
+            source, name, self._metadata(request, plan, frame_index=list(request["frame_index"]))
+        )
+        n_lead = len(request["frame_index"])
+        for key in ("scale", "translate", "units", "axis_labels"):
+            if key in kwargs:
+                kwargs[key] = kwargs[key][n_lead:]
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        self.last_preview = self.viewer.add_image(restored, **kwargs)
+
+    def _add_result(self, request: dict[str, Any], plan: Any, restored: np.ndarray) -> None:
+        source = request["layer"]
+        name = f"{source.name} denoised ({plan.method})"
+        kwargs = result_layer_kwargs(source, name, self._metadata(request, plan))
+        layer = self.viewer.add_image(restored, **kwargs)
+        self.last_result = (source, layer)
+        self.compare_button.enabled = True

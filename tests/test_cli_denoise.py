@@ -1,0 +1,99 @@
+"""`em-restore denoise`: files in, calibrated float32 files out, user errors as one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from em_restore import io
+from em_restore.backend import denoise as backend
+from em_restore.backend.simulate import AcquisitionConfig, nanoparticles, simulate_acquisition
+from em_restore.cli import build_parser, main
+
+
+@pytest.fixture
+def noisy_file(tmp_path):
+    clean, _ = nanoparticles((96, 96), pixel_size_nm=1.0, diameters_nm=(12, 24), rng=5)
+    noisy, truth = simulate_acquisition(
+        clean, AcquisitionConfig.low_dose_tem(dose=10.0), rng=1, return_expected=True
+    )
+    path = tmp_path / "raw.tif"
+    io.write_tiff(path, noisy, pixel_size_nm=0.42)
+    return path, truth
+
+
+def _psnr(x, ref):
+    return 10 * np.log10(np.ptp(ref) ** 2 / np.mean((np.asarray(x, float) - ref) ** 2))
+
+
+def test_denoise_default_is_automatic_and_keeps_calibration(noisy_file, tmp_path, capsys):
+    path, truth = noisy_file
+    before = path.read_bytes()
+    out = tmp_path / "out.tif"
+    assert main(["denoise", str(path), "-o", str(out)]) == 0
+    assert "denoised" in capsys.readouterr().out
+    result = io.read(out)
+    assert result.data.dtype == np.float32
+    assert result.pixel_size == pytest.approx((0.42, 0.42))
+    assert result.metadata["denoise"]["requested"] == "classical"
+    noisy = io.read(path).data.compute()
+    assert _psnr(result.data.compute(), truth) > _psnr(noisy, truth) + 3
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("method", ["gaussian", "median", "wavelet"])
+def test_denoise_named_methods_and_zarr(noisy_file, tmp_path, method):
+    path, _ = noisy_file
+    out = tmp_path / f"{method}.zarr"
+    assert main(["denoise", str(path), "-o", str(out), "--method", method, "-q"]) == 0
+    result = io.read(out)
+    assert result.metadata["denoise"]["method"] == method
+    json.dumps(result.metadata)
+
+
+def test_help_lists_every_backend_method():
+    text = build_parser()._subparsers._group_actions[0].choices["denoise"].format_help()
+    for method in backend.METHODS:
+        assert method in text
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--method", "magic"], "unknown --method"),
+        (["--method", "bm3d", "--strength", "-"], None),
+    ],
+)
+def test_bad_options(noisy_file, tmp_path, capsys, extra, expected):
+    path, _ = noisy_file
+    if expected is None:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["denoise", str(path), "-o", str(tmp_path / "o.tif"), *extra])
+        assert exit_info.value.code == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+        return
+    assert main(["denoise", str(path), "-o", str(tmp_path / "o.tif"), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and "\n" not in err
+
+
+def test_refuses_to_overwrite_input_or_existing_output(noisy_file, tmp_path, capsys):
+    path, _ = noisy_file
+    assert main(["denoise", str(path), "-o", str(path)]) == 2
+    assert "raw data is never overwritten" in capsys.readouterr().err
+    existing = tmp_path / "exists.tif"
+    existing.write_bytes(b"keep")
+    assert main(["denoise", str(path), "-o", str(existing)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert existing.read_bytes() == b"keep"
+
+
+def test_rgb_input_is_a_clear_error(tmp_path, capsys):
+    import imageio.v3 as iio
+
+    path = tmp_path / "photo.png"
+    iio.imwrite(path, np.zeros((16, 16, 3), np.uint8))
+    assert main(["denoise", str(path), "-o", str(tmp_path / "o.tif")]) == 2
+    assert "greyscale" in capsys.readouterr().err

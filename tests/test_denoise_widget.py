@@ -1,0 +1,128 @@
+"""The denoise widget in a real napari viewer: preview, run, cancel, compare."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from em_restore._napari._layers import viewer_grid
+from em_restore.backend.simulate import AcquisitionConfig, nanoparticles, simulate_acquisition
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def noisy_stack():
+    clean, _ = nanoparticles((96, 96), pixel_size_nm=1.0, diameters_nm=(12, 24), rng=3)
+    config = AcquisitionConfig.low_dose_tem(dose=10.0)
+    frames = [simulate_acquisition(clean, config, rng=s) for s in range(3)]
+    truth = simulate_acquisition(clean, config, rng=0, return_expected=True)[1]
+    return np.stack(frames), truth
+
+
+def _widget(viewer):
+    from em_restore._napari.denoise_widget import DenoiseWidget
+
+    widget = DenoiseWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    return widget
+
+
+def _wait(qtbot, job, timeout=120_000):
+    with qtbot.waitSignal(job.worker.finished, timeout=timeout):
+        pass
+
+
+def _psnr(x, ref):
+    mse = np.mean((np.asarray(x, float) - ref) ** 2)
+    return 10 * np.log10(np.ptp(ref) ** 2 / mse)
+
+
+def test_widget_is_contributed_by_the_manifest(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-em-restore", "Denoise")
+    assert type(widget).__name__ == "DenoiseWidget"
+
+
+def test_run_adds_result_beside_raw_with_metadata(make_napari_viewer, qtbot, noisy_stack):
+    stack, truth = noisy_stack
+    viewer = make_napari_viewer()
+    raw = viewer.add_image(stack, name="raw", scale=(1.0, 0.5, 0.5), translate=(0, 3, 4))
+    digest = hashlib.sha256(raw.data.tobytes()).hexdigest()
+    widget = _widget(viewer)
+    widget.layer_combo.value = raw
+    widget.method_combo.value = "gaussian"
+
+    job = widget.run()
+    _wait(qtbot, job)
+
+    result = viewer.layers["raw denoised (gaussian)"]
+    assert result.data.shape == stack.shape and result.data.dtype == np.float32
+    np.testing.assert_allclose(result.scale, raw.scale)
+    np.testing.assert_allclose(result.translate, raw.translate)
+    meta = result.metadata["em_restore"]
+    assert meta["operation"] == "denoise" and meta["source_layer"] == "raw"
+    assert meta["denoise"]["method"] == "gaussian"
+    json.dumps(meta)  # reproducible: everything is plain JSON
+    assert hashlib.sha256(raw.data.tobytes()).hexdigest() == digest  # raw never modified
+    assert _psnr(result.data[0], truth) > _psnr(stack[0], truth) + 3
+
+    widget.side_by_side()
+    assert viewer_grid(viewer).enabled
+    assert [layer.visible for layer in viewer.layers] == [True, True]
+    raw.contrast_limits = (1.0, 9.0)
+    assert tuple(result.contrast_limits) == (1.0, 9.0)
+
+
+def test_preview_denoises_the_current_frame_only(make_napari_viewer, qtbot, noisy_stack):
+    stack, truth = noisy_stack
+    viewer = make_napari_viewer()
+    raw = viewer.add_image(stack, name="raw")
+    viewer.dims.set_current_step(0, 2)
+    widget = _widget(viewer)
+    widget.layer_combo.value = raw
+    widget.method_combo.value = "classical"
+
+    job = widget.preview()
+    _wait(qtbot, job)
+
+    preview = widget.last_preview
+    assert preview.name.startswith("raw preview (")
+    assert preview.data.shape == stack.shape[1:]
+    assert preview.metadata["em_restore"]["frame_index"] == [2]
+    assert _psnr(preview.data, truth) > _psnr(stack[2], truth) + 3
+
+
+def test_cancel_adds_nothing_and_keeps_viewer_usable(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    stack = np.random.default_rng(0).poisson(5.0, (40, 128, 128)).astype(np.uint16)
+    raw = viewer.add_image(stack, name="raw")
+    widget = _widget(viewer)
+    widget.layer_combo.value = raw
+    widget.method_combo.value = "nlm"
+
+    job = widget.run()
+    with qtbot.waitSignal(job.worker.yielded, timeout=60_000):
+        pass
+    assert widget.cancel_button.enabled
+    widget.cancel()
+    _wait(qtbot, job)
+    assert [layer.name for layer in viewer.layers] == ["raw"]
+    assert widget.run_button.enabled and not widget.cancel_button.enabled
+    assert "cancelled" in widget.status.value
+
+
+def test_rgb_layer_is_refused_with_a_message(make_napari_viewer, monkeypatch):
+    viewer = make_napari_viewer()
+    rgb = viewer.add_image(np.zeros((16, 16, 3), np.uint8), rgb=True, name="photo")
+    widget = _widget(viewer)
+    widget.layer_combo.value = rgb
+    messages = []
+    monkeypatch.setattr(
+        "napari.utils.notifications.show_warning", lambda message: messages.append(message)
+    )
+    assert widget.run() is None
+    assert messages and "greyscale" in messages[0]
