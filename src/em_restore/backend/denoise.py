@@ -88,6 +88,7 @@ from typing import Any
 import numpy as np
 import scipy.ndimage as ndi
 
+from . import filters
 from ._args import _short, as_rng, check_choice, check_image
 from .bm3d import bm3d as _bm3d
 from .bm3d import support_radius as _bm3d_support_radius
@@ -120,12 +121,6 @@ TV_TOLERANCE = 1e-4
 _DESPIKE_SIZE = 3
 _DESPIKE_THRESHOLD = 5.0
 _MIN_SIDE = 8
-
-
-def _filters():
-    from . import filters
-
-    return filters
 
 
 #: The parameter that sets each method's strength (what ``--strength`` sets); the same
@@ -351,7 +346,7 @@ def _filter_kwargs(method: str, params: dict) -> dict:
 
 
 def _run_filter(method: str, z: np.ndarray, kwargs: dict, kernel, origin=(0, 0)) -> np.ndarray:
-    flt = _filters()
+    flt = filters
     if method == "gaussian":
         return flt.gaussian(z, **kwargs)
     if method == "median":
@@ -370,7 +365,7 @@ def _halo(method: str, params: dict) -> int | None:
     if method == "bm3d":
         radius = _bm3d_support_radius(**kwargs)
     else:
-        radius = _filters().support_radius(method, **kwargs)
+        radius = filters.support_radius(method, **kwargs)
     if radius is None:
         return None
     despike = _DESPIKE_SIZE // 2 if params.get("despike") else 0
@@ -396,7 +391,7 @@ def _from_work(z: np.ndarray, plan: DenoisePlan) -> np.ndarray:
 def _despike(z: np.ndarray, params: dict) -> np.ndarray:
     if not params.get("despike"):
         return z
-    return _filters().remove_spikes(
+    return filters.remove_spikes(
         z,
         threshold=float(params.get("spike_threshold", _DESPIKE_THRESHOLD)),
         sigma=float(params["sigma"]),
@@ -763,15 +758,18 @@ def iter_plan_denoise(
         ``"gaussian"``, ``"median"``, ``"nlm"``, ``"tv"``, ``"wavelet"``, ``"bm3d"``
         (its strength is calibrated unless given in ``params``).
     modality : {"tem", "stem", "sem"}, optional
-        Passed to :func:`~em_restore.backend.noise.estimate_noise`; ``"tem"`` also
+        Passed to :func:`~em_restore.backend.noise.estimate_noise`. ``"tem"`` also
         turns on spike / dead-pixel removal (with ``None`` it is on when the frame
-        has outliers and the noise is not correlated).
+        has outliers and the noise is not correlated); for anything but ``"tem"``
+        scan-line offsets are measured and, when significant, the calibration uses
+        whole-row blind spots.
     noise : NoiseModel or dict, optional
         Skip noise estimation and use this model (a dict from ``NoiseModel.to_dict``).
     params : dict, optional
         Method parameters (e.g. ``{"h": 0.8}`` for NLM). Giving the strength
-        parameter (:data:`STRENGTH_PARAM`) skips calibration. Also
-        ``despike`` (bool) and ``spike_threshold`` (in noise s.d.).
+        parameter (:data:`STRENGTH_PARAM`) skips calibration. Also ``sigma`` (noise
+        s.d. in the working domain; default 1 after the VST, else from the noise
+        model), ``despike`` (bool) and ``spike_threshold`` (in noise s.d.).
     rng : int, Generator or None
         Reserved for randomised calibration; the present calibration is
         deterministic (crops by structure, fixed lattices).
@@ -814,7 +812,7 @@ def iter_plan_denoise(
     spikes = np.zeros(z.shape, dtype=bool)
     if despike:
         common["spike_threshold"] = float(user.get("spike_threshold", _DESPIKE_THRESHOLD))
-        z, spikes = _filters().remove_spikes(
+        z, spikes = filters.remove_spikes(
             z,
             threshold=common["spike_threshold"],
             sigma=sigma,
@@ -975,7 +973,7 @@ def _wants_despike(z: np.ndarray, modality, noise, sigma: float) -> bool:
         return True
     if modality is not None or noise.is_correlated():
         return False
-    _, mask = _filters().remove_spikes(
+    _, mask = filters.remove_spikes(
         z, threshold=_DESPIKE_THRESHOLD, sigma=sigma, size=_DESPIKE_SIZE, return_mask=True
     )
     return bool(np.any(mask))
