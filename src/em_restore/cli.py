@@ -85,32 +85,20 @@ def _greyscale(image: Any, path: str) -> None:
 
 
 def _write_result(out: Path, data: Any, image: Any, metadata: dict[str, Any]) -> None:
+    """Write a result with the input's calibration (frame interval included)."""
     from em_restore import io
 
-    axes = image.axes
-    if out.suffix.lower() == ".zarr":
-        io.write_zarr(
-            out,
-            data,
-            pixel_size_nm=image.pixel_size,
-            unit=image.spatial_unit,
-            axes=axes,
-            metadata=metadata,
-            overwrite=True,
-        )
-        return
-    frame_interval = None
-    if axes[0] == "t" and image.units[0] == "s":
-        frame_interval = image.scale[0]
-    io.write_tiff(
+    write = io.write_zarr if out.suffix.lower() == ".zarr" else io.write_tiff
+    timed = image.axes[0] == "t" and image.units[0] == "s"
+    write(
         out,
         data,
         pixel_size_nm=image.pixel_size,
         unit=image.spatial_unit,
-        axes=axes,
+        axes=image.axes,
         metadata=metadata,
         overwrite=True,
-        frame_interval=frame_interval,
+        frame_interval=image.scale[0] if timed else None,
     )
 
 

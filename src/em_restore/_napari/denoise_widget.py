@@ -29,6 +29,15 @@ if TYPE_CHECKING:
 MODALITIES = ("auto", "tem", "stem", "sem")
 
 
+def _plan_on_frame(request: dict[str, Any]) -> Generator[Any, None, tuple[np.ndarray, Any]]:
+    """In the worker: read the chosen frame and plan the denoising on it."""
+    frame = np.asarray(request["data"][request["frame_index"]])
+    plan = yield from backend.iter_plan_denoise(
+        frame, request["method"], modality=request["modality"], params=request["params"]
+    )
+    return frame, plan
+
+
 class DenoiseWidget(Container):
     """Automatic classical denoising of an image layer, in the background."""
 
@@ -132,13 +141,7 @@ class DenoiseWidget(Container):
             return None
 
         def work() -> Generator[Any, None, Any]:
-            frame = np.asarray(request["data"][request["frame_index"]])
-            plan = yield from backend.iter_plan_denoise(
-                frame,
-                request["method"],
-                modality=request["modality"],
-                params=request["params"],
-            )
+            frame, plan = yield from _plan_on_frame(request)
             return plan, backend.apply_plan(frame, plan)
 
         def done(result: tuple[Any, np.ndarray]) -> None:
@@ -154,13 +157,7 @@ class DenoiseWidget(Container):
             return None
 
         def work() -> Generator[Any, None, Any]:
-            frame = np.asarray(request["data"][request["frame_index"]])
-            plan = yield from backend.iter_plan_denoise(
-                frame,
-                request["method"],
-                modality=request["modality"],
-                params=request["params"],
-            )
+            _frame, plan = yield from _plan_on_frame(request)
             restored = yield from backend.iter_denoise(request["data"], plan)
             return plan, restored
 
