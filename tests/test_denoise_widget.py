@@ -60,6 +60,7 @@ def test_run_adds_result_beside_raw_with_metadata(make_napari_viewer, qtbot, noi
     _wait(qtbot, job)
 
     result = viewer.layers["raw denoised (gaussian)"]
+    assert widget.status.value == "Denoise: done"
     assert result.data.shape == stack.shape and result.data.dtype == np.float32
     np.testing.assert_allclose(result.scale, raw.scale)
     np.testing.assert_allclose(result.translate, raw.translate)

@@ -33,6 +33,7 @@ class Job:
     ) -> None:
         self.name = name
         self.cancelled = False
+        self._settled = False  # a result or an error has arrived: later progress is stale
         self._on_done = on_done
         self._on_status = on_status
         self._on_finished = on_finished
@@ -59,21 +60,24 @@ class Job:
         return self.worker.is_running
 
     def _progressed(self, event: Any) -> None:
-        if self.cancelled or self._pbar is None:
-            return  # a progress event still queued behind cancel/finish: stale
+        if self.cancelled or self._settled or self._pbar is None:
+            return  # a progress event still queued behind cancel/result/finish: stale
         done, total = getattr(event, "done", None), getattr(event, "total", None)
         message = getattr(event, "message", "")
-        pbar = self._pbar  # updating it may process events, and _finished clears it
-        if pbar is not None and done is not None and total:
-            if pbar.total != total:
-                pbar.total = total
-                pbar.n = 0
-            pbar.set_description(f"{self.name}: {message}")
-            pbar.update(max(done - pbar.n, 0))
-        if total:
-            self._on_status(f"{self.name}: {message} ({done}/{total})")
+        if not total or done is None:
+            return
+        # Status first: updating the progress bar may process queued events
+        # re-entrantly (the result, the end), which must have the last word.
+        self._on_status(f"{self.name}: {message} ({done}/{total})")
+        pbar = self._pbar
+        if pbar.total != total:
+            pbar.total = total
+            pbar.n = 0
+        pbar.set_description(f"{self.name}: {message}")
+        pbar.update(max(done - pbar.n, 0))
 
     def _returned(self, result: Any) -> None:
+        self._settled = True
         if self.cancelled:
             return
         try:
@@ -84,6 +88,7 @@ class Job:
         self._on_status(f"{self.name}: done")
 
     def _errored(self, exc: BaseException) -> None:
+        self._settled = True
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         show_error(f"{self.name} failed: {message}")
         self._on_status(f"{self.name}: failed — {message}")
