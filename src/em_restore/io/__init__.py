@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from ._image import EMImage, UnsupportedFileError, one_line, unsupported
+from ._modality import guess_modality
 from ._tiff import TIFF_MAGICS, write_tiff
 from ._zarr import write_zarr
 
@@ -227,6 +228,7 @@ __all__ = [
     "MissingFileError",
     "UnsupportedFileError",
     "can_read",
+    "guess_modality",
     "read",
     "write_tiff",
     "write_zarr",
