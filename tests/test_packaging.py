@@ -50,6 +50,9 @@ def test_wheel_carries_manifest_and_validates_in_a_fresh_venv(tmp_path):
     assert "em_restore/napari.yaml" in names
     assert "em_restore/sample_data/README.md" in names
     assert "em_restore/sample_data/nanoparticles_5e.tif" in names
+    assert "em_restore/weights/defaults.json" in names
+    assert "em_restore/weights/em-denoise-fast/model.safetensors" in names
+    assert "em_restore/weights/em-denoise-fast/config.json" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "em_restore:napari.yaml" in zipfile.ZipFile(wheel).read(entry_points).decode()
 

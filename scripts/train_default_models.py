@@ -1,0 +1,123 @@
+"""Train the bundled default denoiser (and the reference U-Net) on the simulator only.
+
+Reproducible: fixed seeds, deterministic algorithms, on the CPU by default (the
+path that reproduces the shipped weights bit for bit on the same torch build and
+thread count; a GPU run, ``--device cuda``, trains the same recipe faster but
+not bit-identically). Every pair of images comes from
+``em_restore.backend.simulate``; no third-party image is used.
+
+Models (``--which``):
+
+* ``fast`` → ``em-denoise-fast``: :class:`FastDenoiser`, TEM + STEM + SEM, doses
+  0.5–1000 e⁻/px; written into the package (``src/em_restore/weights``) and made
+  the default for every modality;
+* ``reference`` → ``unet-resnet18``: the low-dose TEM paper's U-Net with a
+  ResNet-18 encoder, **same recipe** (data, steps, batch, loss, schedule); written
+  to ``build/models`` (56 MB: not shipped), used by ``benchmarks/bench_models.py``.
+
+Run from the repository root::
+
+    .venv/bin/python scripts/train_default_models.py --which fast reference
+
+The recipe, time, hardware and validation curve are stored in each model's
+``config.json`` (``training``); the model cards in ``docs/models/`` quote them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from em_restore.backend.models import ModelConfig, TrainConfig, save_model, train
+from em_restore.backend.models.nets import network_params
+from em_restore.backend.models.training import TrainStep, Validation
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_WEIGHTS = ROOT / "src" / "em_restore" / "weights"
+REFERENCE_DIR = ROOT / "build" / "models"
+
+RECIPE = dict(steps=4000, batch=8, patch=96, pool=2048, val_images=32, val_every=250, seed=20261121)
+
+MODELS = {
+    "fast": dict(
+        name="em-denoise-fast",
+        folder=PACKAGE_WEIGHTS / "em-denoise-fast",
+        architecture="fast_denoiser",
+        description=(
+            "Default denoiser for TEM, STEM and SEM, 0.5-1000 e-/px: pixel-unshuffle U-Net, "
+            "about 1 M parameters, trained on the em-restore simulator only."
+        ),
+    ),
+    "reference": dict(
+        name="unet-resnet18",
+        folder=REFERENCE_DIR / "unet-resnet18",
+        architecture="unet_resnet18",
+        description=(
+            "Reference: U-Net with a ResNet-18 encoder (the low-dose TEM paper's network), "
+            "same training recipe as em-denoise-fast. Not shipped (56 MB)."
+        ),
+    ),
+}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--which", nargs="+", choices=sorted(MODELS), default=["fast"])
+    ap.add_argument("--device", default="cpu", help="cpu (reproducible), cuda, mps or auto")
+    ap.add_argument("--steps", type=int, default=RECIPE["steps"])
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads (part of the recipe)")
+    ap.add_argument("--out", type=Path, default=None, help="write every model under this folder")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    for key in args.which:
+        spec = MODELS[key]
+        cfg = TrainConfig(architecture=spec["architecture"], **{**RECIPE, "steps": args.steps})
+        t0 = time.perf_counter()
+
+        def show(event, t0=t0, key=key):
+            if isinstance(event, Validation):
+                flag = " *" if event.best else ""
+                print(
+                    f"[{key}] step {event.step:5d}/{event.total}  val L1 {event.loss:.5f}  "
+                    f"PSNR {event.psnr:6.2f} dB  {time.perf_counter() - t0:7.0f} s{flag}",
+                    flush=True,
+                )
+            elif isinstance(event, TrainStep) and event.step % 50 == 0:
+                print(f"[{key}] step {event.step:5d} loss {event.loss:.5f}", end="\r", flush=True)
+
+        result = train(
+            cfg,
+            log=lambda m, key=key: print(f"[{key}] {m}", flush=True),
+            on_event=show,
+            device=args.device,
+        )
+        record = result.record(cfg)
+        record["device"] = args.device
+        config = ModelConfig(
+            name=spec["name"],
+            architecture=spec["architecture"],
+            arch_params=network_params(result.net),
+            normalisation=cfg.normalisation,
+            modalities=("tem", "stem", "sem"),
+            description=spec["description"],
+            training=record,
+        )
+        folder = (args.out / spec["folder"].name) if args.out else spec["folder"]
+        save_model(folder, result.net, config, overwrite=True)
+        print(
+            f"[{key}] saved {folder} (best step {result.best_step}, val PSNR "
+            f"{result.best_psnr:.2f} dB, {result.seconds:.0f} s)"
+        )
+    if "fast" in args.which and args.out is None:
+        defaults = {m: MODELS["fast"]["name"] for m in ("tem", "stem", "sem")}
+        (PACKAGE_WEIGHTS / "defaults.json").write_text(json.dumps(defaults, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

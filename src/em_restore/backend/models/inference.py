@@ -1,0 +1,404 @@
+"""Inference: any image size, stacks and lazy arrays, tiles blended without seams.
+
+Pipeline for one 2-D frame ``x`` (:func:`predict_frame`):
+
+1. **Normalise** with the model's rule, computed on the *whole frame* (never per
+   tile, so tiles agree): ``xn = (x - p_low) / (p_high - p_low)`` with the frame's
+   ``low``/``high`` percentiles (config ``normalisation``; scale 1 for a flat frame).
+2. **Pad** by reflection to a multiple of the network's stride (odd sizes welcome).
+3. **Predict** the whole padded frame in one pass when its larger side is at most
+   ``tile``; otherwise in ``tile``² tiles placed on a grid aligned to the stride and
+   overlapping by ``overlap`` px, in batches of ``batch``. Each tile's output is
+   weighted by a separable window that is 0 within ``overlap // 4`` px of an interior
+   tile edge (where zero padding differs from the real neighbours), rises as
+   ``sin²`` across the rest of the overlap and is 1 elsewhere and along the image
+   border; the weights of two neighbours sum to 1 across their overlap, and the
+   result is ``Σ w·y / Σ w``. Tiled and whole-image predictions agree to < 1e-3 of
+   the data range on a trained model (tested at 2048² in 256² tiles).
+4. **Undo** the normalisation and crop the padding.
+
+Runs under :func:`torch.inference_mode`, in float32, channels-last on CPU; the
+device is chosen by :func:`select_device` (CUDA, then Apple MPS, then CPU).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator, Iterator
+from typing import Any
+
+import numpy as np
+
+from ..denoise import Progress
+
+__all__ = [
+    "blend_window",
+    "iter_predict",
+    "normalisation_of",
+    "predict",
+    "predict_frame",
+    "predict_lazy",
+    "select_device",
+    "tile_grid",
+]
+
+DEFAULT_TILE = 512
+DEFAULT_OVERLAP = 96
+DEFAULT_BATCH = 4
+
+
+def select_device(device: Any = None):
+    """``None``/``"auto"``: CUDA, else Apple MPS, else CPU; otherwise ``torch.device(device)``."""
+    import torch
+
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device must be 'auto', 'cpu', 'cuda' or 'mps'; got {device!r}."
+        ) from None
+
+
+def normalisation_of(frame: np.ndarray, rule: dict) -> tuple[float, float]:
+    """``(offset, scale)`` of a frame under a model's normalisation rule.
+
+    Examples
+    --------
+    >>> normalisation_of(np.arange(101.0), {"kind": "percentile", "low": 1.0, "high": 99.0})
+    (1.0, 98.0)
+    >>> normalisation_of(np.full((4, 4), 7.0), {"kind": "percentile", "low": 1.0, "high": 99.0})
+    (7.0, 1.0)
+    """
+    lo, hi = np.percentile(frame, [rule["low"], rule["high"]])
+    lo, hi = float(lo), float(hi)
+    scale = hi - lo
+    if not math.isfinite(scale) or scale <= 0:
+        scale = 1.0
+    return lo, scale
+
+
+def _starts(n: int, tile: int, step: int) -> list[int]:
+    if n <= tile:
+        return [0]
+    starts = list(range(0, n - tile, step))
+    starts.append(n - tile)
+    return starts
+
+
+def tile_grid(shape: tuple[int, int], tile: int, overlap: int) -> list[tuple[int, int]]:
+    """Top-left corners of ``tile``² tiles covering ``shape`` with at least ``overlap`` px.
+
+    Examples
+    --------
+    >>> tile_grid((512, 300), 256, 64)
+    [(0, 0), (0, 44), (192, 0), (192, 44), (256, 0), (256, 44)]
+    """
+    step = tile - overlap
+    return [(y, x) for y in _starts(shape[0], tile, step) for x in _starts(shape[1], tile, step)]
+
+
+def _ramp(n: int, overlap: int, lead: bool, trail: bool) -> np.ndarray:
+    """1-D window: zero margin, sin² rise across the overlap at interior sides, else 1."""
+    w = np.ones(n, dtype=np.float64)
+    if overlap == 0:
+        return w
+    margin = overlap // 4
+    rise = overlap - 2 * margin
+    d = np.arange(n, dtype=np.float64)
+    prof = np.where(
+        d < margin, 0.0, np.sin(0.5 * np.pi * np.clip((d - margin + 0.5) / rise, 0, 1)) ** 2
+    )
+    if lead:
+        w *= prof
+    if trail:
+        w *= prof[::-1]
+    return w
+
+
+def blend_window(tile: int, overlap: int, sides: tuple[bool, bool, bool, bool]) -> np.ndarray:
+    """Separable weight of one tile; ``sides`` = (top, bottom, left, right) has a neighbour.
+
+    Examples
+    --------
+    >>> w = blend_window(64, 32, (False, True, False, False))
+    >>> float(w[0, 0]), float(w[-1, 0]), float(w[-9, 5]) > 0
+    (1.0, 0.0, True)
+    """
+    top, bottom, left, right = sides
+    return np.outer(_ramp(tile, overlap, top, bottom), _ramp(tile, overlap, left, right))
+
+
+def _check_frame_args(tile: int, overlap: int, stride: int, batch: int) -> None:
+    if not (isinstance(tile, int) and tile >= stride and tile % stride == 0):
+        raise ValueError(f"tile must be a positive multiple of {stride}; got {tile!r}.")
+    if not (isinstance(overlap, int) and 0 <= overlap < tile and overlap % stride == 0):
+        raise ValueError(
+            f"overlap must be a multiple of {stride} smaller than tile ({tile}); got {overlap!r}."
+        )
+    if not (isinstance(batch, int) and batch >= 1):
+        raise ValueError(f"batch must be a positive integer; got {batch!r}.")
+
+
+def _run(model, batch_np: np.ndarray) -> np.ndarray:
+    import torch
+
+    x = torch.from_numpy(batch_np[:, None]).to(model.device)
+    if model.device.type == "cpu":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        y = model.net(x)
+    return y[:, 0].float().cpu().numpy()
+
+
+def _iter_frame(
+    model, frame: np.ndarray, tile: int, overlap: int, batch: int
+) -> Iterator[tuple[int, int, np.ndarray | None]]:
+    """Yields (done, total, None) per batch of tiles, then (total, total, result)."""
+    stride = int(model.net.stride)
+    _check_frame_args(tile, overlap, stride, batch)
+    x = np.asarray(frame, dtype=np.float64)
+    h, w = x.shape
+    lo, scale = normalisation_of(x, model.config.normalisation)
+    xn = ((x - lo) / scale).astype(np.float32)
+    ph, pw = -h % stride, -w % stride
+    if ph or pw:
+        mode = "reflect" if min(h, w) > max(ph, pw) else "symmetric"
+        xn = np.pad(xn, ((0, ph), (0, pw)), mode=mode)
+    H, W = xn.shape
+    if max(H, W) <= tile:
+        y = _run(model, xn[None])[0]
+        yield 1, 1, None
+    else:
+        t = tile
+        grid = tile_grid((H, W), t, overlap)
+        acc = np.zeros((H, W), dtype=np.float64)
+        wsum = np.zeros((H, W), dtype=np.float64)
+        total = math.ceil(len(grid) / batch)
+        for b in range(total):
+            corners = grid[b * batch : (b + 1) * batch]
+            th, tw = min(t, H), min(t, W)
+            out = _run(model, np.stack([xn[y0 : y0 + th, x0 : x0 + tw] for y0, x0 in corners]))
+            for (y0, x0), o in zip(corners, out, strict=True):
+                sides = (y0 > 0, y0 + th < H, x0 > 0, x0 + tw < W)
+                wt = blend_window(t, overlap, sides)[:th, :tw]
+                acc[y0 : y0 + th, x0 : x0 + tw] += wt * o
+                wsum[y0 : y0 + th, x0 : x0 + tw] += wt
+            yield b + 1, total, None
+        y = acc / wsum
+    result = (np.asarray(y[:h, :w], dtype=np.float64) * scale + lo).astype(np.float32)
+    yield -1, -1, result
+
+
+def _frame_units(shape: tuple[int, int], stride: int, tile: int, overlap: int, batch: int) -> int:
+    H = shape[0] + (-shape[0] % stride)
+    W = shape[1] + (-shape[1] % stride)
+    if max(H, W) <= tile:
+        return 1
+    return math.ceil(len(tile_grid((H, W), tile, overlap)) / batch)
+
+
+def predict_frame(
+    model,
+    frame,
+    *,
+    tile: int = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+    batch: int = DEFAULT_BATCH,
+) -> np.ndarray:
+    """Restore one 2-D frame (any size, >= 2×2): float32 in the input's units.
+
+    Examples
+    --------
+    >>> from em_restore.backend.models import load_model
+    >>> model = load_model("em-denoise-fast", device="cpu")
+    >>> predict_frame(model, np.full((37, 50), 100.0)).shape
+    (37, 50)
+    """
+    x = _as_frame(frame)
+    outputs = [r for *_, r in _iter_frame(model, x, tile, overlap, batch) if r is not None]
+    return outputs[-1]
+
+
+def _as_frame(frame) -> np.ndarray:
+    x = np.asarray(frame.compute() if hasattr(frame, "compute") else frame)
+    if x.ndim != 2 or min(x.shape) < 2:
+        raise ValueError(f"frame must be a 2-D image of at least 2×2 pixels; got shape {x.shape}.")
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"frame must be real numbers; got dtype {x.dtype}.")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("frame holds NaN or infinite values; replace them (e.g. np.nan_to_num).")
+    return x
+
+
+def iter_predict(
+    model,
+    array,
+    *,
+    tile: int = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+    batch: int = DEFAULT_BATCH,
+) -> Generator[Progress, None, np.ndarray]:
+    """Restore every 2-D frame of ``array`` (numpy or dask, any leading axes).
+
+    A generator: yields :class:`~em_restore.backend.denoise.Progress` after every
+    batch of tiles (stop it between yields to cancel) and returns the float32
+    result. Dask input is read one frame at a time; the input is never modified.
+    """
+    shape = tuple(int(s) for s in array.shape)
+    if len(shape) < 2 or min(shape[-2:]) < 2:
+        raise ValueError(f"array must have at least 2 axes of >= 2 pixels; got shape {shape}.")
+    lead = shape[:-2]
+    stride = int(model.net.stride)
+    _check_frame_args(tile, overlap, stride, batch)
+    per = _frame_units(shape[-2:], stride, tile, overlap, batch)
+    total = per * int(np.prod(lead, dtype=np.int64))
+    out = np.empty(shape, dtype=np.float32)
+    yield Progress(0, total, f"restoring with {model.name}")
+    done = 0
+    for idx in np.ndindex(*lead):
+        frame = _as_frame(array[idx] if idx else array)
+        for k, _n, result in _iter_frame(model, frame, tile, overlap, batch):
+            if result is not None:
+                out[idx] = result
+            else:
+                where = f"frame {idx} " if idx else ""
+                yield Progress(done + k, total, f"{where}tiles {k}/{per}")
+        done += per
+    return out
+
+
+def predict(model, array, **kw) -> np.ndarray:
+    """:func:`iter_predict` run to the end."""
+    gen = iter_predict(model, array, **kw)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def predict_lazy(
+    model,
+    array,
+    *,
+    tile: int = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+    batch: int = DEFAULT_BATCH,
+):
+    """A dask array restoring ``array`` frame by frame when computed (float32).
+
+    Frames are rechunked whole (normalisation is per frame); leading axes keep one
+    frame per chunk. Nothing is computed here.
+    """
+    import dask.array as da
+
+    if not isinstance(array, da.Array):
+        array = da.asarray(array)
+    if array.ndim < 2:
+        raise ValueError(f"array must have at least 2 axes; got shape {array.shape}.")
+    _check_frame_args(tile, overlap, int(model.net.stride), batch)
+    chunks = (1,) * (array.ndim - 2) + (-1, -1)
+    array = array.rechunk(chunks)
+
+    def block(data: np.ndarray) -> np.ndarray:
+        out = np.empty(data.shape, dtype=np.float32)
+        for idx in np.ndindex(*data.shape[:-2]):
+            out[idx] = predict_frame(model, data[idx], tile=tile, overlap=overlap, batch=batch)
+        return out
+
+    return da.map_blocks(
+        block, array, dtype=np.float32, meta=np.empty((0,) * array.ndim, np.float32)
+    )
+
+
+class ModelPlan:
+    """A model restoration, recorded like a :class:`~em_restore.backend.denoise.DenoisePlan`.
+
+    Holds the loaded model and the choices that produced it (modality and where it
+    came from, tiling), and writes them with the model's name and weights hash
+    (:meth:`to_metadata`) so a result can be reproduced.
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        modality: str | None = None,
+        modality_source: str = "",
+        tile: int = DEFAULT_TILE,
+        overlap: int = DEFAULT_OVERLAP,
+        batch: int = DEFAULT_BATCH,
+    ) -> None:
+        _check_frame_args(tile, overlap, int(model.net.stride), batch)
+        self.model = model
+        self.modality = modality
+        self.modality_source = modality_source
+        self.tile, self.overlap, self.batch = tile, overlap, batch
+
+    @property
+    def method(self) -> str:
+        return f"model {self.model.name}"
+
+    def iter_apply(self, array) -> Generator[Progress, None, np.ndarray]:
+        return iter_predict(
+            self.model, array, tile=self.tile, overlap=self.overlap, batch=self.batch
+        )
+
+    def apply_frame(self, frame) -> np.ndarray:
+        return predict_frame(
+            self.model, frame, tile=self.tile, overlap=self.overlap, batch=self.batch
+        )
+
+    def lazy(self, array):
+        return predict_lazy(
+            self.model, array, tile=self.tile, overlap=self.overlap, batch=self.batch
+        )
+
+    def to_metadata(self) -> dict:
+        from em_restore import __version__
+
+        return {
+            "method": "model",
+            "model": self.model.to_metadata(),
+            "modality": self.modality,
+            "modality_source": self.modality_source,
+            "tile": self.tile,
+            "overlap": self.overlap,
+            "device": str(self.model.device),
+            "em_restore_version": __version__,
+        }
+
+
+def plan_model(
+    spec=None,
+    *,
+    modality: str | None = None,
+    metadata: dict | None = None,
+    device=None,
+    tile: int = DEFAULT_TILE,
+) -> ModelPlan:
+    """Load a model and record how it was chosen.
+
+    ``spec`` (name or folder) wins; otherwise the bundled default for ``modality``,
+    else for the modality found in the file's ``metadata``
+    (:func:`em_restore.io.guess_modality`), else the TEM default.
+    """
+    from em_restore.io import guess_modality
+
+    from .store import default_model_name, load_model
+
+    if modality is not None:
+        source = "given"
+    else:
+        modality = guess_modality(metadata or {})
+        source = "file metadata" if modality else "unknown (TEM default)"
+    name = spec if spec is not None else default_model_name(modality)
+    model = load_model(name, device=device)
+    return ModelPlan(model, modality=modality, modality_source=source, tile=tile)

@@ -1,0 +1,389 @@
+"""Deep models: networks, model files and registry, tiled inference, training, honesty."""
+
+from __future__ import annotations
+
+import json
+
+import dask.array as da
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage as ndi
+
+from em_restore.backend import simulate as sim
+from em_restore.backend.models import (
+    ModelConfig,
+    ModelError,
+    TrainConfig,
+    build_network,
+    default_model_name,
+    iter_predict,
+    list_models,
+    load_model,
+    predict,
+    predict_frame,
+    predict_lazy,
+    save_model,
+    train,
+)
+from em_restore.backend.models.inference import blend_window, tile_grid
+from em_restore.backend.models.nets import network_params
+from em_restore.backend.models.store import file_sha256
+
+NORM = {"kind": "percentile", "low": 0.1, "high": 99.9}
+
+
+def psnr(x, truth) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    return float(10 * np.log10(np.ptp(truth) ** 2 / np.mean((x - truth) ** 2)))
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(default_model_name("tem"), device="cpu")
+
+
+def tiny_config(name="tiny", **kw) -> ModelConfig:
+    return ModelConfig(
+        name=name,
+        architecture="fast_denoiser",
+        arch_params={"channels": 8, "blocks": [1, 1, 1]},
+        normalisation=NORM,
+        **kw,
+    )
+
+
+# ------------------------------------------------------------------- networks
+@pytest.mark.parametrize("arch", ["fast_denoiser", "unet_resnet18"])
+def test_networks_keep_the_shape_and_start_as_identity(arch):
+    params = {} if arch == "fast_denoiser" else {"width": 8, "decoder": [16, 8, 8, 8, 8]}
+    net = build_network(arch, params).eval()
+    x = torch.rand(2, 1, 64, 96)
+    with torch.no_grad():
+        y = net(x)
+    assert y.shape == x.shape
+    assert torch.equal(y, x)  # zero-initialised output layer: residual = identity
+
+
+def test_fast_network_has_no_transposed_convolutions_and_is_small():
+    net = build_network("fast_denoiser")
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in net.modules())
+    assert sum(p.numel() for p in net.parameters()) < 1.5e6
+    ref = build_network("unet_resnet18")
+    assert sum(p.numel() for p in ref.parameters()) > 10 * sum(p.numel() for p in net.parameters())
+
+
+@pytest.mark.parametrize(
+    "arch, params, words",
+    [
+        ("fast_denoiser", {"chanels": 8}, "unknown key"),
+        ("fast_denoiser", {"channels": -1}, "positive"),
+        ("fast_denoiser", {"blocks": [1, 1]}, "3 entries"),
+        ("fast_denoiser", {"unshuffle": 3}, "unshuffle"),
+        ("resnet50", {}, "unknown architecture"),
+    ],
+)
+def test_network_configs_are_strict(arch, params, words):
+    with pytest.raises(ValueError, match=words):
+        build_network(arch, params)
+
+
+# ------------------------------------------------------------------- files and registry
+def test_model_folder_round_trip_is_exact_and_hash_checked(tmp_path):
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    net = cfg.build()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    save_model(tmp_path / "m", net, cfg)
+    stored = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert stored["weights_sha256"] == file_sha256(tmp_path / "m" / "model.safetensors")
+    loaded = load_model(tmp_path / "m", device="cpu")
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, loaded.net.state_dict()[k])
+    assert loaded.to_metadata()["sha256"] == stored["weights_sha256"]
+    with pytest.raises(FileExistsError):
+        save_model(tmp_path / "m", net, cfg)
+    # a damaged weights file is refused with a one-line reason
+    w = tmp_path / "m" / "model.safetensors"
+    blob = bytearray(w.read_bytes())
+    blob[-1] ^= 0xFF
+    w.write_bytes(bytes(blob))
+    with pytest.raises(ModelError, match="does not match"):
+        load_model(tmp_path / "m")
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"extra": 1}, "unknown key"),
+        ({"format": "pickle"}, "not an em-restore model"),
+        ({"architecture": "nope"}, "unknown architecture"),
+        ({"normalisation": {"kind": "percentile", "low": 50, "high": 10}}, "low < high"),
+        ({"modalities": ["xray"]}, "subset of tem, stem, sem"),
+    ],
+)
+def test_model_configs_are_strict(tmp_path, change, words):
+    cfg = tiny_config()
+    save_model(tmp_path / "m", cfg.build(), cfg)
+    path = tmp_path / "m" / "config.json"
+    data = json.loads(path.read_text())
+    data.update(change)
+    path.write_text(json.dumps(data))
+    with pytest.raises(ModelError, match=words):
+        load_model(tmp_path / "m")
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path):
+    cfg = tiny_config()
+    save_model(tmp_path / "m", cfg.build(), cfg)
+    data = json.loads((tmp_path / "m" / "config.json").read_text())
+    data["arch_params"] = {"channels": 16}
+    data["weights_sha256"] = ""
+    (tmp_path / "m" / "config.json").write_text(json.dumps(data))
+    with pytest.raises(ModelError, match="do not fit"):
+        load_model(tmp_path / "m")
+
+
+def test_registry_lists_bundled_and_user_models(tmp_path, monkeypatch):
+    monkeypatch.setenv("EM_RESTORE_MODELS", str(tmp_path))
+    bundled = {e.name for e in list_models()}
+    assert {default_model_name(m) for m in ("tem", "stem", "sem")} <= bundled
+    cfg = tiny_config("my-model")
+    save_model(tmp_path / "mine", cfg.build(), cfg)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{not json")
+    entries = {e.name: e for e in list_models()}
+    assert entries["my-model"].source == "user"
+    assert "broken" not in entries
+    assert load_model("my-model").name == "my-model"
+    with pytest.raises(ModelError, match="no model named"):
+        load_model("no-such-model")
+
+
+def test_bundled_weights_fit_the_size_budget():
+    from em_restore.backend.models.store import bundled_model_dir
+
+    total = sum(p.stat().st_size for p in bundled_model_dir().rglob("*.safetensors"))
+    assert 0 < total <= 30e6
+    for entry in list_models():
+        if entry.source == "bundled":
+            assert entry.config.training["data"].startswith("em_restore.backend.simulate")
+            assert entry.config.weights_sha256 == file_sha256(entry.path / "model.safetensors")
+
+
+# ------------------------------------------------------------------- inference
+def test_tile_grid_covers_the_image_on_the_stride():
+    for shape in [(512, 300), (2048, 2048), (256, 256), (272, 1000)]:
+        grid = tile_grid(shape, 256, 64)
+        cover = np.zeros(shape, bool)
+        for y, x in grid:
+            cover[y : y + 256, x : x + 256] = True
+            assert y % 16 == 0 or y == max(shape[0] - 256, 0)
+        assert cover.all()
+
+
+def test_blend_windows_sum_to_one_across_an_overlap():
+    t, o = 128, 32
+    a = blend_window(t, o, (False, False, False, True))[0]
+    b = blend_window(t, o, (False, False, True, False))[0]
+    overlap = a[t - o :] + b[:o]
+    np.testing.assert_allclose(overlap, 1.0, atol=1e-12)
+    assert a[-1] == 0 and b[0] == 0 and a[0] == 1
+
+
+def test_tiles_reproduce_whole_image_prediction_at_2048(model):
+    clean, _ = sim.random_specimen((2048, 2048), rng=11, kinds=("tissue",))
+    noisy = sim.simulate_acquisition(clean, sim.AcquisitionConfig.low_dose_tem(dose=10), rng=12)
+    whole = predict_frame(model, noisy, tile=2048)
+    tiled = predict_frame(model, noisy, tile=256)  # default overlap
+    rel = np.abs(tiled - whole).max() / np.ptp(whole)
+    assert rel < 1e-3, rel
+
+
+@pytest.mark.parametrize("shape", [(37, 50), (255, 129), (2, 2), (513, 17)])
+def test_any_size_is_padded_and_cropped(model, shape):
+    x = np.random.default_rng(0).poisson(20, size=shape).astype(np.uint16)
+    y = predict_frame(model, x)
+    assert y.shape == shape and y.dtype == np.float32 and np.isfinite(y).all()
+
+
+def test_stacks_numpy_dask_and_lazy_agree_and_inputs_stay_untouched(model):
+    clean, _ = sim.nanoparticles((96, 80), pixel_size_nm=0.5, rng=1)
+    frames = np.stack(
+        [
+            sim.simulate_acquisition(clean, sim.AcquisitionConfig.low_dose_tem(dose=5), rng=k)
+            for k in range(3)
+        ]
+    )
+    before = frames.copy()
+    eager = predict(model, frames)
+    lazy = predict_lazy(model, da.from_array(frames, chunks=(2, 48, 40)))
+    assert isinstance(lazy, da.Array)
+    np.testing.assert_array_equal(lazy.compute(), eager)
+    np.testing.assert_array_equal(predict(model, da.from_array(frames, chunks=(1, 96, 80))), eager)
+    np.testing.assert_array_equal(eager[1], predict_frame(model, frames[1]))
+    np.testing.assert_array_equal(frames, before)
+
+
+def test_intensity_scale_and_offset_are_undone(model):
+    clean, _ = sim.nanoparticles((128, 128), pixel_size_nm=0.5, rng=2)
+    noisy = sim.simulate_acquisition(clean, sim.AcquisitionConfig.low_dose_tem(dose=20), rng=3)
+    base = predict_frame(model, noisy)
+    moved = predict_frame(model, noisy.astype(np.float64) * 7.5 + 300.0)
+    np.testing.assert_allclose(moved, base * 7.5 + 300.0, rtol=1e-4, atol=1e-2 * 7.5)
+
+
+def test_iter_predict_reports_progress_and_can_be_closed(model):
+    stack = np.random.default_rng(0).poisson(10, size=(3, 96, 96)).astype(np.float32)
+    gen = iter_predict(model, stack, tile=64, overlap=32, batch=1)
+    first = next(gen)
+    assert first.done == 0 and first.total > 3
+    second = next(gen)
+    assert second.done == 1
+    gen.close()
+
+
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        (np.zeros(5), "2-D|at least 2 axes"),
+        (np.full((8, 8), np.nan), "NaN"),
+        (np.zeros((8, 8), complex), "real"),
+    ],
+)
+def test_bad_frames_raise_naming_the_problem(model, bad, words):
+    with pytest.raises(ValueError, match=words):
+        predict(model, bad)
+
+
+def test_bad_tiling_is_refused(model):
+    with pytest.raises(ValueError, match="multiple of 16"):
+        predict_frame(model, np.zeros((64, 64)), tile=100)
+    with pytest.raises(ValueError, match="overlap"):
+        predict_frame(model, np.zeros((64, 64)), tile=64, overlap=64)
+
+
+# ------------------------------------------------------------------- quality and honesty
+@pytest.mark.parametrize(
+    "config",
+    [
+        sim.AcquisitionConfig.low_dose_tem(dose=5.0),
+        sim.AcquisitionConfig.stem(dose=10.0),
+        sim.AcquisitionConfig.sem(dose=10.0),
+    ],
+    ids=["tem", "stem", "sem"],
+)
+def test_model_beats_the_noisy_input_clearly(model, config):
+    clean, _ = sim.nanoparticles((192, 192), pixel_size_nm=0.5, diameters_nm=(5, 12), rng=21)
+    noisy, truth = sim.simulate_acquisition(clean, config, rng=22, return_expected=True)
+    gain = psnr(predict_frame(model, noisy), truth) - psnr(noisy, truth)
+    assert gain > 6.0, gain
+
+
+NO_DEFECTS = {"spike_fraction": 0.0, "dead_fraction": 0.0}
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        sim.AcquisitionConfig.low_dose_tem(dose=1.0, **NO_DEFECTS),
+        sim.AcquisitionConfig.low_dose_tem(dose=5.0, **NO_DEFECTS),
+        sim.AcquisitionConfig.high_dose_tem(**NO_DEFECTS),
+        sim.AcquisitionConfig.stem(dose=10.0),
+        sim.AcquisitionConfig.sem(dose=10.0),
+    ],
+    ids=["tem1", "tem5", "tem-high", "stem", "sem"],
+)
+def test_flat_field_gains_no_structure(model, config):
+    """No blob above 3 sigma of the flat field's own noise after restoration.
+
+    Detector defects are off here: a defect is real signal in the data, not structure
+    the model invents (their removal is tested below).
+    """
+    flat = np.full((256, 256), 0.8)
+    noisy, expected = sim.simulate_acquisition(flat, config, rng=5, return_expected=True)
+    restored = predict_frame(model, noisy).astype(np.float64)
+    sigma = float(np.std(noisy - expected))
+    level = float(np.median(expected))
+    blobs = np.abs(restored - level) > 3 * sigma
+    assert ndi.label(blobs)[1] == 0
+    # and it is smoother than the noise: the model does remove it
+    assert np.std(restored) < 0.3 * sigma
+
+
+def test_xray_spikes_are_mostly_removed(model):
+    flat = np.full((256, 256), 0.8)
+    config = sim.AcquisitionConfig.low_dose_tem(dose=5.0, spike_fraction=2e-4, dead_fraction=0.0)
+    noisy, expected = sim.simulate_acquisition(flat, config, rng=6, return_expected=True)
+    level = float(np.median(expected))
+    spikes = noisy > level + 10 * np.sqrt(level)
+    assert spikes.sum() >= 5
+    restored = predict_frame(model, noisy)
+    residual = (restored[spikes] - level) / (noisy[spikes] - level)
+    assert np.median(residual) < 0.25, residual
+
+
+@pytest.mark.parametrize("dose", [5.0, 10.0])
+def test_particle_count_after_restoration_equals_the_truth(model, dose):
+    """Otsu threshold, objects of at least 20 px (a quarter of the smallest particle)."""
+    clean, particles = sim.nanoparticles(
+        (256, 256), pixel_size_nm=0.5, diameters_nm=(5, 10), n=14, min_gap_nm=3.0, rng=31
+    )
+    noisy = sim.simulate_acquisition(clean, sim.AcquisitionConfig.low_dose_tem(dose=dose), rng=32)
+
+    def count(image) -> int:
+        from skimage.filters import threshold_otsu
+
+        image = np.asarray(image, dtype=np.float64)
+        mask = image < threshold_otsu(image)  # bright-field: particles are dark
+        labels, n = ndi.label(mask)
+        sizes = ndi.sum(mask, labels, range(1, n + 1))
+        return int(np.sum(sizes >= 20))
+
+    assert count(predict_frame(model, noisy)) == len(particles)
+    assert count(noisy) > 2 * len(particles)  # the raw frame cannot be counted this way
+
+
+# ------------------------------------------------------------------- training
+def test_training_is_reproducible_and_returns_the_best_checkpoint(tmp_path):
+    cfg = TrainConfig(
+        arch_params={"channels": 8, "blocks": [1, 1, 1]},
+        steps=6,
+        batch=2,
+        patch=32,
+        pool=6,
+        val_images=2,
+        val_size=32,
+        val_every=3,
+        seed=5,
+    )
+    cfg = TrainConfig(**{**cfg.__dict__, "recipe": type(cfg.recipe)(image_size=48)})
+    a, b = train(cfg), train(cfg)
+    for k, v in a.net.state_dict().items():
+        assert torch.equal(v, b.net.state_dict()[k]), k
+    vals = [e for e in a.history if type(e).__name__ == "Validation"]
+    assert [v.step for v in vals] == [0, 3, 6]
+    assert a.best_loss == min(v.loss for v in vals)
+    record = a.record(cfg)
+    json.dumps(record)
+    assert record["config"]["seed"] == 5
+    saved = save_model(
+        tmp_path / "t",
+        a.net,
+        ModelConfig(
+            name="t",
+            architecture="fast_denoiser",
+            arch_params=network_params(a.net),
+            normalisation=NORM,
+            training=record,
+        ),
+    )
+    assert load_model(saved).config.training["best_step"] == a.best_step
+
+
+def test_training_config_is_checked():
+    with pytest.raises(ValueError, match="patch"):
+        train(TrainConfig(patch=512))
+    with pytest.raises(ValueError, match="steps"):
+        train(TrainConfig(steps=0))
