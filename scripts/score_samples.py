@@ -41,18 +41,23 @@ def _truths() -> dict[str, np.ndarray]:
 def main(folder: Path) -> None:
     print(f"{'sample':<18} {'PSNR in':>8} {'PSNR out':>9} {'SSIM in':>8} {'SSIM out':>9}  method")
     for name, truth in _truths().items():
-        restored_path = folder / f"{name}_denoised.tif"
-        if not restored_path.exists():
-            continue
-        noisy, restored = _load(sample_path(f"{name}.tif")), _load(restored_path)
-        rng = float(np.ptp(truth))
-        scores = [peak_signal_noise_ratio(truth, im, data_range=rng) for im in (noisy, restored)]
-        scores += [structural_similarity(truth, im, data_range=rng) for im in (noisy, restored)]
-        method = io.read(restored_path).metadata.get("denoise", {}).get("method", "?")
-        print(
-            f"{name:<18} {scores[0]:>8.2f} {scores[1]:>9.2f} {scores[2]:>8.3f} "
-            f"{scores[3]:>9.3f}  {method}"
-        )
+        for suffix in ("denoised", "classical"):
+            restored_path = folder / f"{name}_{suffix}.tif"
+            if not restored_path.exists():
+                continue
+            noisy, restored = _load(sample_path(f"{name}.tif")), _load(restored_path)
+            rng = float(np.ptp(truth))
+            pair = (noisy, restored)
+            scores = [peak_signal_noise_ratio(truth, im, data_range=rng) for im in pair]
+            scores += [structural_similarity(truth, im, data_range=rng) for im in pair]
+            record = io.read(restored_path).metadata.get("denoise", {})
+            method = record.get("method", "?")
+            if method == "model":
+                method = f"model {record['model']['name']}"
+            print(
+                f"{name:<18} {scores[0]:>8.2f} {scores[1]:>9.2f} {scores[2]:>8.3f} "
+                f"{scores[3]:>9.3f}  {method}"
+            )
 
 
 if __name__ == "__main__":

@@ -28,11 +28,11 @@ def _psnr(x, ref):
     return 10 * np.log10(np.ptp(ref) ** 2 / np.mean((np.asarray(x, float) - ref) ** 2))
 
 
-def test_denoise_default_is_automatic_and_keeps_calibration(noisy_file, tmp_path, capsys):
+def test_denoise_classical_is_automatic_and_keeps_calibration(noisy_file, tmp_path, capsys):
     path, truth = noisy_file
     before = path.read_bytes()
     out = tmp_path / "out.tif"
-    assert main(["denoise", str(path), "-o", str(out)]) == 0
+    assert main(["denoise", str(path), "-o", str(out), "--method", "classical"]) == 0
     assert "denoised" in capsys.readouterr().out
     result = io.read(out)
     assert result.data.dtype == np.float32
@@ -41,6 +41,64 @@ def test_denoise_default_is_automatic_and_keeps_calibration(noisy_file, tmp_path
     noisy = io.read(path).data.compute()
     assert _psnr(result.data.compute(), truth) > _psnr(noisy, truth) + 3
     assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("modality", ["tem", "stem", "sem", None])
+def test_denoise_default_is_the_bundled_model_for_the_modality(
+    noisy_file, tmp_path, capsys, modality
+):
+    from em_restore.backend.models import default_model_name, list_models
+    from em_restore.backend.models.store import file_sha256
+
+    path, truth = noisy_file
+    before = path.read_bytes()
+    out = tmp_path / "out.tif"
+    extra = ["--modality", modality] if modality else []
+    assert main(["denoise", str(path), "-o", str(out), *extra]) == 0
+    text = capsys.readouterr().out
+    name = default_model_name(modality)
+    assert f"model {name}" in text
+    record = io.read(out).metadata["denoise"]
+    assert record["method"] == "model" and record["model"]["name"] == name
+    entry = {e.name: e for e in list_models()}[name]
+    assert record["model"]["sha256"] == file_sha256(entry.path / "model.safetensors")
+    assert record["modality"] == modality
+    if modality is None:
+        assert "unknown" in record["modality_source"]
+    noisy = io.read(path).data.compute()
+    assert _psnr(io.read(out).data.compute(), truth) > _psnr(noisy, truth) + 6
+    assert path.read_bytes() == before
+
+
+def test_denoise_with_a_model_folder_and_models_listing(noisy_file, tmp_path, capsys):
+    from em_restore.backend.models import list_models
+
+    path, _ = noisy_file
+    folder = list_models()[0].path
+    out = tmp_path / "m.zarr"
+    assert main(["denoise", str(path), "-o", str(out), "--model", str(folder), "-q"]) == 0
+    assert io.read(out).metadata["denoise"]["model"]["path"] == str(folder)
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert any(r["default_for"] == ["tem", "stem", "sem"] for r in rows)
+    assert main(["models"]) == 0
+    assert "default for" in capsys.readouterr().out
+
+
+def test_modality_is_read_from_file_metadata(tmp_path, capsys):
+    import pathlib
+
+    from em_restore.backend.models import default_model_name
+
+    shared = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "formats"
+    path = shared / "digitalmicrograph" / "test_stackbuilder_imagestack.dm3"
+    if not path.exists():
+        pytest.skip("shared vendor files not present")
+    out = tmp_path / "o.tif"
+    assert main(["denoise", str(path), "-o", str(out), "-q"]) == 0
+    record = io.read(out).metadata["denoise"]
+    assert record["modality"] == "stem" and record["modality_source"] == "file metadata"
+    assert record["model"]["name"] == default_model_name("stem")
 
 
 @pytest.mark.parametrize("method", ["gaussian", "median", "wavelet"])
@@ -63,6 +121,10 @@ def test_help_lists_every_backend_method():
     ("extra", "expected"),
     [
         (["--method", "magic"], "unknown --method"),
+        (["--model", "no-such-model"], "no model named"),
+        (["--model", "x", "--method", "nlm"], "exclude each other"),
+        (["--strength", "2"], "models have no strength"),
+        (["--tile", "100"], "multiple of"),
         (["--method", "bm3d", "--strength", "-"], None),
     ],
 )

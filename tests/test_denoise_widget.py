@@ -127,3 +127,41 @@ def test_rgb_layer_is_refused_with_a_message(make_napari_viewer, monkeypatch):
     )
     assert widget.run() is None
     assert messages and "greyscale" in messages[0]
+
+
+def test_default_model_is_listed_and_runs_with_its_hash_in_metadata(
+    make_napari_viewer, qtbot, noisy_stack
+):
+    from em_restore.backend.models import default_model_name, list_models
+    from em_restore.backend.models.store import file_sha256
+
+    stack, truth = noisy_stack
+    viewer = make_napari_viewer()
+    raw = viewer.add_image(stack, name="raw")
+    widget = _widget(viewer)
+    choices = list(widget.method_combo.choices)
+    assert choices[0] == "default model"
+    assert {f"model: {e.name}" for e in list_models()} <= set(choices)
+    assert "classical" in choices
+    assert widget.method_combo.value == "default model"
+    assert not widget.strength.enabled  # models have no strength
+    widget.layer_combo.value = raw
+    widget.modality_combo.value = "tem"
+
+    job = widget.run()
+    _wait(qtbot, job)
+
+    name = default_model_name("tem")
+    result = viewer.layers[f"raw denoised (model {name})"]
+    record = result.metadata["em_restore"]["denoise"]
+    entry = {e.name: e for e in list_models()}[name]
+    assert record["method"] == "model" and record["model"]["name"] == name
+    assert record["model"]["sha256"] == file_sha256(entry.path / "model.safetensors")
+    assert record["modality"] == "tem"
+    json.dumps(result.metadata["em_restore"])
+    assert _psnr(result.data[1], truth) > _psnr(stack[1], truth) + 6
+
+    widget.method_combo.value = f"model: {name}"
+    job = widget.preview()
+    _wait(qtbot, job)
+    assert widget.last_preview.data.shape == stack.shape[1:]

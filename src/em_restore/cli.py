@@ -103,18 +103,41 @@ def _write_result(out: Path, data: Any, image: Any, metadata: dict[str, Any]) ->
 
 
 def _denoise(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from em_restore import io
     from em_restore.backend import denoise as backend
 
-    if args.method not in backend.METHODS:
+    if args.method is not None and args.model is not None:
+        raise UserError("--method and --model exclude each other; pass one of them")
+    if args.method is not None and args.method not in backend.METHODS:
         raise UserError(
-            f"unknown --method {args.method!r}; choose one of {', '.join(backend.METHODS)}"
+            f"unknown --method {args.method!r}; choose one of {', '.join(backend.METHODS)} "
+            "(or --model NAME for a trained model)"
         )
+    if args.strength is not None and args.method is None:
+        raise UserError("--strength applies to --method filters; models have no strength")
     out = _check_output(args.input, args.output, args.overwrite)
     image = io.read(args.input)
     _greyscale(image, args.input)
+    drive = _progress_printer(not args.quiet and sys.stderr.isatty())
+    if args.method is None:
+        restored, record, summary = _denoise_model(args, image, drive)
+    else:
+        restored, record, summary = _denoise_classical(args, image, drive, backend)
+    metadata = {
+        "operation": "denoise",
+        "input": str(args.input),
+        "denoise": record,
+        "em_restore_version": __version__,
+    }
+    _write_result(out, restored, image, metadata)
+    if not args.quiet:
+        print(f"denoised {args.input} with {summary} -> {out}")
+    return 0
+
+
+def _denoise_classical(args, image, drive, backend):
+    import numpy as np
+
     params = None
     if args.strength is not None:
         if args.method not in backend.STRENGTH_PARAM:
@@ -125,23 +148,61 @@ def _denoise(args: argparse.Namespace) -> int:
         params = {backend.STRENGTH_PARAM[args.method]: args.strength}
     lead = image.data.shape[:-2]
     frame = np.asarray(image.data[tuple(n // 2 for n in lead)])
-    drive = _progress_printer(not args.quiet and sys.stderr.isatty())
     plan = drive(
         backend.iter_plan_denoise(frame, args.method, modality=args.modality, params=params)
     )
     restored = drive(backend.iter_denoise(image.data, plan))
-    metadata = {
-        "operation": "denoise",
-        "input": str(args.input),
-        "denoise": plan.to_metadata(),
-        "em_restore_version": __version__,
-    }
-    _write_result(out, restored.astype(np.float32, copy=False), image, metadata)
-    if not args.quiet:
-        shown = ", ".join(
-            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in plan.params.items()
+    shown = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in plan.params.items()
+    )
+    return restored.astype(np.float32, copy=False), plan.to_metadata(), f"{plan.method} ({shown})"
+
+
+def _denoise_model(args, image, drive):
+    from em_restore.backend.models.inference import plan_model
+
+    plan = plan_model(
+        args.model,
+        modality=args.modality,
+        metadata=image.metadata,
+        device=args.device,
+        tile=args.tile,
+    )
+    restored = drive(plan.iter_apply(image.data))
+    m = plan.model
+    summary = (
+        f"model {m.name} (sha256 {m.sha256[:12]}, modality {plan.modality or 'tem'}: "
+        f"{plan.modality_source}, {m.device})"
+    )
+    return restored, plan.to_metadata(), summary
+
+
+def _models(args: argparse.Namespace) -> int:
+    from em_restore.backend import models
+
+    rows = []
+    defaults = {m: models.default_model_name(m) for m in ("tem", "stem", "sem")}
+    for e in models.list_models():
+        rows.append(
+            {
+                "name": e.name,
+                "source": e.source,
+                "architecture": e.config.architecture,
+                "modalities": list(e.config.modalities),
+                "default_for": [m for m, n in defaults.items() if n == e.name],
+                "path": str(e.path),
+                "description": e.config.description,
+            }
         )
-        print(f"denoised {args.input} with {plan.method} ({shown}) -> {out}")
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        default = f"  default for {', '.join(r['default_for'])}" if r["default_for"] else ""
+        print(f"{r['name']:<28} {r['source']:<8} {r['architecture']:<14}{default}")
+        if r["description"]:
+            print(f"    {r['description']}")
+    print(f"user models folder: {models.user_model_dir()}")
     return 0
 
 
@@ -206,33 +267,53 @@ def build_parser() -> argparse.ArgumentParser:
 
     den = sub.add_parser(
         "denoise",
-        help="denoise an image or stack (automatic by default)",
-        description="Denoise an image or stack. Without --method the recommended automatic "
-        "method is used: 'classical' picks a method and its strength by self-supervised "
-        "calibration on the image itself (no tuning).",
+        help="denoise an image or stack (bundled model by default)",
+        description="Denoise an image or stack. By default the bundled model for the "
+        "modality (--modality, else the file's metadata, else TEM) restores every frame. "
+        "--method picks a classical filter instead ('classical': method and strength chosen "
+        "by self-supervised calibration on the image); --model picks any trained model.",
     )
     den.add_argument("input", help="input file (any format `info` reads)")
     den.add_argument("-o", "--output", required=True, help="output .tif/.tiff (float32) or .zarr")
     den.add_argument(
         "--method",
-        default="classical",
-        help="classical (default: automatic choice), gaussian, median, nlm, tv, wavelet, bm3d",
+        default=None,
+        help="classical (automatic choice), gaussian, median, nlm, tv, wavelet or bm3d",
+    )
+    den.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME_OR_DIR",
+        help="a model name (see `em-restore models`) or a model folder",
     )
     den.add_argument(
         "--modality",
         choices=("tem", "stem", "sem"),
         default=None,
-        help="helps the noise model: STEM/SEM noise is checked for scan correlation",
+        help="picks the default model; for filters, checks STEM/SEM noise for scan correlation",
     )
     den.add_argument(
         "--strength",
         type=float,
         default=None,
-        help="fix the method's strength instead of calibrating it",
+        help="fix a filter's strength instead of calibrating it (with --method)",
+    )
+    den.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cpu", "cuda", "mps"),
+        help="where models run (auto: CUDA, then MPS, then CPU)",
+    )
+    den.add_argument(
+        "--tile", type=int, default=512, help="model tile side in px (a multiple of 32)"
     )
     den.add_argument("--overwrite", action="store_true", help="replace an existing output")
     den.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     den.set_defaults(func=_denoise)
+
+    mod = sub.add_parser("models", help="list the bundled and user models")
+    mod.add_argument("--json", action="store_true", help="print JSON instead of text")
+    mod.set_defaults(func=_models)
     return parser
 
 

@@ -1,9 +1,11 @@
 """Denoise dock widget: pick a layer and a method, preview one frame, run the stack.
 
-Thin by design: the work is :mod:`em_restore.backend.denoise`
-(``iter_plan_denoise`` then ``iter_denoise``), run by :class:`._jobs.Job` in a
-napari thread worker. The raw layer is never modified; the result is a new
-layer beside it with the plan (method, parameters, noise model) in metadata.
+Thin by design: the work is :mod:`em_restore.backend.models` (a trained model:
+``plan_model`` then ``ModelPlan.iter_apply``) or :mod:`em_restore.backend.denoise`
+(a classical filter: ``iter_plan_denoise`` then ``iter_denoise``), run by
+:class:`._jobs.Job` in a napari thread worker. The raw layer is never modified;
+the result is a new layer beside it with the plan (model name and weights hash,
+or method, parameters and noise model) in metadata.
 """
 
 from __future__ import annotations
@@ -27,11 +29,42 @@ if TYPE_CHECKING:
     import napari
 
 MODALITIES = ("auto", "tem", "stem", "sem")
+DEFAULT_MODEL = "default model"
+MODEL_PREFIX = "model: "
+_MODEL_CACHE: dict[tuple[str | None, str | None], Any] = {}
+
+
+def method_choices() -> list[str]:
+    """The method menu: the default model, every registered model, the classical filters."""
+    try:
+        from em_restore.backend.models import list_models
+
+        names = [MODEL_PREFIX + e.name for e in list_models(task="denoise")]
+    except Exception:  # a broken torch install must not take the filters down with it
+        names = []
+    return [DEFAULT_MODEL, *names, *backend.METHODS]
+
+
+def _model_plan(request: dict[str, Any]) -> Any:
+    """In the worker: load (once, then cached) the chosen model."""
+    from em_restore.backend.models import plan_model
+
+    method = request["method"]
+    spec = None if method == DEFAULT_MODEL else method[len(MODEL_PREFIX) :]
+    key = (spec, request["modality"] or request["guessed_modality"])
+    plan = _MODEL_CACHE.get(key)
+    if plan is None:
+        plan = plan_model(spec, modality=request["modality"], metadata=request["file_metadata"])
+        _MODEL_CACHE[key] = plan
+    return plan
 
 
 def _plan_on_frame(request: dict[str, Any]) -> Generator[Any, None, tuple[np.ndarray, Any]]:
     """In the worker: read the chosen frame and plan the denoising on it."""
     frame = np.asarray(request["data"][request["frame_index"]])
+    if request["is_model"]:
+        yield backend.Progress(0, 1, "loading model")
+        return frame, _model_plan(request)
     plan = yield from backend.iter_plan_denoise(
         frame, request["method"], modality=request["modality"], params=request["params"]
     )
@@ -39,7 +72,7 @@ def _plan_on_frame(request: dict[str, Any]) -> Generator[Any, None, tuple[np.nda
 
 
 class DenoiseWidget(Container):
-    """Automatic classical denoising of an image layer, in the background."""
+    """Denoising of an image layer by a trained model or a classical filter, in the background."""
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__(labels=True)
@@ -49,9 +82,7 @@ class DenoiseWidget(Container):
         self.last_preview: Any = None
 
         self.layer_combo = ComboBox(label="image", choices=self._image_layers, nullable=True)
-        self.method_combo = ComboBox(
-            label="method", choices=list(backend.METHODS), value="classical"
-        )
+        self.method_combo = ComboBox(label="method", choices=method_choices(), value=DEFAULT_MODEL)
         self.modality_combo = ComboBox(label="modality", choices=list(MODALITIES), value="auto")
         self.auto_strength = CheckBox(text="automatic strength", value=True)
         self.strength = FloatSpinBox(
@@ -118,18 +149,24 @@ class DenoiseWidget(Container):
                 "convert it to greyscale first"
             )
             return None
+        from em_restore.io import guess_modality
+
         method = self.method_combo.value
         params = None
         if method in backend.STRENGTH_PARAM and not self.auto_strength.value:
             params = {backend.STRENGTH_PARAM[method]: float(self.strength.value)}
         modality = None if self.modality_combo.value == "auto" else self.modality_combo.value
         index = current_frame_index(layer, self.viewer.dims.point)
+        file_metadata = dict(layer.metadata.get("em_restore", {}))
         return {
             "layer": layer,
             "data": layer.data,  # the array object only; pixels are read in the worker
             "frame_index": index,
             "method": method,
+            "is_model": method not in backend.METHODS,
             "modality": modality,
+            "file_metadata": file_metadata,
+            "guessed_modality": guess_modality(file_metadata),
             "params": params,
         }
 
@@ -142,6 +179,8 @@ class DenoiseWidget(Container):
 
         def work() -> Generator[Any, None, Any]:
             frame, plan = yield from _plan_on_frame(request)
+            if request["is_model"]:
+                return plan, plan.apply_frame(frame)
             return plan, backend.apply_plan(frame, plan)
 
         def done(result: tuple[Any, np.ndarray]) -> None:
@@ -157,6 +196,11 @@ class DenoiseWidget(Container):
             return None
 
         def work() -> Generator[Any, None, Any]:
+            if request["is_model"]:
+                yield backend.Progress(0, 1, "loading model")
+                plan = _model_plan(request)
+                restored = yield from plan.iter_apply(request["data"])
+                return plan, restored
             _frame, plan = yield from _plan_on_frame(request)
             restored = yield from backend.iter_denoise(request["data"], plan)
             return plan, restored
