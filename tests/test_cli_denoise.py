@@ -32,7 +32,7 @@ def test_denoise_classical_is_automatic_and_keeps_calibration(noisy_file, tmp_pa
     path, truth = noisy_file
     before = path.read_bytes()
     out = tmp_path / "out.tif"
-    assert main(["denoise", str(path), "-o", str(out), "--method", "classical"]) == 0
+    assert main(["denoise", str(path), "-o", str(out)]) == 0
     assert "denoised" in capsys.readouterr().out
     result = io.read(out)
     assert result.data.dtype == np.float32
@@ -44,9 +44,7 @@ def test_denoise_classical_is_automatic_and_keeps_calibration(noisy_file, tmp_pa
 
 
 @pytest.mark.parametrize("modality", ["tem", "stem", "sem", None])
-def test_denoise_default_is_the_bundled_model_for_the_modality(
-    noisy_file, tmp_path, capsys, modality
-):
+def test_model_auto_is_the_bundled_model_for_the_modality(noisy_file, tmp_path, capsys, modality):
     from em_restore.backend.models import default_model_name, list_models
     from em_restore.backend.models.store import file_sha256
 
@@ -54,7 +52,7 @@ def test_denoise_default_is_the_bundled_model_for_the_modality(
     before = path.read_bytes()
     out = tmp_path / "out.tif"
     extra = ["--modality", modality] if modality else []
-    assert main(["denoise", str(path), "-o", str(out), *extra]) == 0
+    assert main(["denoise", str(path), "-o", str(out), "--model", "auto", *extra]) == 0
     text = capsys.readouterr().out
     name = default_model_name(modality)
     assert f"model {name}" in text
@@ -95,7 +93,7 @@ def test_modality_is_read_from_file_metadata(tmp_path, capsys):
     if not path.exists():
         pytest.skip("shared vendor files not present")
     out = tmp_path / "o.tif"
-    assert main(["denoise", str(path), "-o", str(out), "-q"]) == 0
+    assert main(["denoise", str(path), "-o", str(out), "--model", "auto", "-q"]) == 0
     record = io.read(out).metadata["denoise"]
     assert record["modality"] == "stem" and record["modality_source"] == "file metadata"
     assert record["model"]["name"] == default_model_name("stem")
@@ -123,8 +121,8 @@ def test_help_lists_every_backend_method():
         (["--method", "magic"], "unknown --method"),
         (["--model", "no-such-model"], "no model named"),
         (["--model", "x", "--method", "nlm"], "exclude each other"),
-        (["--strength", "2"], "models have no strength"),
-        (["--tile", "100"], "multiple of"),
+        (["--model", "auto", "--strength", "2"], "models have no strength"),
+        (["--model", "auto", "--tile", "100"], "multiple of"),
         (["--method", "bm3d", "--strength", "-"], None),
     ],
 )

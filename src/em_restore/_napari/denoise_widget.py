@@ -82,7 +82,7 @@ class DenoiseWidget(Container):
         self.last_preview: Any = None
 
         self.layer_combo = ComboBox(label="image", choices=self._image_layers, nullable=True)
-        self.method_combo = ComboBox(label="method", choices=method_choices(), value=DEFAULT_MODEL)
+        self.method_combo = ComboBox(label="method", choices=method_choices(), value="classical")
         self.modality_combo = ComboBox(label="modality", choices=list(MODALITIES), value="auto")
         self.auto_strength = CheckBox(text="automatic strength", value=True)
         self.strength = FloatSpinBox(
