@@ -45,10 +45,11 @@ def method_choices() -> list[str]:
     return [DEFAULT_MODEL, *names, *backend.METHODS]
 
 
-def _model_plan(request: dict[str, Any]) -> Any:
+def _model_plan(request: dict[str, Any]) -> Generator[Any, None, Any]:
     """In the worker: load (once, then cached) the chosen model."""
     from em_restore.backend.models import plan_model
 
+    yield backend.Progress(0, 1, "loading model")
     method = request["method"]
     spec = None if method == DEFAULT_MODEL else method[len(MODEL_PREFIX) :]
     key = (spec, request["modality"] or request["guessed_modality"])
@@ -63,8 +64,7 @@ def _plan_on_frame(request: dict[str, Any]) -> Generator[Any, None, tuple[np.nda
     """In the worker: read the chosen frame and plan the denoising on it."""
     frame = np.asarray(request["data"][request["frame_index"]])
     if request["is_model"]:
-        yield backend.Progress(0, 1, "loading model")
-        return frame, _model_plan(request)
+        return frame, (yield from _model_plan(request))
     plan = yield from backend.iter_plan_denoise(
         frame, request["method"], modality=request["modality"], params=request["params"]
     )
@@ -197,8 +197,7 @@ class DenoiseWidget(Container):
 
         def work() -> Generator[Any, None, Any]:
             if request["is_model"]:
-                yield backend.Progress(0, 1, "loading model")
-                plan = _model_plan(request)
+                plan = yield from _model_plan(request)
                 restored = yield from plan.iter_apply(request["data"])
                 return plan, restored
             _frame, plan = yield from _plan_on_frame(request)

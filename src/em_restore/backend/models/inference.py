@@ -24,12 +24,13 @@ device is chosen by :func:`select_device` (CUDA, then Apple MPS, then CPU).
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from typing import Any
 
 import numpy as np
 
-from ..denoise import Progress
+from .._args import check_image
+from ..denoise import Progress, _drain
 
 __all__ = [
     "blend_window",
@@ -158,12 +159,15 @@ def _run(model, batch_np: np.ndarray) -> np.ndarray:
 
 
 def _iter_frame(
-    model, frame: np.ndarray, tile: int, overlap: int, batch: int
-) -> Iterator[tuple[int, int, np.ndarray | None]]:
-    """Yields (done, total, None) per batch of tiles, then (total, total, result)."""
+    model, x: np.ndarray, tile: int, overlap: int, batch: int, where: tuple = (0, 1, "")
+) -> Generator[Progress, None, np.ndarray]:
+    """Restore one checked float64 frame; yields ``Progress`` per batch of tiles.
+
+    ``where = (done, total, label)``: the units already done before this frame, the
+    total of the whole job and a label, so stacks report one running count.
+    """
     stride = int(model.net.stride)
-    _check_frame_args(tile, overlap, stride, batch)
-    x = np.asarray(frame, dtype=np.float64)
+    done0, total, label = where
     h, w = x.shape
     lo, scale = normalisation_of(x, model.config.normalisation)
     xn = ((x - lo) / scale).astype(np.float32)
@@ -174,14 +178,14 @@ def _iter_frame(
     H, W = xn.shape
     if max(H, W) <= tile:
         y = _run(model, xn[None])[0]
-        yield 1, 1, None
+        yield Progress(done0 + 1, total, f"{label}whole frame")
     else:
         t = tile
         grid = tile_grid((H, W), t, overlap)
         acc = np.zeros((H, W), dtype=np.float64)
         wsum = np.zeros((H, W), dtype=np.float64)
-        total = math.ceil(len(grid) / batch)
-        for b in range(total):
+        n_batches = math.ceil(len(grid) / batch)
+        for b in range(n_batches):
             corners = grid[b * batch : (b + 1) * batch]
             th, tw = min(t, H), min(t, W)
             out = _run(model, np.stack([xn[y0 : y0 + th, x0 : x0 + tw] for y0, x0 in corners]))
@@ -190,10 +194,9 @@ def _iter_frame(
                 wt = blend_window(t, overlap, sides)[:th, :tw]
                 acc[y0 : y0 + th, x0 : x0 + tw] += wt * o
                 wsum[y0 : y0 + th, x0 : x0 + tw] += wt
-            yield b + 1, total, None
+            yield Progress(done0 + b + 1, total, f"{label}tiles {b + 1}/{n_batches}")
         y = acc / wsum
-    result = (np.asarray(y[:h, :w], dtype=np.float64) * scale + lo).astype(np.float32)
-    yield -1, -1, result
+    return (np.asarray(y[:h, :w], dtype=np.float64) * scale + lo).astype(np.float32)
 
 
 def _frame_units(shape: tuple[int, int], stride: int, tile: int, overlap: int, batch: int) -> int:
@@ -221,20 +224,14 @@ def predict_frame(
     >>> predict_frame(model, np.full((37, 50), 100.0)).shape
     (37, 50)
     """
-    x = _as_frame(frame)
-    outputs = [r for *_, r in _iter_frame(model, x, tile, overlap, batch) if r is not None]
-    return outputs[-1]
+    _check_frame_args(tile, overlap, int(model.net.stride), batch)
+    return _drain(_iter_frame(model, _as_frame(frame), tile, overlap, batch))
 
 
 def _as_frame(frame) -> np.ndarray:
-    x = np.asarray(frame.compute() if hasattr(frame, "compute") else frame)
-    if x.ndim != 2 or min(x.shape) < 2:
-        raise ValueError(f"frame must be a 2-D image of at least 2×2 pixels; got shape {x.shape}.")
-    if x.dtype.kind not in "biuf":
-        raise ValueError(f"frame must be real numbers; got dtype {x.dtype}.")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("frame holds NaN or infinite values; replace them (e.g. np.nan_to_num).")
-    return x
+    """One finite, real 2-D frame of at least 2×2 px as float64 (dask computed)."""
+    x = frame.compute() if hasattr(frame, "compute") else frame
+    return check_image(x, "frame", min_ndim=2, max_ndim=2, min_size=2)
 
 
 def iter_predict(
@@ -261,27 +258,16 @@ def iter_predict(
     total = per * int(np.prod(lead, dtype=np.int64))
     out = np.empty(shape, dtype=np.float32)
     yield Progress(0, total, f"restoring with {model.name}")
-    done = 0
-    for idx in np.ndindex(*lead):
+    for k, idx in enumerate(np.ndindex(*lead)):
         frame = _as_frame(array[idx] if idx else array)
-        for k, _n, result in _iter_frame(model, frame, tile, overlap, batch):
-            if result is not None:
-                out[idx] = result
-            else:
-                where = f"frame {idx} " if idx else ""
-                yield Progress(done + k, total, f"{where}tiles {k}/{per}")
-        done += per
+        where = (k * per, total, f"frame {idx} " if idx else "")
+        out[idx] = yield from _iter_frame(model, frame, tile, overlap, batch, where)
     return out
 
 
 def predict(model, array, **kw) -> np.ndarray:
     """:func:`iter_predict` run to the end."""
-    gen = iter_predict(model, array, **kw)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return _drain(iter_predict(model, array, **kw))
 
 
 def predict_lazy(

@@ -251,9 +251,10 @@ def _scan(root: Path, source: str) -> list[ModelEntry]:
     for sub in sorted(p for p in root.iterdir() if p.is_dir()):
         if (sub / CONFIG_FILE).is_file():
             try:
-                out.append(ModelEntry(read_config(sub).name, sub, source, read_config(sub)))
+                config = read_config(sub)
             except ModelError:
                 continue  # a broken user folder does not hide the others
+            out.append(ModelEntry(config.name, sub, source, config))
     return out
 
 
@@ -368,20 +369,15 @@ def save_model(
     umask = os.umask(0)
     os.umask(umask)
     mode = 0o666 & ~umask  # what open() would give; mkstemp's 0600 is for secrets
-    state = {
-        k: v.detach().to("cpu", torch.float32).contiguous()
+    state = {  # safetensors orders tensors itself (dtype, then name): dict order is moot
+        k: v.detach()
+        .to("cpu", torch.float32 if v.dtype.is_floating_point else v.dtype)
+        .contiguous()
         for k, v in net.state_dict().items()
-        if v.dtype.is_floating_point
     }
-    state.update(
-        {
-            k: v.detach().cpu().contiguous()
-            for k, v in net.state_dict().items()
-            if not v.dtype.is_floating_point
-        }
-    )
     fd, tmp_w = tempfile.mkstemp(dir=folder, suffix=".safetensors.tmp")
     os.close(fd)
+    tmp_c = ""
     try:
         save_file(state, tmp_w, metadata={"format": FORMAT, "name": config.name})
         os.chmod(tmp_w, mode)
@@ -395,7 +391,7 @@ def save_model(
         os.replace(tmp_w, folder / WEIGHTS_FILE)
         os.replace(tmp_c, folder / CONFIG_FILE)
     finally:
-        for p in (tmp_w,):
-            if os.path.exists(p):
+        for p in (tmp_w, tmp_c):
+            if p and os.path.exists(p):
                 os.remove(p)
     return folder

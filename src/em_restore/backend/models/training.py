@@ -116,7 +116,6 @@ class TrainResult:
     best_psnr: float
     history: list = field(default_factory=list)
     seconds: float = 0.0
-    stopped: bool = False
 
     def record(self, config: TrainConfig) -> dict:
         """JSON-able training record for the model config."""
@@ -129,7 +128,6 @@ class TrainResult:
             "best_val_l1": round(self.best_loss, 6),
             "best_val_psnr_db": round(self.best_psnr, 3),
             "seconds": round(self.seconds, 1),
-            "stopped_early": self.stopped,
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
@@ -304,9 +302,7 @@ def _train(cfg: TrainConfig, log, device) -> Generator[TrainStep | Validation, N
             yield validate(step)
     net.load_state_dict(best_state)
     net = net.cpu().eval()
-    return TrainResult(
-        net, best[2], best[0], best[1], history, time.perf_counter() - t_start, False
-    )
+    return TrainResult(net, best[2], best[0], best[1], history, time.perf_counter() - t_start)
 
 
 def train(cfg: TrainConfig, *, log=None, on_event=None, device=None) -> TrainResult:
