@@ -592,7 +592,8 @@ def analyse_profile(
     Returns
     -------
     ProfileAnalysis
-        Particles sorted by centre; pairs of neighbours that were fitted together.
+        Particles sorted by centre; pairs of consecutive neighbours whose surfaces are
+        closer than their mean radius.
 
     Notes
     -----
@@ -663,13 +664,12 @@ def analyse_profile(
     measured.sort(key=lambda m: m[0])
     particles = [m[2] for m in measured]
     pairs: list[PairMeasurement] = []
-    for i in range(len(measured) - 1):
-        if measured[i][1] != measured[i + 1][1]:
-            continue
+    for i in range(len(particles) - 1):
         p1, p2 = particles[i], particles[i + 1]
         dist = p2.center - p1.center
         gap = dist - 0.5 * (p1.diameter + p2.diameter)
-        pairs.append(PairMeasurement(i, i + 1, dist, gap, bool(gap > 0)))
+        if gap < 0.25 * (p1.diameter + p2.diameter):  # neighbours: closer than a mean radius
+            pairs.append(PairMeasurement(i, i + 1, dist, gap, bool(gap > 0)))
     return ProfileAnalysis(
         unit=profile.unit,
         background=float(np.median(backgrounds)) if backgrounds else b0,
