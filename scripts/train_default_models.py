@@ -35,7 +35,7 @@ import torch
 
 from em_restore.backend.models import ModelConfig, TrainConfig, save_model, train
 from em_restore.backend.models.nets import network_params
-from em_restore.backend.models.training import TrainStep, Validation
+from em_restore.backend.models.training import TrainResult, TrainStep, Validation
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_WEIGHTS = ROOT / "src" / "em_restore" / "weights"
@@ -78,9 +78,31 @@ def main(argv=None) -> int:
         spec = MODELS[key]
         cfg = TrainConfig(architecture=spec["architecture"], **{**RECIPE, "steps": args.steps})
         t0 = time.perf_counter()
+        folder = (args.out / spec["folder"].name) if args.out else spec["folder"]
+        seen: list = []
 
-        def show(event, t0=t0, key=key):
+        def model_config(net, record, spec=spec, cfg=cfg):
+            record["device"] = args.device
+            return ModelConfig(
+                name=spec["name"],
+                architecture=spec["architecture"],
+                arch_params=network_params(net),
+                normalisation=cfg.normalisation,
+                modalities=("tem", "stem", "sem"),
+                description=spec["description"],
+                training=record,
+            )
+
+        def checkpoint(net, event, t0=t0, cfg=cfg, folder=folder, seen=seen):
+            # An interrupted run leaves its best checkpoint so far, marked incomplete.
+            partial = TrainResult(net, event.step, event.loss, event.psnr, [*seen, event])
+            partial.seconds = time.perf_counter() - t0
+            record = {**partial.record(cfg), "complete": False}
+            save_model(folder, net, model_config(net, record), overwrite=True)
+
+        def show(event, t0=t0, key=key, seen=seen):
             if isinstance(event, Validation):
+                seen.append(event)
                 flag = " *" if event.best else ""
                 print(
                     f"[{key}] step {event.step:5d}/{event.total}  val L1 {event.loss:.5f}  "
@@ -95,20 +117,9 @@ def main(argv=None) -> int:
             log=lambda m, key=key: print(f"[{key}] {m}", flush=True),
             on_event=show,
             device=args.device,
+            on_best=checkpoint,
         )
-        record = result.record(cfg)
-        record["device"] = args.device
-        config = ModelConfig(
-            name=spec["name"],
-            architecture=spec["architecture"],
-            arch_params=network_params(result.net),
-            normalisation=cfg.normalisation,
-            modalities=("tem", "stem", "sem"),
-            description=spec["description"],
-            training=record,
-        )
-        folder = (args.out / spec["folder"].name) if args.out else spec["folder"]
-        save_model(folder, result.net, config, overwrite=True)
+        save_model(folder, result.net, model_config(result.net, result.record(cfg)), overwrite=True)
         print(
             f"[{key}] saved {folder} (best step {result.best_step}, val PSNR "
             f"{result.best_psnr:.2f} dB, {result.seconds:.0f} s)"

@@ -74,6 +74,7 @@ class TrainConfig:
     val_images: int = 32
     val_size: int = 128
     val_every: int = 250
+    warmup: int = 0
     seed: int = 0
     normalisation: dict = field(
         default_factory=lambda: {"kind": "percentile", "low": 0.1, "high": 99.9}
@@ -184,12 +185,14 @@ def _check(cfg: TrainConfig) -> None:
         raise ValueError(
             f"patch ({cfg.patch}) must not exceed recipe.image_size ({cfg.recipe.image_size})."
         )
+    if not (isinstance(cfg.warmup, int) and 0 <= cfg.warmup <= cfg.steps):
+        raise ValueError(f"warmup must be an integer in [0, steps]; got {cfg.warmup!r}.")
     if not (0 < cfg.lr_min <= cfg.lr):
         raise ValueError(f"need 0 < lr_min <= lr; got lr={cfg.lr}, lr_min={cfg.lr_min}.")
 
 
 def iter_train(
-    cfg: TrainConfig, *, log=None, device=None
+    cfg: TrainConfig, *, log=None, device=None, on_best=None
 ) -> Generator[TrainStep | Validation, None, TrainResult]:
     """Train on simulated pairs; yields :class:`TrainStep` / :class:`Validation`.
 
@@ -197,6 +200,9 @@ def iter_train(
     returned on normal completion holds the best validated weights.
     ``log`` (optional callable) receives one-line messages (pool generation...).
     ``device``: ``None`` = CPU (the reproducible path), or ``"auto"``/``"cuda"``/...
+    ``on_best`` (optional callable) receives ``(net, event)`` at each new best
+    validation, with the network in eval mode holding those weights: save it there
+    and an interrupted run still leaves its best checkpoint behind.
     """
     import torch
 
@@ -204,12 +210,14 @@ def iter_train(
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     try:
-        return (yield from _train(cfg, log, device))
+        return (yield from _train(cfg, log, device, on_best))
     finally:
         torch.use_deterministic_algorithms(previous)
 
 
-def _train(cfg: TrainConfig, log, device) -> Generator[TrainStep | Validation, None, TrainResult]:
+def _train(
+    cfg: TrainConfig, log, device, on_best=None
+) -> Generator[TrainStep | Validation, None, TrainResult]:
     import torch
 
     from .inference import select_device
@@ -268,6 +276,10 @@ def _train(cfg: TrainConfig, log, device) -> Generator[TrainStep | Validation, N
             best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
         event = Validation(step, cfg.steps, l1, psnr, is_best)
         history.append(event)
+        if is_best and on_best is not None:
+            net.eval()
+            on_best(net, event)
+            net.train()
         return event
 
     net.train()
@@ -287,6 +299,8 @@ def _train(cfg: TrainConfig, log, device) -> Generator[TrainStep | Validation, N
         lr = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (
             1 + math.cos(math.pi * (step - 1) / cfg.steps)
         )
+        if step <= cfg.warmup:  # linear warm-up: long runs at a high rate otherwise diverge
+            lr *= step / cfg.warmup
         for group in opt.param_groups:
             group["lr"] = lr
         pred = net(torch.from_numpy(xb[:, None].copy()).to(dev))
@@ -305,9 +319,9 @@ def _train(cfg: TrainConfig, log, device) -> Generator[TrainStep | Validation, N
     return TrainResult(net, best[2], best[0], best[1], history, time.perf_counter() - t_start)
 
 
-def train(cfg: TrainConfig, *, log=None, on_event=None, device=None) -> TrainResult:
+def train(cfg: TrainConfig, *, log=None, on_event=None, device=None, on_best=None) -> TrainResult:
     """:func:`iter_train` run to the end; ``on_event`` sees every event."""
-    gen = iter_train(cfg, log=log, device=device)
+    gen = iter_train(cfg, log=log, device=device, on_best=on_best)
     while True:
         try:
             event = next(gen)
