@@ -134,8 +134,10 @@ def pair_scene(p: float, rng: np.random.Generator, shape: int = 256):
 
 
 def particle_scene(p, drange, side, rng):
+    # About 5 % coverage, so that lines through single particles find background.
+    n = max(3, round(0.05 * side * side / (math.pi * (0.25 * sum(drange) / p) ** 2)))
     clean, parts = sim.nanoparticles(
-        (side, side), pixel_size_nm=p, diameters_nm=drange, allow_touching_pairs=1, rng=rng
+        (side, side), pixel_size_nm=p, diameters_nm=drange, n=n, allow_touching_pairs=1, rng=rng
     )
     mu = math.log(2) / (0.5 * (drange[0] + drange[1]))
     pairs = [(i, i + 1, None) for i in range(0, len(parts) - 1, 2) if parts[i].pair is not None]
