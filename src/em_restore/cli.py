@@ -247,13 +247,12 @@ def _profile(args: argparse.Namespace) -> int:
     import numpy as np
 
     from em_restore import io
-    from em_restore.backend.profile import measure_line
+    from em_restore.backend.profile import length_unit, measure_line
 
     points = _parse_line(args.line)
     image = io.read(args.input)
     frame, note = _frame_of(image, args.frame)
-    unit = image.spatial_unit
-    unit = "px" if unit in ("pixel", "px", "") else unit
+    unit = length_unit(image.spatial_unit)
     prof, res = measure_line(
         np.asarray(frame),
         points,
@@ -270,30 +269,7 @@ def _profile(args: argparse.Namespace) -> int:
             "line": [list(p) for p in points],
             "width": args.width,
             "profile": prof.to_list(),
-            "background": res.background,
-            "noise": res.noise,
-            "blur_sigma": res.blur_sigma,
-            "particles": [
-                {
-                    "center": p.center,
-                    "diameter": p.diameter,
-                    "edge_width": p.edge_width,
-                    "fwhm": p.fwhm,
-                    "pseudo_diameter": p.pseudo_diameter,
-                    "appearance": p.appearance,
-                }
-                for p in res.particles
-            ],
-            "pairs": [
-                {
-                    "first": q.first,
-                    "second": q.second,
-                    "distance": q.distance,
-                    "gap": q.gap,
-                    "resolved": q.resolved,
-                }
-                for q in res.pairs
-            ],
+            **res.to_dict(),  # background, noise, blur_sigma, particles, pairs
         }
         print(json.dumps(out, indent=1))
         return 0

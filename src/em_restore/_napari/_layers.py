@@ -100,6 +100,14 @@ def result_layer_kwargs(source: Any, name: str, em_restore_metadata: dict[str, A
     return kwargs
 
 
+def layer_choices(viewer: Any, kind: str = "Image") -> list[tuple[str, Any]]:
+    """``(name, layer)`` of every layer of a napari type (``"Image"``, ``"Shapes"``)."""
+    import napari.layers
+
+    cls = getattr(napari.layers, kind)
+    return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, cls)]
+
+
 def viewer_grid(viewer: Any) -> Any:
     """The viewer's grid settings (``viewer.canvas.grid`` since napari 0.9)."""
     canvas = getattr(viewer, "canvas", None)

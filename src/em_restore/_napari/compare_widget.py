@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 
-from em_restore._napari._layers import current_frame_index, result_layer_kwargs, show_side_by_side
+from em_restore._napari._layers import (
+    current_frame_index,
+    layer_choices,
+    result_layer_kwargs,
+    show_side_by_side,
+)
 from em_restore.backend import metrics
 
 if TYPE_CHECKING:
@@ -69,9 +74,7 @@ class CompareWidget(Container):
             getattr(self.viewer.layers.events, event).disconnect(self._refresh_layers)
 
     def _image_layers(self, _widget: Any = None) -> list[tuple[str, Any]]:
-        from napari.layers import Image
-
-        return [(ly.name, ly) for ly in self.viewer.layers if isinstance(ly, Image)]
+        return layer_choices(self.viewer, "Image")
 
     def _refresh_layers(self, _event: Any = None) -> None:
         self.layer_combo.reset_choices()

@@ -20,6 +20,7 @@ from em_restore import __version__
 from em_restore._napari._jobs import Job
 from em_restore._napari._layers import (
     current_frame_index,
+    layer_choices,
     result_layer_kwargs,
     show_side_by_side,
 )
@@ -119,9 +120,7 @@ class DenoiseWidget(Container):
 
     # ---------------------------------------------------------------- choices
     def _image_layers(self, _widget: Any = None) -> list[tuple[str, Any]]:
-        from napari.layers import Image
-
-        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
+        return layer_choices(self.viewer, "Image")
 
     def _refresh_layers(self, _event: Any = None) -> None:
         self.layer_combo.reset_choices()

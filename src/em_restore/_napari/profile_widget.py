@@ -18,8 +18,8 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton, Select, Spi
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog, QTableWidget, QTableWidgetItem
 
-from em_restore._napari._layers import current_frame_index
-from em_restore.backend.profile import measure_line
+from em_restore._napari._layers import current_frame_index, layer_choices
+from em_restore.backend.profile import length_unit, measure_line
 
 if TYPE_CHECKING:
     import napari
@@ -31,9 +31,7 @@ COLUMNS = ("layer", "item", "centre", "diameter", "FWHM", "edge width", "distanc
 def layer_unit(layer: Any) -> str:
     """Physical unit of a layer's x axis: from our metadata, else napari's units, else px."""
     units = layer.metadata.get("em_restore", {}).get("units")
-    unit = str(units[-1]) if units else str(getattr(layer, "units", ["pixel"])[-1])
-    unit = {"nanometer": "nm", "micrometer": "um", "angstrom": "A"}.get(unit, unit)
-    return "px" if unit in ("pixel", "px", "", "frame") else unit
+    return length_unit(units[-1] if units else getattr(layer, "units", ["pixel"])[-1])
 
 
 def line_in_layer_pixels(shapes: Any, index: int, image: Any) -> np.ndarray:
@@ -110,14 +108,10 @@ class ProfileWidget(Container):
 
     # ---------------------------------------------------------------- choices
     def _image_layers(self, _widget: Any = None) -> list[tuple[str, Any]]:
-        from napari.layers import Image
-
-        return [(ly.name, ly) for ly in self.viewer.layers if isinstance(ly, Image)]
+        return layer_choices(self.viewer, "Image")
 
     def _shapes_layers(self, _widget: Any = None) -> list[tuple[str, Any]]:
-        from napari.layers import Shapes
-
-        return [(ly.name, ly) for ly in self.viewer.layers if isinstance(ly, Shapes)]
+        return layer_choices(self.viewer, "Shapes")
 
     def _refresh_layers(self, _event: Any = None) -> None:
         chosen = [ly for ly in (self.layers.value or []) if ly in self.viewer.layers]
@@ -199,20 +193,20 @@ class ProfileWidget(Container):
     def _show(self, notes: list[str], empty_message: str | None) -> None:
         ax = self.axes
         ax.clear()
-        rows: list[list[str]] = []
         for k, (name, prof, res) in enumerate(self.results):
             colour = f"C{k}"
             ax.plot(prof.positions, prof.values, color=colour, lw=1, label=name)
             if res.particles:
                 ax.plot(prof.positions, res.fit, color=colour, lw=1.5, ls="--")
-            for i, p in enumerate(res.particles):
+            for p in res.particles:
                 ax.axvspan(p.center - p.diameter / 2, p.center + p.diameter / 2,
                            color=colour, alpha=0.08)  # fmt: skip
-                rows.append([name, f"particle {i}", f"{p.center:.4g}", f"{p.diameter:.4g}",
-                             _fmt(p.fwhm), _fmt(p.edge_width), "", ""])  # fmt: skip
-            for q in res.pairs:
-                rows.append([name, f"pair {q.first}-{q.second}", "", "", "", "",
-                             f"{q.distance:.4g}", "yes" if q.resolved else "no"])  # fmt: skip
+        keys = ("layer", "item", "center", "diameter", "fwhm", "edge_width", "distance")
+        rows = [
+            [_fmt(r[k]) for k in keys]
+            + ["" if r["resolved"] is None else ("yes" if r["resolved"] else "no")]
+            for r in self.table_rows()
+        ]
         if self.results:
             ax.set_xlabel(f"distance along the line ({self.results[0][1].unit})")
             ax.set_ylabel("intensity")
@@ -267,5 +261,8 @@ class ProfileWidget(Container):
             self.status.value = f"Saved {path}"
 
 
-def _fmt(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.4g}"
+def _fmt(v: Any) -> str:
+    """A table cell: numbers to 4 significant digits, nothing for what does not apply."""
+    if v is None:
+        return ""
+    return f"{v:.4g}" if isinstance(v, float) else str(v)

@@ -71,6 +71,7 @@ __all__ = [
     "ParticleMeasurement",
     "ProfileAnalysis",
     "analyse_profile",
+    "length_unit",
     "measure_line",
     "sample_profile",
     "sphere_profile",
@@ -679,6 +680,19 @@ def analyse_profile(
         pairs=pairs,
         fit=fit,
     )
+
+
+def length_unit(unit: str | None) -> str:
+    """Short name of a spatial unit for profiles: ``"px"`` when uncalibrated.
+
+    Examples
+    --------
+    >>> length_unit("nanometer"), length_unit("pixel"), length_unit("nm")
+    ('nm', 'px', 'nm')
+    """
+    unit = "" if unit is None else str(unit)
+    unit = {"nanometer": "nm", "micrometer": "um", "angstrom": "A"}.get(unit, unit)
+    return "px" if unit in ("pixel", "px", "", "frame") else unit
 
 
 def measure_line(
