@@ -35,6 +35,7 @@ __all__ = [
     "gaussian_psf",
     "motion_psf",
     "pad_psf",
+    "parse_psf",
     "path_psf",
     "psf_to_otf",
     "random_motion_path",
@@ -434,3 +435,53 @@ def convolve(image, psf, *, boundary: str = "reflect") -> np.ndarray:
     del spec
     out = out[..., before[0] : before[0] + h, before[1] : before[1] + w]
     return np.ascontiguousarray(out, dtype=img.dtype)
+
+
+_SPECS = {
+    "gaussian": (1, "gaussian:SIGMA_PX"),
+    "disk": (1, "disk:RADIUS_PX"),
+    "motion": (2, "motion:LENGTH_PX,ANGLE_DEG"),
+}
+
+
+def parse_psf(spec: str) -> np.ndarray:
+    """A kernel from a text spec: ``gaussian:2.0``, ``disk:3``, ``motion:11,35``.
+
+    Parameters
+    ----------
+    spec : str
+        ``gaussian:SIGMA_PX`` (:func:`gaussian_psf`), ``disk:RADIUS_PX``
+        (:func:`disk_psf`) or ``motion:LENGTH_PX,ANGLE_DEG`` (:func:`motion_psf`).
+
+    Returns
+    -------
+    psf : 2-D float64 ndarray (odd, sums to 1)
+
+    Examples
+    --------
+    >>> parse_psf("motion:6,0").shape
+    (9, 9)
+    """
+    if not isinstance(spec, str) or ":" not in spec:
+        raise ValueError(
+            f"psf spec must look like gaussian:2.0, disk:3 or motion:11,35; got {spec!r}."
+        )
+    kind, _, args = spec.partition(":")
+    kind = kind.strip().lower()
+    if kind not in _SPECS:
+        raise ValueError(
+            f"unknown psf kind {kind!r} in {spec!r}; use gaussian:SIGMA, disk:RADIUS or "
+            "motion:LENGTH,ANGLE."
+        )
+    n, form = _SPECS[kind]
+    try:
+        values = [float(v) for v in args.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != n:
+        raise ValueError(f"psf spec {spec!r} needs {n} number(s): {form}.")
+    if kind == "gaussian":
+        return gaussian_psf(values[0])
+    if kind == "disk":
+        return disk_psf(values[0])
+    return motion_psf(values[0], values[1])
