@@ -182,6 +182,96 @@ def _denoise_model(args, image, drive):
     return restored, plan.to_metadata(), summary
 
 
+def _read_psf(spec: str) -> tuple[Any, str]:
+    """--psf: a spec (gaussian:2.0, disk:3, motion:11,35) or a 2-D kernel file."""
+    import numpy as np
+
+    from em_restore import io
+    from em_restore.backend.psf import parse_psf
+
+    kind = spec.partition(":")[0].strip().lower()
+    if kind in {"gaussian", "disk", "motion"}:
+        return parse_psf(spec), spec
+    path = Path(spec)
+    if not path.exists():
+        raise UserError(
+            f"--psf {spec!r} is neither a kernel spec (gaussian:SIGMA, disk:RADIUS, "
+            "motion:LENGTH,ANGLE) nor an existing file; fix the spec or the path"
+        )
+    kernel = io.read(path)
+    if kernel.data.ndim != 2:
+        raise UserError(
+            f"--psf file {spec!r} has shape {tuple(kernel.data.shape)}; a kernel is one 2-D "
+            "image — save a single frame"
+        )
+    return np.asarray(kernel.data, dtype=np.float64), str(path)
+
+
+def _deconvolve(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from em_restore import io
+    from em_restore.backend import deconvolve as backend
+
+    out = _check_output(args.input, args.output, args.overwrite)
+    psf_out = None
+    if args.psf_out is not None:
+        psf_out = Path(args.psf_out)
+        if psf_out.resolve() in {Path(args.input).resolve(), out.resolve()}:
+            raise UserError(
+                f"--psf-out {str(psf_out)!r} is the input or the output; choose another name"
+            )
+        psf_out = _check_output(args.input, psf_out, args.overwrite)
+        if psf_out.suffix.lower() == ".zarr":
+            raise UserError("--psf-out must be a .tif/.tiff file (the kernel is one small image)")
+    psf, source = (None, "blind") if args.psf is None else _read_psf(args.psf)
+    if psf is not None and args.windows != 1:
+        raise UserError("--windows applies to blind deconvolution; drop --psf or --windows")
+    image = io.read(args.input)
+    _greyscale(image, args.input)
+    drive = _progress_printer(not args.quiet and sys.stderr.isatty())
+    lead = image.data.shape[:-2]
+    frame = np.asarray(image.data[tuple(n // 2 for n in lead)])
+    plan = drive(
+        backend.iter_plan_deconvolve(
+            frame,
+            psf,
+            solver=args.solver,
+            denoise=None if args.no_denoise else "classical",
+            modality=args.modality,
+            windows=(args.windows, args.windows),
+            max_size=args.max_kernel_size,
+        )
+    )
+    restored = drive(backend.iter_deconvolve(image.data, plan))
+    meta = plan.to_metadata()
+    if source != "blind":
+        meta["psf_source"] = source
+    metadata = {
+        "operation": "deconvolve",
+        "input": str(args.input),
+        "deconvolve": meta,
+        "em_restore_version": __version__,
+    }
+    _write_result(out, restored, image, metadata)
+    if psf_out is not None:
+        io.write_tiff(
+            psf_out,
+            plan.psf.astype(np.float32),
+            metadata={"operation": "psf", "input": str(args.input), "psf_source": source},
+            overwrite=True,
+        )
+    if not args.quiet:
+        k = plan.psf
+        kind = "estimated" if source == "blind" else "given"
+        extra = f", kernel -> {psf_out}" if psf_out is not None else ""
+        print(
+            f"deconvolved {args.input} ({plan.solver}, {kind} kernel {k.shape[0]}x{k.shape[1]} px"
+            f"{', denoised first' if plan.denoise is not None else ''}) -> {out}{extra}"
+        )
+    return 0
+
+
 def _models(args: argparse.Namespace) -> int:
     from em_restore.backend import models
 
@@ -428,6 +518,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prof.add_argument("--json", action="store_true", help="print JSON (profile, particles, pairs)")
     prof.set_defaults(func=_profile)
+
+    dec = sub.add_parser(
+        "deconvolve",
+        help="denoise, estimate the blur kernel and remove it (blind unless --psf)",
+        description="Two-stage restoration: automatic denoising, then deconvolution. Without "
+        "--psf the blur kernel is estimated from the image (blind); --psf-out saves it. The "
+        "kernel and the parameters are planned on the middle frame of a stack and applied to "
+        "every frame.",
+    )
+    dec.add_argument("input", help="input file (any format `info` reads)")
+    dec.add_argument("-o", "--output", required=True, help="output .tif/.tiff (float32) or .zarr")
+    dec.add_argument("--psf-out", default=None, metavar="PSF.tif", help="save the kernel used")
+    dec.add_argument(
+        "--psf",
+        default=None,
+        metavar="SPEC_OR_FILE",
+        help="known kernel: gaussian:SIGMA_PX, disk:RADIUS_PX, motion:LENGTH_PX,ANGLE_DEG "
+        "or a 2-D kernel image file (default: blind estimation)",
+    )
+    dec.add_argument(
+        "--solver",
+        choices=("rl", "wiener"),
+        default="rl",
+        help="Richardson-Lucy with TV (default, no ringing) or Wiener (one pass)",
+    )
+    dec.add_argument(
+        "--no-denoise", action="store_true", help="skip the denoise stage (clean data)"
+    )
+    dec.add_argument(
+        "--modality", choices=("tem", "stem", "sem"), default=None, help="for the denoise stage"
+    )
+    dec.add_argument(
+        "--windows",
+        type=int,
+        default=1,
+        help="N: one kernel per window of an N x N grid (spatially varying blur, blind only)",
+    )
+    dec.add_argument(
+        "--max-kernel-size",
+        type=int,
+        default=None,
+        help="largest kernel side in px, odd (default: min(31, short side / 8))",
+    )
+    dec.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    dec.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    dec.set_defaults(func=_deconvolve)
 
     mod = sub.add_parser("models", help="list the bundled and user models")
     mod.add_argument("--json", action="store_true", help="print JSON instead of text")
