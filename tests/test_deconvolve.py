@@ -69,7 +69,7 @@ def test_parse_psf_specs_and_errors():
     np.testing.assert_allclose(P.parse_psf("disk:3.5"), P.disk_psf(3.5))
     np.testing.assert_allclose(P.parse_psf("motion:11,35"), P.motion_psf(11, 35))
     for bad in ("gauss:2", "disk", "motion:11", "gaussian:x"):
-        with pytest.raises(ValueError, match="gaussian|disk|motion|psf"):
+        with pytest.raises(ValueError, match=r"gaussian|disk|motion|psf"):
             P.parse_psf(bad)
 
 
@@ -166,7 +166,7 @@ def test_flat_frame_gives_a_delta_and_is_unchanged():
     flat = np.full((64, 64), 7.0)
     k = D.estimate_kernel(flat)
     np.testing.assert_array_equal(k, np.ones((1, 1)))
-    out, plan = D.deconvolve(flat, None, denoise=None)
+    out, _plan = D.deconvolve(flat, None, denoise=None)
     np.testing.assert_allclose(out, 7.0, atol=1e-4)
 
 
