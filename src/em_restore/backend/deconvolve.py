@@ -800,8 +800,10 @@ def plan_deconvolve(image, psf: Any = None, **kw) -> DeconvPlan:
 
 def _solve(y: np.ndarray, k: np.ndarray, plan: DeconvPlan) -> Generator[Progress, None, np.ndarray]:
     if plan.solver == "wiener":
+        yield Progress(0, 1, "Wiener")
+        out = wiener(y, k, balance=plan.params["balance"])
         yield Progress(1, 1, "Wiener")
-        return wiener(y, k, balance=plan.params["balance"])
+        return out
     p = plan.params
     return (
         yield from iter_richardson_lucy(

@@ -1,0 +1,287 @@
+"""Deconvolve dock widget: denoise, estimate (or take) the blur kernel, remove it.
+
+Thin by design: the work is :mod:`em_restore.backend.deconvolve`
+(``iter_plan_deconvolve`` on the frame on screen, then ``iter_apply_deconv_plan``
+for that frame or ``iter_deconvolve`` for the whole stack), run by
+:class:`._jobs.Job` in a napari thread worker. The raw layer is never modified;
+the result is a new layer beside it with the plan (kernel(s), solver and its
+parameters, denoise stage) in metadata, and the kernel used is shown as its own
+small layer, in pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    SpinBox,
+)
+
+from em_restore import __version__
+from em_restore._napari._jobs import Job
+from em_restore._napari._layers import (
+    current_frame_index,
+    layer_choices,
+    result_layer_kwargs,
+    show_side_by_side,
+)
+from em_restore.backend import deconvolve as backend
+
+if TYPE_CHECKING:
+    import napari
+
+SCOPES = ("current frame", "whole stack")
+BLIND = "blind (estimate)"
+PSF_KINDS = (BLIND, "gaussian", "disk", "motion")
+#: What the size box means for each kernel kind (all in pixels).
+SIZE_LABEL = {"gaussian": "sigma (px)", "disk": "radius (px)", "motion": "length (px)"}
+MODALITIES = ("auto", "tem", "stem", "sem")
+
+
+def psf_spec(kind: str, size: float, angle: float) -> str | None:
+    """The backend's kernel spec for the menu's choice; ``None`` for blind estimation."""
+    if kind == BLIND:
+        return None
+    if kind == "motion":
+        return f"motion:{round(float(size), 3)},{round(float(angle), 3)}"
+    return f"{kind}:{round(float(size), 3)}"
+
+
+class DeconvolveWidget(Container):
+    """Blind or non-blind deconvolution of an image layer, in the background."""
+
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.job: Job | None = None
+        self.last_result: Any = None
+        self.last_kernel: Any = None
+        self._busy = False  # a job is in flight (from start to its end on the main thread)
+        self._alive = True
+
+        self.layer_combo = ComboBox(label="image", choices=self._image_layers, nullable=True)
+        self.scope_combo = ComboBox(label="apply to", choices=list(SCOPES), value=SCOPES[0])
+        self.psf_combo = ComboBox(label="kernel", choices=list(PSF_KINDS), value=BLIND)
+        self.psf_size = FloatSpinBox(
+            label="sigma (px)", value=2.0, min=0.1, max=100.0, step=0.1, enabled=False
+        )
+        self.psf_angle = FloatSpinBox(
+            label="angle (°)", value=0.0, min=-180.0, max=180.0, step=1.0, enabled=False
+        )
+        self.solver_combo = ComboBox(label="solver", choices=list(backend.SOLVERS), value="rl")
+        self.denoise_check = CheckBox(text="denoise first (automatic)", value=True)
+        self.modality_combo = ComboBox(label="modality", choices=list(MODALITIES), value="auto")
+        self.windows_spin = SpinBox(label="windows (n×n)", value=1, min=1, max=6)
+        self.windows_spin.tooltip = (
+            "1: one kernel for the whole frame; n: one kernel per window of an n×n grid "
+            "(spatially varying blur; blind estimation only)"
+        )
+        self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.compare_button = PushButton(text="Side by side", enabled=False)
+        self.status = Label(value="")
+        self.extend(
+            [
+                self.layer_combo,
+                self.scope_combo,
+                self.psf_combo,
+                self.psf_size,
+                self.psf_angle,
+                self.solver_combo,
+                self.denoise_check,
+                self.modality_combo,
+                self.windows_spin,
+                self.run_button,
+                self.cancel_button,
+                self.compare_button,
+                self.status,
+            ]
+        )
+        self.psf_combo.changed.connect(self._options_changed)
+        self.denoise_check.changed.connect(self._options_changed)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.compare_button.changed.connect(self.side_by_side)
+        for event in ("inserted", "removed", "reordered"):
+            getattr(self.viewer.layers.events, event).connect(self._refresh_layers)
+        self.native.destroyed.connect(self._disconnect)
+        self._options_changed()
+
+    def _disconnect(self, _obj: Any = None) -> None:
+        """The widget is gone: the viewer must stop calling it, and its job stops."""
+        self._alive = False
+        for event in ("inserted", "removed", "reordered"):
+            getattr(self.viewer.layers.events, event).disconnect(self._refresh_layers)
+        if self.job is not None and self._busy:
+            self.job.cancel()
+
+    # ---------------------------------------------------------------- choices
+    def _image_layers(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        return layer_choices(self.viewer, "Image")
+
+    def _refresh_layers(self, _event: Any = None) -> None:
+        self.layer_combo.reset_choices()
+
+    def _options_changed(self, _value: Any = None) -> None:
+        kind = self.psf_combo.value
+        blind = kind == BLIND
+        self.psf_size.enabled = not blind
+        self.psf_angle.enabled = kind == "motion"
+        self.windows_spin.enabled = blind
+        if not blind:
+            self.psf_size.label = SIZE_LABEL[kind]
+        self.modality_combo.enabled = bool(self.denoise_check.value)
+
+    # ---------------------------------------------------------------- inputs
+    def _request(self) -> dict[str, Any] | None:
+        """The user's choices, checked on the main thread; None (and a message) if invalid."""
+        from napari.utils.notifications import show_warning
+
+        layer = self.layer_combo.value
+        if layer is None:
+            show_warning("Deconvolve: no image layer selected; open or select an image first")
+            return None
+        if layer.rgb:
+            show_warning(
+                f"Deconvolve: layer {layer.name!r} is RGB; EM images are greyscale — "
+                "convert it to greyscale first"
+            )
+            return None
+        spec = psf_spec(self.psf_combo.value, self.psf_size.value, self.psf_angle.value)
+        n = int(self.windows_spin.value) if spec is None else 1
+        denoise = "classical" if self.denoise_check.value else None
+        modality = None if self.modality_combo.value == "auto" else self.modality_combo.value
+        return {
+            "layer": layer,
+            "data": layer.data,  # the array object only; pixels are read in the worker
+            "frame_index": current_frame_index(layer, self.viewer.dims.point),
+            "whole_stack": self.scope_combo.value == "whole stack",
+            "psf": spec,
+            "solver": self.solver_combo.value,
+            "denoise": denoise,
+            "modality": modality if denoise is not None else None,
+            "windows": (n, n),
+        }
+
+    # ---------------------------------------------------------------- actions
+    def run(self, _value: Any = None) -> Job | None:
+        """Plan on the frame on screen, deconvolve it (or the whole stack), add the result."""
+        request = self._request()
+        if request is None:
+            return None
+
+        def work() -> Generator[Any, None, Any]:
+            frame = np.asarray(request["data"][request["frame_index"]])
+            plan = yield from backend.iter_plan_deconvolve(
+                frame,
+                request["psf"],
+                solver=request["solver"],
+                denoise=request["denoise"],
+                modality=request["modality"],
+                windows=request["windows"],
+            )
+            if request["whole_stack"]:
+                restored = yield from backend.iter_deconvolve(request["data"], plan)
+            else:
+                restored = yield from backend.iter_apply_deconv_plan(frame, plan)
+            return plan, restored
+
+        def done(result: tuple[backend.DeconvPlan, np.ndarray]) -> None:
+            plan, restored = result
+            self._add_result(request, plan, restored)
+
+        return self._start("Deconvolve", work, done)
+
+    def cancel(self, _value: Any = None) -> None:
+        # Not ``job.running``: that is False until the thread pool has started the worker.
+        if self.job is not None and self._busy:
+            self.job.cancel()
+
+    def side_by_side(self, _value: Any = None) -> None:
+        if self.last_result is None or self.last_result[1] not in self.viewer.layers:
+            return
+        raw, result = self.last_result
+        show_side_by_side(self.viewer, raw, result)
+
+    # ---------------------------------------------------------------- helpers
+    def _start(self, name: str, work: Any, done: Any) -> Job | None:
+        if self.job is not None and self._busy:
+            from napari.utils.notifications import show_warning
+
+            show_warning(f"{self.job.name} is still running; cancel it or wait")
+            return None
+        self._set_running(True)
+        self.job = Job(
+            name,
+            work,
+            on_done=done,
+            on_status=self._set_status,
+            on_finished=lambda: self._set_running(False),
+        ).start()
+        return self.job
+
+    def _set_running(self, running: bool) -> None:
+        self._busy = running
+        if not self._alive:
+            return
+        self.run_button.enabled = not running
+        self.cancel_button.enabled = running
+
+    def _set_status(self, text: str) -> None:
+        if self._alive:
+            self.status.value = text
+
+    def _add_result(
+        self, request: dict[str, Any], plan: backend.DeconvPlan, restored: np.ndarray
+    ) -> None:
+        source = request["layer"]
+        name = f"{source.name} deconvolved ({plan.solver})"
+        meta: dict[str, Any] = {
+            "operation": "deconvolve",
+            "deconvolve": plan.to_metadata(),
+            "em_restore_version": __version__,
+        }
+        if not request["whole_stack"]:
+            meta["frame_index"] = list(request["frame_index"])
+        kwargs = result_layer_kwargs(source, name, meta)
+        if not request["whole_stack"]:  # one 2-D frame: drop the leading axes
+            n_lead = len(request["frame_index"])
+            for key in ("scale", "translate", "units", "axis_labels"):
+                if key in kwargs:
+                    kwargs[key] = kwargs[key][n_lead:]
+        layer = self.viewer.add_image(restored, **kwargs)
+        self.last_result = (source, layer)
+        self.last_kernel = self._add_kernel(source, plan)
+        self.compare_button.enabled = True
+
+    def _add_kernel(self, source: Any, plan: backend.DeconvPlan) -> Any:
+        """The kernel used (estimated or given), as a small layer in pixels."""
+        kernel = np.asarray(plan.psf, dtype=np.float32)
+        name = f"{source.name} kernel"
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        return self.viewer.add_image(
+            kernel,
+            name=name,
+            scale=(1.0, 1.0),
+            units=("pixel", "pixel"),
+            colormap="magma",
+            metadata={
+                "em_restore": {
+                    "operation": "deconvolve kernel",
+                    "source_layer": source.name,
+                    "psf_source": plan.psf_source,
+                    "size": [int(s) for s in kernel.shape],
+                    "windows": list(plan.windows),
+                    "em_restore_version": __version__,
+                }
+            },
+        )
