@@ -34,6 +34,7 @@ class Job:
         self.name = name
         self.cancelled = False
         self._settled = False  # a result or an error has arrived: later progress is stale
+        self._active = False  # from start() until finished (the pool may start it later)
         self._on_done = on_done
         self._on_status = on_status
         self._on_finished = on_finished
@@ -47,6 +48,7 @@ class Job:
     def start(self) -> Job:
         self._pbar = progress(total=0, desc=self.name)
         self._on_status(f"{self.name}: starting")
+        self._active = True
         self.worker.start()
         return self
 
@@ -57,7 +59,10 @@ class Job:
 
     @property
     def running(self) -> bool:
-        return self.worker.is_running
+        """From :meth:`start` until the worker has finished (``worker.is_running`` is False
+        until the thread pool actually starts it, which would let a fast cancel or a
+        double click slip through)."""
+        return self._active
 
     def _progressed(self, event: Any) -> None:
         if self.cancelled or self._settled or self._pbar is None:
@@ -94,6 +99,7 @@ class Job:
         self._on_status(f"{self.name}: failed — {message}")
 
     def _finished(self) -> None:
+        self._active = False
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None

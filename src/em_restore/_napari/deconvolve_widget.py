@@ -64,7 +64,6 @@ class DeconvolveWidget(Container):
         self.job: Job | None = None
         self.last_result: Any = None
         self.last_kernel: Any = None
-        self._busy = False  # a job is in flight (from start to its end on the main thread)
         self._alive = True
 
         self.layer_combo = ComboBox(label="image", choices=self._image_layers, nullable=True)
@@ -120,7 +119,7 @@ class DeconvolveWidget(Container):
         self._alive = False
         for event in ("inserted", "removed", "reordered"):
             getattr(self.viewer.layers.events, event).disconnect(self._refresh_layers)
-        if self.job is not None and self._busy:
+        if self.job is not None and self.job.running:
             self.job.cancel()
 
     # ---------------------------------------------------------------- choices
@@ -201,8 +200,7 @@ class DeconvolveWidget(Container):
         return self._start("Deconvolve", work, done)
 
     def cancel(self, _value: Any = None) -> None:
-        # Not ``job.running``: that is False until the thread pool has started the worker.
-        if self.job is not None and self._busy:
+        if self.job is not None and self.job.running:
             self.job.cancel()
 
     def side_by_side(self, _value: Any = None) -> None:
@@ -213,7 +211,7 @@ class DeconvolveWidget(Container):
 
     # ---------------------------------------------------------------- helpers
     def _start(self, name: str, work: Any, done: Any) -> Job | None:
-        if self.job is not None and self._busy:
+        if self.job is not None and self.job.running:
             from napari.utils.notifications import show_warning
 
             show_warning(f"{self.job.name} is still running; cancel it or wait")
@@ -229,7 +227,6 @@ class DeconvolveWidget(Container):
         return self.job
 
     def _set_running(self, running: bool) -> None:
-        self._busy = running
         if not self._alive:
             return
         self.run_button.enabled = not running

@@ -151,6 +151,16 @@ def _check_psf(psf: Any, name: str = "psf") -> np.ndarray:
     return k / k.sum()
 
 
+def _relay(gen: Generator[Progress, None, Any], prefix: str) -> Generator[Progress, None, Any]:
+    """Pass a nested generator's progress on with ``prefix`` on its message; return its value."""
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        yield Progress(p.done, p.total, prefix + p.message)
+
+
 def _frame(image: Any, name: str = "image") -> np.ndarray:
     arr = image if isinstance(image, np.ndarray) else np.asarray(image)
     _check_layout(arr.shape, name, stack=False)
@@ -763,15 +773,8 @@ def iter_plan_deconvolve(
         for i, (y0, y1, x0, x1) in enumerate(boxes):
             part = clean[y0:y1, x0:x1]
             size = default_kernel_size(part.shape) if max_size is None else max_size
-            gen = iter_estimate_kernel(part, max_size=size)
-            while True:
-                try:
-                    p = next(gen)
-                except StopIteration as stop:
-                    found.append(stop.value)
-                    break
-                where = f"window {i + 1}/{len(boxes)}: " if len(boxes) > 1 else ""
-                yield Progress(p.done, p.total, where + p.message)
+            where = f"window {i + 1}/{len(boxes)}: " if len(boxes) > 1 else ""
+            found.append((yield from _relay(iter_estimate_kernel(part, max_size=size), where)))
         psfs = tuple(found)
         estimation = {
             "max_size": max_size if max_size is not None else "auto",
@@ -840,14 +843,7 @@ def iter_apply_deconv_plan(image2d, plan: DeconvPlan) -> Generator[Progress, Non
     wsum = np.zeros_like(x)
     for i, (box, k) in enumerate(zip(boxes, plan.psfs, strict=True)):
         y0, y1, x0, x1 = box
-        gen = _solve(x[y0:y1, x0:x1], k, plan)
-        while True:
-            try:
-                p = next(gen)
-            except StopIteration as stop:
-                part = stop.value
-                break
-            yield Progress(p.done, p.total, f"window {i + 1}/{len(boxes)}: {p.message}")
+        part = yield from _relay(_solve(x[y0:y1, x0:x1], k, plan), f"window {i + 1}/{len(boxes)}: ")
         w = _window_weight(box, x.shape)
         acc[y0:y1, x0:x1] += w * part
         wsum[y0:y1, x0:x1] += w
@@ -896,14 +892,15 @@ def iter_deconvolve(array, plan: DeconvPlan) -> Generator[Progress, None, np.nda
     for n, idx in enumerate(np.ndindex(*lead)):
         frame = array[idx]
         frame = np.asarray(frame.compute() if hasattr(frame, "compute") else frame)
+        where = f"frame {n + 1}/{total}: " if lead else ""
         gen = iter_apply_deconv_plan(frame, plan)
+        # Frame-level progress: done = frames finished, the solver's step in the message.
         while True:
             try:
                 p = next(gen)
             except StopIteration as stop:
                 out[idx] = stop.value
                 break
-            where = f"frame {n + 1}/{total}: " if lead else ""
             yield Progress(n, total, where + p.message)
         yield Progress(n + 1, total, f"frame {n + 1}/{total} done" if lead else "done")
     return out
