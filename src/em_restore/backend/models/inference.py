@@ -387,4 +387,11 @@ def plan_model(
         source = "file metadata" if modality else "unknown (TEM default)"
     name = spec if spec is not None else default_model_name(modality)
     model = load_model(name, device=device)
+    if model.config.task != "denoise":
+        from .store import ModelError
+
+        raise ModelError(
+            f"model {model.name!r} is a {model.config.task} model, not a denoiser; pick one "
+            "listed by `em-restore models --task denoise`."
+        )
     return ModelPlan(model, modality=modality, modality_source=source, tile=tile)

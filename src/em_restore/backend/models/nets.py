@@ -19,6 +19,11 @@ Two architectures, each rebuilt from a strict, JSON-able config:
 Both take and return ``(batch, 1, rows, cols)`` float tensors of *normalised*
 intensities (see :mod:`.inference`); rows and cols must be multiples of
 :attr:`stride` (inference pads).
+
+* :class:`BurstDenseUNet` (``"burst_dense_unet"``): the burst deblurring network
+  (one shared-weight Dense U-Net per frame, max pooling across frames after every
+  block, nearest upsampling + convolution); takes ``(batch, frames, rows, cols)``
+  registered frames and their coverage masks (see :mod:`.burst`).
 """
 
 from __future__ import annotations
@@ -30,7 +35,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ARCHITECTURES", "FastDenoiser", "FastDenoiserConfig", "UNetResNet18", "build_network"]
+__all__ = [
+    "ARCHITECTURES",
+    "BurstDenseUNet",
+    "FastDenoiser",
+    "FastDenoiserConfig",
+    "UNetResNet18",
+    "build_network",
+]
 
 
 def _strict(cls, params: Any, where: str):
@@ -235,9 +247,165 @@ class UNetResNet18(nn.Module):
         return x + self.head(y)
 
 
+# --------------------------------------------------------------------------- burst
+@dataclass(frozen=True)
+class BurstDenseUNetConfig:
+    """Hyper-parameters of :class:`BurstDenseUNet`."""
+
+    channels: int = 32
+    growth: int = 16
+    layers: int = 2
+    levels: int = 3
+    unshuffle: int = 4
+    in_channels: int = 5
+
+    def __post_init__(self) -> None:
+        if self.in_channels not in (2, 4, 5):
+            raise ValueError(f"in_channels must be 2, 4 or 5; got {self.in_channels!r}.")
+        if not 2 <= self.levels <= 4:
+            raise ValueError(f"levels must be 2, 3 or 4; got {self.levels!r}.")
+        if self.unshuffle not in (1, 2, 4):
+            raise ValueError(f"unshuffle must be 1, 2 or 4; got {self.unshuffle!r}.")
+
+
+MOTION_SCALE = 8.0  # px/frame: velocities enter the burst network divided by this
+
+
+def _act(x: torch.Tensor) -> torch.Tensor:
+    return F.leaky_relu(x, 0.1)  # no dead units: plain ReLU stalls this net at start
+
+
+def _frame_max(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """Max over the frames of each burst, broadcast back: ``(B*T, C, H, W)``."""
+    bt, c, h, w = x.shape
+    m = x.reshape(bt // frames, frames, c, h, w).amax(dim=1, keepdim=True)
+    return m.expand(-1, frames, -1, -1, -1).reshape(bt, c, h, w)
+
+
+class _DenseBlock(nn.Module):
+    """Densely connected 3×3 convolutions, then a 1×1 transition to ``cout``."""
+
+    def __init__(self, cin: int, growth: int, layers: int, cout: int) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(
+            nn.Conv2d(cin + i * growth, growth, 3, padding=1) for i in range(layers)
+        )
+        self.transition = nn.Conv2d(cin + layers * growth, cout, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = [x]
+        for conv in self.convs:
+            feats.append(_act(conv(torch.cat(feats, dim=1))))
+        return _act(self.transition(torch.cat(feats, dim=1)))
+
+
+class BurstDenseUNet(nn.Module):
+    """Permutation-invariant burst network: shared-weight Dense U-Nets exchanging maxima.
+
+    Every frame of a burst goes through the same Dense U-Net (shared weights). The
+    input of every block is the frame's own features concatenated with their
+    **maximum over the frames** of the burst (global max pooling across frames), so
+    the copies exchange information while the result stays independent of the
+    frames' order and of their number. Encoder: pixel-unshuffle (``unshuffle``×,
+    so the convolutions run at reduced resolution) of the frame and its coverage
+    mask, then ``levels`` dense blocks separated by 2× max pooling
+    (channels ``c, 2c, 4c…``). Decoder: **nearest-neighbour upsampling + 3×3
+    convolution** (no transposed convolutions, no grid artefacts), skip
+    connections, dense blocks with the same cross-frame max. Head: the max and the
+    mean over frames, a 3×3 convolution and pixel-shuffle back to full resolution, added to
+    the masked mean of the frames (residual learning; starts as that mean).
+
+    ``forward(frames, masks, motion, base)`` takes ``(B, T, H, W)`` normalised
+    frames, ``(B, T, H, W)`` masks (1 where the frame covers the pixel), with
+    ``in_channels >= 4`` each frame's stage velocity ``(B, T, 2)`` in px/frame (from
+    the registration; it tells the network the direction and length of the motion
+    blur; given per frame, it travels with its frame, so the result still does not
+    depend on the order) and a ``(B, 1, H, W)`` **base** estimate the output is a
+    residual over (default: the masked mean of the frames; the bundled model uses
+    the classical multi-frame Wiener deconvolution, itself symmetric in the
+    frames), which ``in_channels = 5`` also feeds to every copy. Returns
+    ``(B, 1, H, W)``; ``H`` and ``W`` must be multiples of :attr:`stride`.
+
+    Examples
+    --------
+    >>> net = BurstDenseUNet(BurstDenseUNetConfig(channels=8, growth=4, unshuffle=2))
+    >>> x = torch.rand(2, 5, 32, 32)
+    >>> v = torch.rand(2, 5, 2)
+    >>> y = net(x, torch.ones_like(x), v)
+    >>> y.shape, net.stride
+    (torch.Size([2, 1, 32, 32]), 8)
+    >>> order = [4, 2, 0, 1, 3]
+    >>> bool(torch.allclose(net(x[:, order], torch.ones_like(x), v[:, order]), y, atol=1e-6))
+    True
+    """
+
+    arch: ClassVar[str] = "burst_dense_unet"
+    config_class: ClassVar[type] = BurstDenseUNetConfig
+
+    def __init__(self, config: BurstDenseUNetConfig | None = None) -> None:
+        super().__init__()
+        cfg = config or BurstDenseUNetConfig()
+        self.config = cfg
+        c, g, n, lv = cfg.channels, cfg.growth, cfg.layers, cfg.levels
+        widths = [c * 2**i for i in range(lv)]
+        r = cfg.unshuffle
+        self.stride = r * 2 ** (lv - 1)
+        self.head = nn.Conv2d(cfg.in_channels * r * r, c, 3, padding=1)
+        self.enc = nn.ModuleList()
+        cin = c
+        for wd in widths:
+            self.enc.append(_DenseBlock(2 * cin, g, n, wd))
+            cin = wd
+        self.up = nn.ModuleList()
+        self.dec = nn.ModuleList()
+        for i in range(lv - 2, -1, -1):
+            self.up.append(nn.Conv2d(widths[i + 1], widths[i], 3, padding=1))
+            self.dec.append(_DenseBlock(3 * widths[i], g, n, widths[i]))
+        self.tail = nn.Conv2d(2 * c, r * r, 3, padding=1)
+        nn.init.normal_(self.tail.weight, std=1e-3)  # starts close to the masked mean
+        nn.init.zeros_(self.tail.bias)
+
+    def forward(
+        self,
+        frames: torch.Tensor,
+        masks: torch.Tensor,
+        motion: torch.Tensor | None = None,
+        base: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        b, t, h, w = frames.shape
+        m = masks.to(frames.dtype)
+        if base is None:  # the masked mean of the frames
+            base = (frames * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp_min(1.0)
+        chans = [frames, m]
+        if self.config.in_channels >= 4:
+            if motion is None:
+                motion = frames.new_zeros(b, t, 2)
+            mv = (motion.to(frames.dtype) / MOTION_SCALE)[..., None, None]
+            chans += [mv[:, :, 0].expand(b, t, h, w), mv[:, :, 1].expand(b, t, h, w)]
+        if self.config.in_channels == 5:
+            chans.append(base.expand(b, t, h, w))
+        x = torch.stack(chans, dim=2).reshape(b * t, len(chans), h, w)
+        r = self.config.unshuffle
+        x = _act(self.head(F.pixel_unshuffle(x, r)))
+        skips = []
+        for i, block in enumerate(self.enc):
+            if i:
+                x = F.max_pool2d(x, 2)
+            x = block(torch.cat([x, _frame_max(x, t)], dim=1))
+            skips.append(x)
+        for up, block, skip in zip(self.up, self.dec, reversed(skips[:-1]), strict=True):
+            x = _act(up(F.interpolate(x, scale_factor=2, mode="nearest")))
+            x = block(torch.cat([x, skip, _frame_max(x, t)], dim=1))
+        c, hh, ww = x.shape[1:]
+        pooled = x.reshape(b, t, c, hh, ww).amax(dim=1)
+        avg = x.reshape(b, t, c, hh, ww).mean(dim=1)
+        return base + F.pixel_shuffle(self.tail(torch.cat([pooled, avg], dim=1)), r)
+
+
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     FastDenoiser.arch: FastDenoiser,
     UNetResNet18.arch: UNetResNet18,
+    BurstDenseUNet.arch: BurstDenseUNet,
 }
 
 

@@ -48,7 +48,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 FORMAT = "em-restore-model"
 FORMAT_VERSION = 1
-TASKS = ("denoise",)
+TASKS = ("denoise", "burst")
 MODALITIES = ("tem", "stem", "sem")
 NORMALISATIONS = ("percentile",)
 
