@@ -272,16 +272,79 @@ def _deconvolve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _burst(args: argparse.Namespace) -> int:
+    from em_restore import io
+    from em_restore.backend import burst as backend
+
+    out = _check_output(args.input, args.output, args.overwrite)
+    if args.model is not None and args.method != "network":
+        raise UserError("--model applies to --method network; drop --model or the --method")
+    image = io.read(args.input)
+    _greyscale(image, args.input)
+    shape = tuple(int(n) for n in image.data.shape)
+    if len(shape) == 2 or (len(shape) == 3 and shape[0] < 2):
+        raise UserError(
+            f"{args.input!r} holds a single frame {shape}; burst needs a stack of consecutive "
+            "frames of a stream (T, rows, cols) — open the whole stream"
+        )
+    if len(shape) != 3:
+        raise UserError(
+            f"{args.input!r} has shape {shape} (axes {image.axes!r}); burst needs one stream "
+            "(T, rows, cols) — split the other axes first"
+        )
+    if args.frames > shape[0]:
+        raise UserError(
+            f"--frames {args.frames} is more than the {shape[0]} frames of {args.input!r}; "
+            f"use --frames {shape[0]} or fewer"
+        )
+    plan = backend.plan_burst(
+        args.method,
+        frames=args.frames,
+        stride=args.stride,
+        model=args.model,
+        device=args.device,
+        exposure=args.exposure,
+    )
+    drive = _progress_printer(not args.quiet and sys.stderr.isatty())
+    restored, info = drive(backend.iter_burst(image.data, plan))
+    metadata = {
+        "operation": "burst",
+        "input": str(args.input),
+        "burst": {**plan.to_metadata(), **info},
+        "em_restore_version": __version__,
+    }
+    write = io.write_zarr if out.suffix.lower() == ".zarr" else io.write_tiff
+    timed = image.axes[0] == "t" and image.units[0] == "s"
+    write(
+        out,
+        restored,
+        pixel_size_nm=image.pixel_size,
+        unit=image.spatial_unit,
+        axes=image.axes,
+        metadata=metadata,
+        overwrite=True,
+        frame_interval=image.scale[0] * args.stride if timed else None,
+    )
+    if not args.quiet:
+        what = f"model {plan.model.name}" if plan.model is not None else plan.method
+        print(
+            f"burst {args.input}: {len(info['centres'])} frame(s) from windows of {args.frames} "
+            f"(stride {args.stride}, {what}) -> {out}"
+        )
+    return 0
+
+
 def _models(args: argparse.Namespace) -> int:
     from em_restore.backend import models
 
     rows = []
     defaults = {m: models.default_model_name(m) for m in ("tem", "stem", "sem")}
-    for e in models.list_models():
+    for e in models.list_models(task=args.task):
         rows.append(
             {
                 "name": e.name,
                 "source": e.source,
+                "task": e.config.task,
                 "architecture": e.config.architecture,
                 "modalities": list(e.config.modalities),
                 "default_for": [m for m, n in defaults.items() if n == e.name],
@@ -294,7 +357,7 @@ def _models(args: argparse.Namespace) -> int:
         return 0
     for r in rows:
         default = f"  default for {', '.join(r['default_for'])}" if r["default_for"] else ""
-        print(f"{r['name']:<28} {r['source']:<8} {r['architecture']:<14}{default}")
+        print(f"{r['name']:<28} {r['source']:<8} {r['task']:<8} {r['architecture']:<16}{default}")
         if r["description"]:
             print(f"    {r['description']}")
     print(f"user models folder: {models.user_model_dir()}")
@@ -565,8 +628,43 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     dec.set_defaults(func=_deconvolve)
 
+    bur = sub.add_parser(
+        "burst",
+        help="restore a fast stream: each window of frames -> one sharp frame",
+        description="Burst deblurring of a stream from a moving stage. Each window of N "
+        "consecutive frames (every S frames) is registered to its middle frame and fused "
+        "into one sharp frame by the burst network (default), the classical multi-frame "
+        "Wiener deconvolution, Fourier burst accumulation or the registered mean. Output: "
+        "a stack, frame i registered to input frame centre_i (in the file's metadata).",
+    )
+    bur.add_argument("input", help="a stack (T, rows, cols) in any format `info` reads")
+    bur.add_argument("-o", "--output", required=True, help="output .tif/.tiff (float32) or .zarr")
+    bur.add_argument("--frames", type=int, default=5, help="frames per window, >= 2 (default 5)")
+    bur.add_argument("--stride", type=int, default=1, help="frames between windows (default 1)")
+    bur.add_argument(
+        "--method",
+        choices=("network", "classical", "fba", "mean"),
+        default="network",
+        help="burst network (default), classical multi-frame Wiener, Fourier burst "
+        "accumulation, or the registered mean",
+    )
+    bur.add_argument("--model", default=None, help="burst model name or folder (default: em-burst)")
+    bur.add_argument(
+        "--exposure",
+        type=float,
+        default=1.0,
+        help="fraction of the frame time the detector integrates, for --method classical",
+    )
+    bur.add_argument("--device", default=None, help="auto (default), cpu, cuda or mps")
+    bur.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    bur.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    bur.set_defaults(func=_burst)
+
     mod = sub.add_parser("models", help="list the bundled and user models")
     mod.add_argument("--json", action="store_true", help="print JSON instead of text")
+    mod.add_argument(
+        "--task", choices=("denoise", "burst"), default=None, help="only models for this task"
+    )
     mod.set_defaults(func=_models)
     return parser
 
