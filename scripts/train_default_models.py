@@ -13,11 +13,15 @@ Models (``--which``):
   the default for every modality;
 * ``reference`` → ``unet-resnet18``: the low-dose TEM paper's U-Net with a
   ResNet-18 encoder, **same recipe** (data, steps, batch, loss, schedule); written
-  to ``build/models`` (56 MB: not shipped), used by ``benchmarks/bench_models.py``.
+  to ``build/models`` (56 MB: not shipped), used by ``benchmarks/bench_models.py``;
+* ``burst`` → ``em-burst``: :class:`BurstDenseUNet`, the burst deblurring network,
+  on simulated moving-stage TEM streams (3–7 registered frames, 5–300 e⁻/px per
+  frame, 1–12 px of motion per frame with an irregular path), L1 + SSIM loss, best
+  validation SSIM kept; written into the package.
 
 Run from the repository root::
 
-    .venv/bin/python scripts/train_default_models.py --which fast reference
+    .venv/bin/python scripts/train_default_models.py --which fast reference burst
 
 The recipe, time, hardware and validation curve are stored in each model's
 ``config.json`` (``training``); the model cards in ``docs/models/`` quote them.
@@ -34,6 +38,7 @@ from pathlib import Path
 import torch
 
 from em_restore.backend.models import ModelConfig, TrainConfig, save_model, train
+from em_restore.backend.models.burst import BurstTrainConfig, train_burst
 from em_restore.backend.models.nets import network_params
 from em_restore.backend.models.training import TrainResult, TrainStep, Validation
 
@@ -42,6 +47,7 @@ PACKAGE_WEIGHTS = ROOT / "src" / "em_restore" / "weights"
 REFERENCE_DIR = ROOT / "build" / "models"
 
 RECIPE = dict(steps=4000, batch=8, patch=96, pool=2048, val_images=32, val_every=250, seed=20261121)
+BURST_RECIPE = dict(steps=3000, batch=8, patch=64, pool=800, val_windows=24, seed=20261121)
 
 MODELS = {
     "fast": dict(
@@ -62,21 +68,52 @@ MODELS = {
             "same training recipe as em-denoise-fast. Not shipped (56 MB)."
         ),
     ),
+    "burst": dict(
+        name="em-burst",
+        folder=PACKAGE_WEIGHTS / "em-burst",
+        architecture="burst_dense_unet",
+        task="burst",
+        description=(
+            "Default burst deblurring network for fast TEM streams from a moving stage: "
+            "shared-weight Dense U-Net per frame with max pooling across frames, 3-8 "
+            "registered frames in, the sharp middle frame out; trained on the em-restore "
+            "simulator only."
+        ),
+    ),
 }
+
+
+def burst_record(result: TrainResult, cfg: BurstTrainConfig) -> dict:
+    """Training record of a burst model (validation scored by SSIM, not L1)."""
+    record = result.record(cfg)
+    record.pop("best_val_l1")
+    record["best_val_ssim"] = round(1.0 - result.best_loss, 5)
+    record["validation"] = [
+        {"step": v.step, "ssim": round(1.0 - v.loss, 5), "psnr": round(v.psnr, 3)}
+        for v in result.history
+        if isinstance(v, Validation)
+    ]
+    return record
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--which", nargs="+", choices=sorted(MODELS), default=["fast"])
     ap.add_argument("--device", default="cpu", help="cpu (reproducible), cuda, mps or auto")
-    ap.add_argument("--steps", type=int, default=RECIPE["steps"])
+    ap.add_argument("--steps", type=int, default=None, help="default: the model's recipe")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (part of the recipe)")
     ap.add_argument("--out", type=Path, default=None, help="write every model under this folder")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     for key in args.which:
         spec = MODELS[key]
-        cfg = TrainConfig(architecture=spec["architecture"], **{**RECIPE, "steps": args.steps})
+        is_burst = spec.get("task") == "burst"
+        recipe = dict(BURST_RECIPE if is_burst else RECIPE)
+        if args.steps is not None:
+            recipe["steps"] = args.steps
+        config_class = BurstTrainConfig if is_burst else TrainConfig
+        cfg = config_class(architecture=spec["architecture"], **recipe)
+        run = train_burst if is_burst else train
         t0 = time.perf_counter()
         folder = (args.out / spec["folder"].name) if args.out else spec["folder"]
         seen: list = []
@@ -88,38 +125,42 @@ def main(argv=None) -> int:
                 architecture=spec["architecture"],
                 arch_params=network_params(net),
                 normalisation=cfg.normalisation,
-                modalities=("tem", "stem", "sem"),
+                task=spec.get("task", "denoise"),
+                modalities=("tem",) if spec.get("task") == "burst" else ("tem", "stem", "sem"),
                 description=spec["description"],
                 training=record,
             )
 
-        def checkpoint(net, event, t0=t0, cfg=cfg, folder=folder, seen=seen):
+        def checkpoint(net, event, t0=t0, cfg=cfg, folder=folder, seen=seen, is_burst=is_burst):
             # An interrupted run leaves its best checkpoint so far, marked incomplete.
             partial = TrainResult(net, event.step, event.loss, event.psnr, [*seen, event])
             partial.seconds = time.perf_counter() - t0
-            record = {**partial.record(cfg), "complete": False}
+            rec = burst_record(partial, cfg) if is_burst else partial.record(cfg)
+            record = {**rec, "complete": False}
             save_model(folder, net, model_config(net, record), overwrite=True)
 
-        def show(event, t0=t0, key=key, seen=seen):
+        def show(event, t0=t0, key=key, seen=seen, is_burst=is_burst):
             if isinstance(event, Validation):
                 seen.append(event)
                 flag = " *" if event.best else ""
+                score = f"SSIM {1 - event.loss:.4f}" if is_burst else f"L1 {event.loss:.5f}"
                 print(
-                    f"[{key}] step {event.step:5d}/{event.total}  val L1 {event.loss:.5f}  "
+                    f"[{key}] step {event.step:5d}/{event.total}  val {score}  "
                     f"PSNR {event.psnr:6.2f} dB  {time.perf_counter() - t0:7.0f} s{flag}",
                     flush=True,
                 )
             elif isinstance(event, TrainStep) and event.step % 50 == 0:
                 print(f"[{key}] step {event.step:5d} loss {event.loss:.5f}", end="\r", flush=True)
 
-        result = train(
+        result = run(
             cfg,
             log=lambda m, key=key: print(f"[{key}] {m}", flush=True),
             on_event=show,
             device=args.device,
             on_best=checkpoint,
         )
-        save_model(folder, result.net, model_config(result.net, result.record(cfg)), overwrite=True)
+        rec = burst_record(result, cfg) if is_burst else result.record(cfg)
+        save_model(folder, result.net, model_config(result.net, rec), overwrite=True)
         print(
             f"[{key}] saved {folder} (best step {result.best_step}, val PSNR "
             f"{result.best_psnr:.2f} dB, {result.seconds:.0f} s)"
