@@ -1,0 +1,304 @@
+"""Burst dock widget: restore a fast image stream window by window.
+
+Thin by design: the work is :mod:`em_restore.backend.burst` (``plan_burst``, then
+``iter_burst`` over the whole stack, or ``burst_lazy`` for a dask array computing
+each output frame when it is shown), run by :class:`._jobs.Job` in a napari
+thread worker. The raw layer is never modified; the result is a new layer beside
+it with the plan (method, window, stride, model name and weights hash) and the
+registration (each output's centre frame and shifts) in metadata. Output frame
+``i`` is registered to input frame ``centres[i]`` (its window's middle), so its
+time axis is the source's, ``stride`` times coarser and starting at
+``centres[0]``: every restored frame sits at the time of its middle input frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    SpinBox,
+)
+
+from em_restore import __version__
+from em_restore._napari._jobs import Job
+from em_restore._napari._layers import layer_choices, result_layer_kwargs, show_side_by_side
+from em_restore.backend import burst as backend
+from em_restore.backend.denoise import Progress
+
+if TYPE_CHECKING:
+    import napari
+
+#: Smallest frame side the registration accepts (pixels).
+MIN_FRAME_SIDE = 16
+
+
+def burst_model_names() -> list[str]:
+    """Registered burst models (bundled, then the user's); empty if none or no torch."""
+    try:
+        from em_restore.backend.models import list_models
+
+        return [e.name for e in list_models(task="burst")]
+    except Exception:  # a broken torch install must not take the classical methods down
+        return []
+
+
+class BurstWidget(Container):
+    """Burst deblurring of a (T, rows, cols) stream layer, in the background or lazily."""
+
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.job: Job | None = None
+        self.last_result: Any = None
+        self._alive = True
+
+        self.layer_combo = ComboBox(label="image", choices=self._image_layers, nullable=True)
+        self.frames_spin = SpinBox(
+            label="frames per window", value=backend.DEFAULT_FRAMES, min=2, max=16
+        )
+        self.frames_spin.tooltip = (
+            "consecutive frames fused into one restored frame (registered to the middle one)"
+        )
+        self.stride_spin = SpinBox(label="stride", value=1, min=1, max=100)
+        self.stride_spin.tooltip = "frames between the starts of consecutive windows"
+        self.method_combo = ComboBox(
+            label="method", choices=list(backend.METHODS), value=backend.METHODS[0]
+        )
+        self.model_combo = ComboBox(label="model", choices=self._models, nullable=True)
+        self.exposure_spin = FloatSpinBox(
+            label="exposure", value=1.0, min=0.05, max=1.0, step=0.05, enabled=False
+        )
+        self.exposure_spin.tooltip = "fraction of the frame period the detector integrates"
+        self.lazy_check = CheckBox(text="on demand (long streams)", value=False)
+        self.lazy_check.tooltip = (
+            "add the result at once and restore each frame only when it is shown"
+        )
+        self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.compare_button = PushButton(text="Side by side", enabled=False)
+        self.status = Label(value="")
+        self.extend(
+            [
+                self.layer_combo,
+                self.frames_spin,
+                self.stride_spin,
+                self.method_combo,
+                self.model_combo,
+                self.exposure_spin,
+                self.lazy_check,
+                self.run_button,
+                self.cancel_button,
+                self.compare_button,
+                self.status,
+            ]
+        )
+        self.method_combo.changed.connect(self._options_changed)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.compare_button.changed.connect(self.side_by_side)
+        for event in ("inserted", "removed", "reordered"):
+            getattr(self.viewer.layers.events, event).connect(self._refresh_layers)
+        self.native.destroyed.connect(self._disconnect)
+        self._options_changed()
+
+    def _disconnect(self, _obj: Any = None) -> None:
+        """The widget is gone: the viewer must stop calling it, and its job stops."""
+        self._alive = False
+        for event in ("inserted", "removed", "reordered"):
+            getattr(self.viewer.layers.events, event).disconnect(self._refresh_layers)
+        if self.job is not None and self.job.running:
+            self.job.cancel()
+
+    # ---------------------------------------------------------------- choices
+    def _image_layers(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        return layer_choices(self.viewer, "Image")
+
+    def _models(self, _widget: Any = None) -> list[str]:
+        return burst_model_names()
+
+    def _refresh_layers(self, _event: Any = None) -> None:
+        self.layer_combo.reset_choices()
+
+    def _options_changed(self, _value: Any = None) -> None:
+        method = self.method_combo.value
+        if method == "network":  # a model trained or installed since: list it
+            self.model_combo.reset_choices()
+        self.model_combo.enabled = method == "network"
+        self.exposure_spin.enabled = method == "classical"
+
+    # ---------------------------------------------------------------- inputs
+    def _request(self) -> dict[str, Any] | None:
+        """The user's choices, checked on the main thread; None (and a message) if invalid."""
+        from napari.utils.notifications import show_warning
+
+        layer = self.layer_combo.value
+        if layer is None:
+            show_warning("Burst: no image layer selected; open or select a stream first")
+            return None
+        if layer.rgb:
+            show_warning(
+                f"Burst: layer {layer.name!r} is RGB; EM streams are greyscale — "
+                "convert it to greyscale first"
+            )
+            return None
+        shape = tuple(int(s) for s in layer.data.shape)
+        if len(shape) != 3:
+            hint = " — a single frame, not a stream" if len(shape) == 2 else ""
+            show_warning(
+                f"Burst: burst needs a (T, rows, cols) stack; layer {layer.name!r} has shape "
+                f"{shape}{hint}. Open the whole stream as one stack"
+            )
+            return None
+        frames = int(self.frames_spin.value)
+        if frames > shape[0]:
+            show_warning(
+                f"Burst: {frames} frames per window but layer {layer.name!r} has only "
+                f"{shape[0]} frames; use at most {shape[0]}"
+            )
+            return None
+        if min(shape[1:]) < MIN_FRAME_SIDE:
+            show_warning(
+                f"Burst: frames of layer {layer.name!r} are {shape[1]}×{shape[2]} px; "
+                f"registration needs at least {MIN_FRAME_SIDE}×{MIN_FRAME_SIDE}"
+            )
+            return None
+        method = self.method_combo.value
+        model = self.model_combo.value if method == "network" else None
+        if method == "network" and model is None:
+            show_warning(
+                "Burst: no burst model is installed; choose method 'classical' "
+                "(no training needed) or install a burst model"
+            )
+            return None
+        return {
+            "layer": layer,
+            "data": layer.data,  # the array object only; pixels are read in the worker
+            "method": method,
+            "frames": frames,
+            "stride": int(self.stride_spin.value),
+            "model": model,
+            "exposure": float(self.exposure_spin.value),
+        }
+
+    @staticmethod
+    def _plan(request: dict[str, Any]) -> backend.BurstPlan:
+        return backend.plan_burst(
+            request["method"],
+            frames=request["frames"],
+            stride=request["stride"],
+            model=request["model"],
+            exposure=request["exposure"],
+        )
+
+    # ---------------------------------------------------------------- actions
+    def run(self, _value: Any = None) -> Job | None:
+        """Restore the stack in the background, or (on demand) add a lazy result at once."""
+        request = self._request()
+        if request is None:
+            return None
+        if self.lazy_check.value:
+            self._add_lazy(request)
+            return None
+
+        def work() -> Generator[Any, None, Any]:
+            yield Progress(0, 1, "loading model" if request["model"] else "planning")
+            plan = self._plan(request)
+            out, info = yield from backend.iter_burst(request["data"], plan)
+            return plan, out, info
+
+        def done(result: tuple[backend.BurstPlan, Any, dict]) -> None:
+            plan, out, info = result
+            self._add_result(request, plan, out, info)
+
+        return self._start("Burst", work, done)
+
+    def cancel(self, _value: Any = None) -> None:
+        if self.job is not None and self.job.running:
+            self.job.cancel()
+
+    def side_by_side(self, _value: Any = None) -> None:
+        if self.last_result is None or self.last_result[1] not in self.viewer.layers:
+            return
+        raw, result = self.last_result
+        show_side_by_side(self.viewer, raw, result)
+
+    # ---------------------------------------------------------------- helpers
+    def _start(self, name: str, work: Any, done: Any) -> Job | None:
+        if self.job is not None and self.job.running:
+            from napari.utils.notifications import show_warning
+
+            show_warning(f"{self.job.name} is still running; cancel it or wait")
+            return None
+        self._set_running(True)
+        self.job = Job(
+            name,
+            work,
+            on_done=done,
+            on_status=self._set_status,
+            on_finished=lambda: self._set_running(False),
+        ).start()
+        return self.job
+
+    def _set_running(self, running: bool) -> None:
+        if not self._alive:
+            return
+        self.run_button.enabled = not running
+        self.cancel_button.enabled = running
+
+    def _set_status(self, text: str) -> None:
+        if self._alive:
+            self.status.value = text
+
+    def _add_lazy(self, request: dict[str, Any]) -> None:
+        """Plan on the main thread (fast) and add a dask-backed result; no job."""
+        from napari.utils.notifications import show_error
+
+        try:
+            plan = self._plan(request)
+            data = backend.burst_lazy(request["data"], plan)
+        except Exception as exc:
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            show_error(f"Burst failed: {message}")
+            self._set_status(f"Burst: failed — {message}")
+            return
+        n_frames = int(request["data"].shape[0])
+        centres = backend.output_centres(n_frames, plan.frames, plan.stride)
+        source = request["layer"]
+        # A lazy stack must not be computed whole for its display range: use the raw's.
+        extra = {"contrast_limits": tuple(source.contrast_limits)}
+        self._add_result(request, plan, data, {"centres": centres, "lazy": True}, **extra)
+        self._set_status(f"Burst: added on demand ({len(centres)} frames)")
+
+    def _add_result(
+        self,
+        request: dict[str, Any],
+        plan: backend.BurstPlan,
+        out: Any,
+        info: dict[str, Any],
+        **extra: Any,
+    ) -> None:
+        source = request["layer"]
+        name = f"{source.name} burst ({plan.method})"
+        meta: dict[str, Any] = {
+            "operation": "burst",
+            "burst": {**plan.to_metadata(), **info},
+            "em_restore_version": __version__,
+        }
+        kwargs = result_layer_kwargs(source, name, meta)
+        # Output i sits at the time of its middle input frame, centres[i].
+        t_scale = float(source.scale[0])
+        scale = list(kwargs["scale"])
+        translate = list(kwargs["translate"])
+        scale[0] = t_scale * plan.stride
+        translate[0] = float(source.translate[0]) + info["centres"][0] * t_scale
+        kwargs["scale"], kwargs["translate"] = tuple(scale), tuple(translate)
+        layer = self.viewer.add_image(out, **kwargs, **extra)
+        self.last_result = (source, layer)
+        self.compare_button.enabled = True
