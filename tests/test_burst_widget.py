@@ -39,8 +39,9 @@ def _widget(viewer):
 
 
 def _wait(qtbot, job, timeout=120_000):
-    with qtbot.waitSignal(job.worker.finished, timeout=timeout):
-        pass
+    # Poll the job's own flag (cleared by its `finished` slot, after the result slot):
+    # waiting for the worker's signal would miss one emitted before the wait began.
+    qtbot.waitUntil(lambda: not job.running, timeout=timeout)
 
 
 def _warnings(monkeypatch):

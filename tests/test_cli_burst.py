@@ -105,3 +105,11 @@ def test_refuses_to_overwrite(stream_tif, capsys):
     path, _ = stream_tif
     assert main(["burst", str(path), "-o", str(path), "--method", "mean"]) == 2
     assert "raw data is never overwritten" in capsys.readouterr().err
+
+
+def test_models_lists_burst_models_by_task(capsys):
+    import json
+
+    assert main(["models", "--task", "burst", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == ["em-burst"] and rows[0]["task"] == "burst"

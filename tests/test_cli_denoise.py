@@ -72,7 +72,7 @@ def test_denoise_with_a_model_folder_and_models_listing(noisy_file, tmp_path, ca
     from em_restore.backend.models import list_models
 
     path, _ = noisy_file
-    folder = list_models()[0].path
+    folder = list_models(task="denoise")[0].path
     out = tmp_path / "m.zarr"
     assert main(["denoise", str(path), "-o", str(out), "--model", str(folder), "-q"]) == 0
     assert io.read(out).metadata["denoise"]["model"]["path"] == str(folder)
