@@ -85,8 +85,10 @@ def _greyscale(image: Any, path: str) -> None:
         )
 
 
-def _write_result(out: Path, data: Any, image: Any, metadata: dict[str, Any]) -> None:
-    """Write a result with the input's calibration (frame interval included)."""
+def _write_result(
+    out: Path, data: Any, image: Any, metadata: dict[str, Any], frame_step: int = 1
+) -> None:
+    """Write a result with the input's calibration (frame interval × ``frame_step``)."""
     from em_restore import io
 
     write = io.write_zarr if out.suffix.lower() == ".zarr" else io.write_tiff
@@ -99,7 +101,7 @@ def _write_result(out: Path, data: Any, image: Any, metadata: dict[str, Any]) ->
         axes=image.axes,
         metadata=metadata,
         overwrite=True,
-        frame_interval=image.scale[0] if timed else None,
+        frame_interval=image.scale[0] * frame_step if timed else None,
     )
 
 
@@ -313,18 +315,7 @@ def _burst(args: argparse.Namespace) -> int:
         "burst": {**plan.to_metadata(), **info},
         "em_restore_version": __version__,
     }
-    write = io.write_zarr if out.suffix.lower() == ".zarr" else io.write_tiff
-    timed = image.axes[0] == "t" and image.units[0] == "s"
-    write(
-        out,
-        restored,
-        pixel_size_nm=image.pixel_size,
-        unit=image.spatial_unit,
-        axes=image.axes,
-        metadata=metadata,
-        overwrite=True,
-        frame_interval=image.scale[0] * args.stride if timed else None,
-    )
+    _write_result(out, restored, image, metadata, frame_step=args.stride)
     if not args.quiet:
         what = f"model {plan.model.name}" if plan.model is not None else plan.method
         print(

@@ -19,16 +19,14 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FloatSpinBox,
-    Label,
-    PushButton,
     SpinBox,
 )
 
 from em_restore import __version__
+from em_restore._napari._base import JobWidget
 from em_restore._napari._jobs import Job
-from em_restore._napari._layers import layer_choices, result_layer_kwargs, show_side_by_side
+from em_restore._napari._layers import result_layer_kwargs
 from em_restore.backend import burst as backend
 from em_restore.backend.denoise import Progress
 
@@ -49,17 +47,11 @@ def burst_model_names() -> list[str]:
         return []
 
 
-class BurstWidget(Container):
+class BurstWidget(JobWidget):
     """Burst deblurring of a (T, rows, cols) stream layer, in the background or lazily."""
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
-        super().__init__(labels=True)
-        self.viewer = napari_viewer
-        self.job: Job | None = None
-        self.last_result: Any = None
-        self._alive = True
-
-        self.layer_combo = ComboBox(label="image", choices=self._image_layers, nullable=True)
+        super().__init__(napari_viewer)
         self.frames_spin = SpinBox(
             label="frames per window", value=backend.DEFAULT_FRAMES, min=2, max=16
         )
@@ -80,51 +72,21 @@ class BurstWidget(Container):
         self.lazy_check.tooltip = (
             "add the result at once and restore each frame only when it is shown"
         )
-        self.run_button = PushButton(text="Run")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.compare_button = PushButton(text="Side by side", enabled=False)
-        self.status = Label(value="")
-        self.extend(
+        self._arrange(
             [
-                self.layer_combo,
                 self.frames_spin,
                 self.stride_spin,
                 self.method_combo,
                 self.model_combo,
                 self.exposure_spin,
                 self.lazy_check,
-                self.run_button,
-                self.cancel_button,
-                self.compare_button,
-                self.status,
             ]
         )
         self.method_combo.changed.connect(self._options_changed)
-        self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.cancel)
-        self.compare_button.changed.connect(self.side_by_side)
-        for event in ("inserted", "removed", "reordered"):
-            getattr(self.viewer.layers.events, event).connect(self._refresh_layers)
-        self.native.destroyed.connect(self._disconnect)
         self._options_changed()
-
-    def _disconnect(self, _obj: Any = None) -> None:
-        """The widget is gone: the viewer must stop calling it, and its job stops."""
-        self._alive = False
-        for event in ("inserted", "removed", "reordered"):
-            getattr(self.viewer.layers.events, event).disconnect(self._refresh_layers)
-        if self.job is not None and self.job.running:
-            self.job.cancel()
-
-    # ---------------------------------------------------------------- choices
-    def _image_layers(self, _widget: Any = None) -> list[tuple[str, Any]]:
-        return layer_choices(self.viewer, "Image")
 
     def _models(self, _widget: Any = None) -> list[str]:
         return burst_model_names()
-
-    def _refresh_layers(self, _event: Any = None) -> None:
-        self.layer_combo.reset_choices()
 
     def _options_changed(self, _value: Any = None) -> None:
         method = self.method_combo.value
@@ -218,43 +180,6 @@ class BurstWidget(Container):
             self._add_result(request, plan, out, info)
 
         return self._start("Burst", work, done)
-
-    def cancel(self, _value: Any = None) -> None:
-        if self.job is not None and self.job.running:
-            self.job.cancel()
-
-    def side_by_side(self, _value: Any = None) -> None:
-        if self.last_result is None or self.last_result[1] not in self.viewer.layers:
-            return
-        raw, result = self.last_result
-        show_side_by_side(self.viewer, raw, result)
-
-    # ---------------------------------------------------------------- helpers
-    def _start(self, name: str, work: Any, done: Any) -> Job | None:
-        if self.job is not None and self.job.running:
-            from napari.utils.notifications import show_warning
-
-            show_warning(f"{self.job.name} is still running; cancel it or wait")
-            return None
-        self._set_running(True)
-        self.job = Job(
-            name,
-            work,
-            on_done=done,
-            on_status=self._set_status,
-            on_finished=lambda: self._set_running(False),
-        ).start()
-        return self.job
-
-    def _set_running(self, running: bool) -> None:
-        if not self._alive:
-            return
-        self.run_button.enabled = not running
-        self.cancel_button.enabled = running
-
-    def _set_status(self, text: str) -> None:
-        if self._alive:
-            self.status.value = text
 
     def _add_lazy(self, request: dict[str, Any]) -> None:
         """Plan on the main thread (fast) and add a dask-backed result; no job."""

@@ -18,20 +18,16 @@ import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FloatSpinBox,
-    Label,
-    PushButton,
     SpinBox,
 )
 
 from em_restore import __version__
+from em_restore._napari._base import JobWidget
 from em_restore._napari._jobs import Job
 from em_restore._napari._layers import (
     current_frame_index,
-    layer_choices,
     result_layer_kwargs,
-    show_side_by_side,
 )
 from em_restore.backend import deconvolve as backend
 
@@ -55,18 +51,12 @@ def psf_spec(kind: str, size: float, angle: float) -> str | None:
     return f"{kind}:{round(float(size), 3)}"
 
 
-class DeconvolveWidget(Container):
+class DeconvolveWidget(JobWidget):
     """Blind or non-blind deconvolution of an image layer, in the background."""
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
-        super().__init__(labels=True)
-        self.viewer = napari_viewer
-        self.job: Job | None = None
-        self.last_result: Any = None
+        super().__init__(napari_viewer)
         self.last_kernel: Any = None
-        self._alive = True
-
-        self.layer_combo = ComboBox(label="image", choices=self._image_layers, nullable=True)
         self.scope_combo = ComboBox(label="apply to", choices=list(SCOPES), value=SCOPES[0])
         self.psf_combo = ComboBox(label="kernel", choices=list(PSF_KINDS), value=BLIND)
         self.psf_size = FloatSpinBox(
@@ -83,13 +73,8 @@ class DeconvolveWidget(Container):
             "1: one kernel for the whole frame; n: one kernel per window of an n×n grid "
             "(spatially varying blur; blind estimation only)"
         )
-        self.run_button = PushButton(text="Run")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.compare_button = PushButton(text="Side by side", enabled=False)
-        self.status = Label(value="")
-        self.extend(
+        self._arrange(
             [
-                self.layer_combo,
                 self.scope_combo,
                 self.psf_combo,
                 self.psf_size,
@@ -98,36 +83,11 @@ class DeconvolveWidget(Container):
                 self.denoise_check,
                 self.modality_combo,
                 self.windows_spin,
-                self.run_button,
-                self.cancel_button,
-                self.compare_button,
-                self.status,
             ]
         )
         self.psf_combo.changed.connect(self._options_changed)
         self.denoise_check.changed.connect(self._options_changed)
-        self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.cancel)
-        self.compare_button.changed.connect(self.side_by_side)
-        for event in ("inserted", "removed", "reordered"):
-            getattr(self.viewer.layers.events, event).connect(self._refresh_layers)
-        self.native.destroyed.connect(self._disconnect)
         self._options_changed()
-
-    def _disconnect(self, _obj: Any = None) -> None:
-        """The widget is gone: the viewer must stop calling it, and its job stops."""
-        self._alive = False
-        for event in ("inserted", "removed", "reordered"):
-            getattr(self.viewer.layers.events, event).disconnect(self._refresh_layers)
-        if self.job is not None and self.job.running:
-            self.job.cancel()
-
-    # ---------------------------------------------------------------- choices
-    def _image_layers(self, _widget: Any = None) -> list[tuple[str, Any]]:
-        return layer_choices(self.viewer, "Image")
-
-    def _refresh_layers(self, _event: Any = None) -> None:
-        self.layer_combo.reset_choices()
 
     def _options_changed(self, _value: Any = None) -> None:
         kind = self.psf_combo.value
@@ -198,43 +158,6 @@ class DeconvolveWidget(Container):
             self._add_result(request, plan, restored)
 
         return self._start("Deconvolve", work, done)
-
-    def cancel(self, _value: Any = None) -> None:
-        if self.job is not None and self.job.running:
-            self.job.cancel()
-
-    def side_by_side(self, _value: Any = None) -> None:
-        if self.last_result is None or self.last_result[1] not in self.viewer.layers:
-            return
-        raw, result = self.last_result
-        show_side_by_side(self.viewer, raw, result)
-
-    # ---------------------------------------------------------------- helpers
-    def _start(self, name: str, work: Any, done: Any) -> Job | None:
-        if self.job is not None and self.job.running:
-            from napari.utils.notifications import show_warning
-
-            show_warning(f"{self.job.name} is still running; cancel it or wait")
-            return None
-        self._set_running(True)
-        self.job = Job(
-            name,
-            work,
-            on_done=done,
-            on_status=self._set_status,
-            on_finished=lambda: self._set_running(False),
-        ).start()
-        return self.job
-
-    def _set_running(self, running: bool) -> None:
-        if not self._alive:
-            return
-        self.run_button.enabled = not running
-        self.cancel_button.enabled = running
-
-    def _set_status(self, text: str) -> None:
-        if self._alive:
-            self.status.value = text
 
     def _add_result(
         self, request: dict[str, Any], plan: backend.DeconvPlan, restored: np.ndarray

@@ -14,15 +14,14 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, PushButton
 
 from em_restore import __version__
+from em_restore._napari._base import JobWidget
 from em_restore._napari._jobs import Job
 from em_restore._napari._layers import (
     current_frame_index,
-    layer_choices,
     result_layer_kwargs,
-    show_side_by_side,
 )
 from em_restore.backend import denoise as backend
 
@@ -72,17 +71,12 @@ def _plan_on_frame(request: dict[str, Any]) -> Generator[Any, None, tuple[np.nda
     return frame, plan
 
 
-class DenoiseWidget(Container):
+class DenoiseWidget(JobWidget):
     """Denoising of an image layer by a trained model or a classical filter, in the background."""
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
-        super().__init__(labels=True)
-        self.viewer = napari_viewer
-        self.job: Job | None = None
-        self.last_result: Any = None
+        super().__init__(napari_viewer)
         self.last_preview: Any = None
-
-        self.layer_combo = ComboBox(label="image", choices=self._image_layers, nullable=True)
         self.method_combo = ComboBox(label="method", choices=method_choices(), value="classical")
         self.modality_combo = ComboBox(label="modality", choices=list(MODALITIES), value="auto")
         self.auto_strength = CheckBox(text="automatic strength", value=True)
@@ -90,40 +84,14 @@ class DenoiseWidget(Container):
             label="strength", value=1.0, min=0.01, max=100.0, step=0.1, enabled=False
         )
         self.preview_button = PushButton(text="Preview frame")
-        self.run_button = PushButton(text="Run")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.compare_button = PushButton(text="Side by side", enabled=False)
-        self.status = Label(value="")
-        self.extend(
-            [
-                self.layer_combo,
-                self.method_combo,
-                self.modality_combo,
-                self.auto_strength,
-                self.strength,
-                self.preview_button,
-                self.run_button,
-                self.cancel_button,
-                self.compare_button,
-                self.status,
-            ]
+        self._arrange(
+            [self.method_combo, self.modality_combo, self.auto_strength, self.strength],
+            [self.preview_button],
         )
         self.method_combo.changed.connect(self._method_changed)
         self.auto_strength.changed.connect(self._method_changed)
         self.preview_button.changed.connect(self.preview)
-        self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.cancel)
-        self.compare_button.changed.connect(self.side_by_side)
-        for event in ("inserted", "removed", "reordered"):
-            getattr(self.viewer.layers.events, event).connect(self._refresh_layers)
         self._method_changed()
-
-    # ---------------------------------------------------------------- choices
-    def _image_layers(self, _widget: Any = None) -> list[tuple[str, Any]]:
-        return layer_choices(self.viewer, "Image")
-
-    def _refresh_layers(self, _event: Any = None) -> None:
-        self.layer_combo.reset_choices()
 
     def _method_changed(self, _value: Any = None) -> None:
         method = self.method_combo.value
@@ -209,40 +177,8 @@ class DenoiseWidget(Container):
 
         return self._start("Denoise", work, done)
 
-    def cancel(self, _value: Any = None) -> None:
-        if self.job is not None and self.job.running:
-            self.job.cancel()
-
-    def side_by_side(self, _value: Any = None) -> None:
-        if self.last_result is None or self.last_result[1] not in self.viewer.layers:
-            return
-        raw, result = self.last_result
-        show_side_by_side(self.viewer, raw, result)
-
-    # ---------------------------------------------------------------- helpers
-    def _start(self, name: str, work: Any, done: Any) -> Job | None:
-        if self.job is not None and self.job.running:
-            from napari.utils.notifications import show_warning
-
-            show_warning(f"{self.job.name} is still running; cancel it or wait")
-            return None
-        self._set_running(True)
-        self.job = Job(
-            name,
-            work,
-            on_done=done,
-            on_status=self._set_status,
-            on_finished=lambda: self._set_running(False),
-        ).start()
-        return self.job
-
-    def _set_running(self, running: bool) -> None:
-        self.preview_button.enabled = not running
-        self.run_button.enabled = not running
-        self.cancel_button.enabled = running
-
-    def _set_status(self, text: str) -> None:
-        self.status.value = text
+    def _start_buttons(self) -> list[Any]:
+        return [self.preview_button, self.run_button]
 
     def _metadata(self, request: dict[str, Any], plan: Any, **extra: Any) -> dict[str, Any]:
         return {

@@ -31,16 +31,22 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Generator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import simulate as sim
 from ..burst import AlignedWindow, align_window, fuse_wiener, window_velocity
-from ..denoise import _drain
 from .inference import blend_window, normalisation_of, tile_grid
 from .nets import build_network
-from .training import TrainResult, TrainStep, Validation, _dihedral
+from .training import (
+    TrainResult,
+    TrainStep,
+    Validation,
+    _dihedral,
+    config_dict,
+    run_training,
+)
 
 __all__ = [
     "DEFAULT_BURST_MODEL",
@@ -215,9 +221,7 @@ class BurstTrainConfig:
     recipe: BurstRecipe = field(default_factory=BurstRecipe)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["recipe"] = {k: list(v) if isinstance(v, tuple) else v for k, v in d["recipe"].items()}
-        return d
+        return config_dict(self)
 
 
 def ssim_torch(x, y, *, data_range: float = 1.0, window: int = 11, sigma: float = 1.5):
@@ -438,12 +442,4 @@ def iter_train_burst(
 
 def train_burst(cfg: BurstTrainConfig, *, log=None, on_event=None, device=None, on_best=None):
     """:func:`iter_train_burst` run to the end; ``on_event`` sees every event."""
-    gen = iter_train_burst(cfg, log=log, device=device, on_best=on_best)
-    if on_event is None:
-        return _drain(gen)
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        on_event(event)
+    return run_training(iter_train_burst(cfg, log=log, device=device, on_best=on_best), on_event)

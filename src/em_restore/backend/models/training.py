@@ -58,6 +58,13 @@ class SimulationRecipe:
     image_size: int = 160
 
 
+def config_dict(cfg) -> dict:
+    """A training config dataclass as JSON-able dict (its recipe's tuples as lists)."""
+    d = asdict(cfg)
+    d["recipe"] = {k: list(v) if isinstance(v, tuple) else v for k, v in d["recipe"].items()}
+    return d
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How a network is trained (every field is recorded in the model's config)."""
@@ -82,9 +89,7 @@ class TrainConfig:
     recipe: SimulationRecipe = field(default_factory=SimulationRecipe)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["recipe"] = {k: list(v) if isinstance(v, tuple) else v for k, v in d["recipe"].items()}
-        return d
+        return config_dict(self)
 
 
 @dataclass(frozen=True)
@@ -321,7 +326,11 @@ def _train(
 
 def train(cfg: TrainConfig, *, log=None, on_event=None, device=None, on_best=None) -> TrainResult:
     """:func:`iter_train` run to the end; ``on_event`` sees every event."""
-    gen = iter_train(cfg, log=log, device=device, on_best=on_best)
+    return run_training(iter_train(cfg, log=log, device=device, on_best=on_best), on_event)
+
+
+def run_training(gen, on_event=None):
+    """Drive a training generator to the end, showing ``on_event`` every event."""
     while True:
         try:
             event = next(gen)

@@ -1,0 +1,118 @@
+"""Shared plumbing of the dock widgets that run one background job at a time.
+
+:class:`JobWidget` owns what every restoration widget has: the image-layer menu
+(kept in sync with the viewer), the Run / Cancel / Side-by-side buttons, a status
+line, the current :class:`._jobs.Job` (one at a time), and the clean-up when the
+widget is destroyed (viewer events disconnected, a running job cancelled). A
+subclass builds its own controls, lays everything out with :meth:`_arrange`, and
+implements ``run``; its results set ``last_result = (raw_layer, result_layer)``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import ComboBox, Container, Label, PushButton
+
+from em_restore._napari._jobs import Job
+from em_restore._napari._layers import layer_choices, show_side_by_side
+
+if TYPE_CHECKING:
+    import napari
+
+_LAYER_EVENTS = ("inserted", "removed", "reordered")
+
+
+class JobWidget(Container):
+    """Base class: layer menu, run/cancel/compare buttons, status, one job at a time."""
+
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.job: Job | None = None
+        self.last_result: Any = None
+        self._alive = True
+        self.layer_combo = ComboBox(label="image", choices=self._image_layers, nullable=True)
+        self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.compare_button = PushButton(text="Side by side", enabled=False)
+        self.status = Label(value="")
+
+    def _arrange(self, options: list[Any], buttons: list[Any] = ()) -> None:
+        """Layer menu, the subclass's options, its extra buttons, then the common ones."""
+        self.extend(
+            [
+                self.layer_combo,
+                *options,
+                *buttons,
+                self.run_button,
+                self.cancel_button,
+                self.compare_button,
+                self.status,
+            ]
+        )
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.compare_button.changed.connect(self.side_by_side)
+        for event in _LAYER_EVENTS:
+            getattr(self.viewer.layers.events, event).connect(self._refresh_layers)
+        self.native.destroyed.connect(self._disconnect)
+
+    def run(self, _value: Any = None) -> Job | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _disconnect(self, _obj: Any = None) -> None:
+        """The widget is gone: the viewer must stop calling it, and its job stops."""
+        self._alive = False
+        for event in _LAYER_EVENTS:
+            getattr(self.viewer.layers.events, event).disconnect(self._refresh_layers)
+        if self.job is not None and self.job.running:
+            self.job.cancel()
+
+    def _image_layers(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        return layer_choices(self.viewer, "Image")
+
+    def _refresh_layers(self, _event: Any = None) -> None:
+        self.layer_combo.reset_choices()
+
+    def cancel(self, _value: Any = None) -> None:
+        if self.job is not None and self.job.running:
+            self.job.cancel()
+
+    def side_by_side(self, _value: Any = None) -> None:
+        if self.last_result is None or self.last_result[1] not in self.viewer.layers:
+            return
+        raw, result = self.last_result
+        show_side_by_side(self.viewer, raw, result)
+
+    def _start(self, name: str, work: Any, done: Any) -> Job | None:
+        """Run ``work`` (a generator function) as this widget's job; refuse a second one."""
+        if self.job is not None and self.job.running:
+            from napari.utils.notifications import show_warning
+
+            show_warning(f"{self.job.name} is still running; cancel it or wait")
+            return None
+        self._set_running(True)
+        self.job = Job(
+            name,
+            work,
+            on_done=done,
+            on_status=self._set_status,
+            on_finished=lambda: self._set_running(False),
+        ).start()
+        return self.job
+
+    def _start_buttons(self) -> list[Any]:
+        """Buttons disabled while a job runs (a subclass adds e.g. its preview button)."""
+        return [self.run_button]
+
+    def _set_running(self, running: bool) -> None:
+        if not self._alive:
+            return
+        for button in self._start_buttons():
+            button.enabled = not running
+        self.cancel_button.enabled = running
+
+    def _set_status(self, text: str) -> None:
+        if self._alive:
+            self.status.value = text
