@@ -8,7 +8,10 @@ Importing this package imports torch; the rest of ``em_restore`` does not.
   user models, :func:`load_model`;
 * :mod:`.inference`: tiled, blended, normalised prediction on frames, stacks and
   dask arrays;
-* :mod:`.training`: reproducible training on the physics-based simulator.
+* :mod:`.training`: reproducible training of the bundled models on the simulator;
+* :mod:`.datasets` and :mod:`.fit`: training on the user's own data (paired,
+  self-supervised, simulated from their clean images, burst), as a generator of
+  typed events that writes a model folder.
 """
 
 from .inference import (

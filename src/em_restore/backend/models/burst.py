@@ -76,8 +76,14 @@ class BurstRecipe:
     frames: int = 7
 
 
-def simulated_window(rng, recipe: BurstRecipe = BurstRecipe(), *, size=None, frames=None):
+def simulated_window(
+    rng, recipe: BurstRecipe = BurstRecipe(), *, size=None, frames=None, specimen=None
+):
     """One simulated, registered burst window and its sharp target.
+
+    ``specimen`` (optional) is a callable ``(generator, shape) -> clean image``
+    (transmission, 0–1) replacing the built-in random specimens, e.g. crops of the
+    user's own clean images (:func:`.datasets.specimen_source`).
 
     Returns
     -------
@@ -105,7 +111,11 @@ def simulated_window(rng, recipe: BurstRecipe = BurstRecipe(), *, size=None, fra
     velocity = (speed * math.sin(angle), speed * math.cos(angle))
     travel = [abs(v) * (t + 2) + 6 * jitter * t + 40 for v in velocity]
     spec_shape = (n + int(travel[0]) + 16, n + int(travel[1]) + 16)
-    clean, spec_info = sim.random_specimen(spec_shape, rng=gen, kinds=recipe.kinds)
+    if specimen is None:
+        clean, spec_info = sim.random_specimen(spec_shape, rng=gen, kinds=recipe.kinds)
+        kind = spec_info.kind
+    else:
+        clean, kind = np.asarray(specimen(gen, spec_shape), dtype=np.float64), "user"
     config = sim.random_acquisition_config(gen, modality="tem").replace(dose=dose)
     noisy, sharp, offsets = sim.moving_stage_stream(
         clean,
@@ -125,7 +135,7 @@ def simulated_window(rng, recipe: BurstRecipe = BurstRecipe(), *, size=None, fra
     target = c.gain * (c.dose * np.maximum(clear, 0.0) + c.dark_current) + c.offset
     aligned = align_window(np.asarray(noisy, dtype=np.float64))
     info = {
-        "kind": spec_info.kind,
+        "kind": kind,
         "dose": dose,
         "speed": speed,
         "jitter": jitter,

@@ -1,0 +1,660 @@
+"""Train your own restorer: one loop for paired, self-supervised, simulated and burst data.
+
+:func:`iter_fit` trains a network on a dataset from :mod:`.datasets` and is a
+generator of typed events, so a GUI, a CLI or a notebook all drive it the same way:
+
+* :class:`~em_restore.backend.denoise.Progress` while the data are prepared;
+* :class:`~.training.TrainStep` after every optimisation step;
+* :class:`Epoch` after every epoch (``steps_per_epoch`` steps): mean training
+  loss, validation loss, PSNR and SSIM, whether it is the best so far, the
+  elapsed time and an ETA, and a preview (the network's output on one
+  validation crop).
+
+Training: random crops with the 8 flips/rotations, Adam, a linear warm-up and a
+cosine decay over the planned steps, gradient clipping. Losses (``loss``):
+``l1``, ``l2``, ``ssim`` (``1 - SSIM``), ``l1+ssim`` and ``gradient`` (L1 on the
+image and on its finite differences, which keeps edges sharp). ``auto`` picks the
+papers' choices: L1 for paired and simulated denoising (low-dose U-Net paper),
+L1 + SSIM for burst deblurring (burst paper), L2 for self-supervised training.
+
+Self-supervised (Neighbor2Neighbor, Huang et al. 2021): each 2×2 cell of a noisy
+crop gives one pixel to a sub-image ``g1`` and a neighbouring one to ``g2``; with
+pixel-independent noise, ``g2`` is a noisy but unbiased target for ``f(g1)``.
+The loss is ``|f(g1) - g2|² + γ |f(g1) - g2 - (g1(f(y)) - g2(f(y)))|²`` (γ = 2),
+whose second term corrects for ``g1`` and ``g2`` being half a pixel apart. Only
+the mean is unbiased, so self-supervised training requires the L2 loss. There is
+no clean reference: validation PSNR/SSIM are ``None`` and the best epoch is the
+lowest validation loss on fixed held-out sub-image pairs. Noise correlated between
+neighbouring pixels (scan line noise, a blurring detector) is partly learnt as
+signal; use paired or simulated data for such detectors.
+
+The best epoch (highest validation SSIM; lowest validation loss when
+self-supervised) is kept: ``on_best`` sees it the moment it is reached, so a
+cancelled run still leaves it behind. Early stopping after ``patience`` epochs
+without improvement; ``max_minutes`` stops after the epoch that reaches it.
+``checkpoint``: a file rewritten after every epoch with everything needed to
+resume (weights, optimiser, best state, history); ``resume=True`` continues from
+it and gives bit-identical weights to an uninterrupted run (every random draw is
+seeded by ``(seed, step)``, and torch runs deterministic algorithms). ``epochs``
+and ``max_minutes`` may change on resume; any other setting may not.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Generator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..denoise import Progress
+from .burst import ssim_torch
+from .nets import build_network
+from .training import TrainStep
+
+__all__ = [
+    "LOSSES",
+    "MODES",
+    "Epoch",
+    "FitConfig",
+    "FitResult",
+    "fit",
+    "iter_fit",
+    "loss_for",
+]
+
+MODES = ("paired", "self", "simulated", "burst")
+LOSSES = ("auto", "l1", "l2", "ssim", "l1+ssim", "gradient")
+N2N_GAMMA = 2.0
+_RESUMABLE = ("epochs", "max_minutes")
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How a network is trained on a dataset (recorded in the model's config)."""
+
+    architecture: str = "fast_denoiser"
+    arch_params: dict = field(default_factory=dict)
+    loss: str = "auto"
+    epochs: int = 20
+    steps_per_epoch: int = 50
+    batch: int = 8
+    patch: int = 64
+    lr: float = 1e-3
+    lr_min: float = 1e-5
+    warmup: int = 50
+    clip: float = 1.0
+    val_crop: int = 128
+    patience: int = 0  # epochs without improvement before stopping; 0: never
+    max_minutes: float | None = None
+    preview: int = 0  # index of the validation crop shown as preview
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def check(self) -> None:
+        for name in ("epochs", "steps_per_epoch", "batch", "patch", "val_crop"):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+                raise ValueError(f"{name} must be a positive integer; got {v!r}.")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}.")
+        if not (0 < self.lr_min <= self.lr):
+            raise ValueError(f"need 0 < lr_min <= lr; got lr={self.lr}, lr_min={self.lr_min}.")
+        if not (isinstance(self.patience, int) and self.patience >= 0):
+            raise ValueError(f"patience must be an integer >= 0; got {self.patience!r}.")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"max_minutes must be > 0 (or None); got {self.max_minutes!r}.")
+
+
+@dataclass(frozen=True)
+class Epoch:
+    """One epoch done: losses, validation, best-so-far, timing and a preview."""
+
+    epoch: int
+    epochs: int
+    step: int
+    train_loss: float
+    val_loss: float
+    val_psnr: float | None  # dB in ADU against the target's range; None if self-supervised
+    val_ssim: float | None  # normalised units
+    best: bool
+    best_epoch: int
+    lr: float
+    seconds: float  # since training started (data preparation excluded)
+    eta_s: float
+    preview: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def done(self) -> int:
+        return self.epoch
+
+    @property
+    def total(self) -> int:
+        return self.epochs
+
+    @property
+    def message(self) -> str:
+        score = (
+            f"val SSIM {self.val_ssim:.3f}"
+            if self.val_ssim is not None
+            else (f"val loss {self.val_loss:.4g}")
+        )
+        return f"epoch {self.epoch}/{self.epochs}, {score}, ETA {_clock(self.eta_s)}"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("preview")
+        return d
+
+
+def _clock(seconds: float) -> str:
+    s = round(seconds)
+    return f"{s // 60}:{s % 60:02d}"
+
+
+@dataclass
+class FitResult:
+    net: Any  # holding the best epoch's weights, on CPU, eval mode
+    config: FitConfig
+    loss: str
+    data: dict
+    best_epoch: int
+    best_val_loss: float
+    best_psnr: float | None
+    best_ssim: float | None
+    input_psnr: float | None
+    input_ssim: float | None
+    history: list = field(default_factory=list)
+    seconds: float = 0.0
+    stop_reason: str = "completed"
+
+    def record(self) -> dict:
+        """JSON-able training record for the model config and card."""
+        import platform
+
+        import torch
+
+        return {
+            "data": self.data,
+            "config": self.config.to_dict(),
+            "loss": self.loss,
+            "best_epoch": self.best_epoch,
+            "best_val_loss": _round(self.best_val_loss),
+            "best_val_psnr_db": _round(self.best_psnr, 3),
+            "best_val_ssim": _round(self.best_ssim, 4),
+            "input_val_psnr_db": _round(self.input_psnr, 3),
+            "input_val_ssim": _round(self.input_ssim, 4),
+            "epochs_run": len(self.history),
+            "stop_reason": self.stop_reason,
+            "seconds": round(self.seconds, 1),
+            "torch": torch.__version__,
+            "machine": platform.machine(),
+            "history": [
+                {k: _round(v) for k, v in e.to_dict().items() if k not in ("epochs",)}
+                for e in self.history
+            ],
+        }
+
+
+def _round(v, digits: int = 6):
+    return None if v is None else round(float(v), digits) if isinstance(v, float) else v
+
+
+def loss_for(kind: str, self_supervised: bool, burst: bool) -> str:
+    """The loss ``auto`` stands for, or ``kind`` after checking it fits the data."""
+    if self_supervised:
+        if kind not in ("auto", "l2"):
+            raise ValueError(
+                f"self-supervised training needs the l2 loss (a noisy target is unbiased only "
+                f"in the mean); got {kind!r}: choose l2 or auto."
+            )
+        return "l2"
+    if kind == "auto":
+        return "l1+ssim" if burst else "l1"
+    return kind
+
+
+def _loss(kind: str, pred, target):
+    import torch.nn.functional as F
+
+    if kind == "l1":
+        return F.l1_loss(pred, target)
+    if kind == "l2":
+        return F.mse_loss(pred, target)
+    if kind == "ssim":
+        return 1 - ssim_torch(pred, target).mean()
+    if kind == "l1+ssim":
+        return F.l1_loss(pred, target) + (1 - ssim_torch(pred, target).mean())
+    if kind == "gradient":
+        d = pred - target
+        return (
+            F.l1_loss(pred, target)
+            + (d[..., 1:, :] - d[..., :-1, :]).abs().mean()
+            + (d[..., :, 1:] - d[..., :, :-1]).abs().mean()
+        )
+    raise ValueError(f"unknown loss {kind!r}")  # pragma: no cover - checked before
+
+
+# Neighbour cells of each position in a 2×2 cell (index dy*2+dx), sharing an edge.
+_NEIGHBOURS = np.array([[1, 2], [0, 3], [0, 3], [1, 2]])
+
+
+def n2n_indices(gen: np.random.Generator, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cell pixel choices ``(i1, i2)`` of two neighbouring pixels in each 2×2 cell."""
+    i1 = gen.integers(4, size=shape)
+    i2 = _NEIGHBOURS[i1, gen.integers(2, size=shape)]
+    return i1, i2
+
+
+def n2n_subsample(x, i1, i2):
+    """Sub-images ``(g1, g2)`` of ``x`` (B, 1, 2h, 2w) for cell choices (B, 1, h, w)."""
+    import torch.nn.functional as F
+
+    cells = F.pixel_unshuffle(x, 2)
+    return cells.gather(1, i1), cells.gather(1, i2)
+
+
+def _state(net) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+
+
+def _comparable(cfg_dict: dict) -> dict:
+    return {k: v for k, v in cfg_dict.items() if k not in _RESUMABLE}
+
+
+def iter_fit(
+    cfg: FitConfig,
+    data,
+    *,
+    device: Any = None,
+    on_best=None,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+) -> Generator[Progress | TrainStep | Epoch, None, FitResult]:
+    """Train on ``data`` (a :mod:`.datasets` object); yields typed events (module doc).
+
+    ``device``: ``None`` = CPU (the reproducible path), or ``"auto"``/``"cuda"``.
+    ``on_best(net, epoch_event, result)`` is called at every new best epoch with the
+    network in eval mode holding those weights and a :class:`FitResult` so far.
+    Stopping the generator between yields is a clean cancel.
+    """
+    import torch
+
+    cfg.check()
+    burst = data.kind == "burst"
+    loss_kind = loss_for(cfg.loss, data.self_supervised, burst)
+    if burst != (cfg.architecture == "burst_dense_unet"):
+        raise ValueError(
+            f"architecture {cfg.architecture!r} does not fit {data.kind} data; use "
+            + ("burst_dense_unet." if burst else "fast_denoiser or unet_resnet18.")
+        )
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        return (yield from _fit(cfg, data, loss_kind, device, on_best, checkpoint, resume))
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def _fit(cfg, data, loss_kind, device, on_best, checkpoint, resume):
+    import torch
+
+    from .inference import select_device
+
+    dev = select_device("cpu" if device is None else device)
+    torch.manual_seed(cfg.seed)
+    net = build_network(cfg.architecture, cfg.arch_params).to(dev)
+    stride = int(net.stride)
+    if cfg.patch % stride:
+        raise ValueError(f"patch ({cfg.patch}) must be a multiple of the network stride {stride}.")
+    yield Progress(0, 1, "preparing data")
+    yield from data.iter_prepare(stride, cfg.val_crop)
+    val = data.validation
+    preview_at = min(max(cfg.preview, 0), len(val) - 1)
+    selfsup = data.self_supervised
+
+    def tensors(arrays):
+        return tuple(torch.from_numpy(np.ascontiguousarray(a)).to(dev) for a in arrays)
+
+    # Fixed validation sub-image choices when self-supervised.
+    vgen = np.random.default_rng([cfg.seed, 5])
+    val_idx = []
+    for item in val:
+        _, _, h, w = item.inputs[0].shape
+        i1, i2 = n2n_indices(vgen, (1, 1, h // 2, w // 2)) if selfsup else (None, None)
+        val_idx.append((i1, i2))
+
+    def validate():
+        """(loss, psnr, ssim, preview) on the validation set."""
+        net.eval()
+        losses, psnrs, ssims, preview = [], [], [], None
+        with torch.inference_mode():
+            for j, (item, (i1, i2)) in enumerate(zip(val, val_idx, strict=True)):
+                inputs = tensors(item.inputs)
+                if selfsup:
+                    g1, g2 = n2n_subsample(
+                        inputs[0], torch.from_numpy(i1).to(dev), torch.from_numpy(i2).to(dev)
+                    )
+                    losses.append(float(torch.mean((net(g1) - g2) ** 2)))
+                    out = net(inputs[0]) if j == preview_at else None
+                else:
+                    out = net(*inputs)
+                    target = torch.from_numpy(item.target).to(dev)
+                    losses.append(float(_loss(loss_kind, out, target)))
+                    ssims.append(float(ssim_torch(out, target).mean()))
+                    psnrs.append(_psnr_adu(out.cpu().numpy(), item))
+                if j == preview_at:
+                    preview = (out.cpu().numpy()[0, 0] * item.scale + item.lo).astype(np.float32)
+        net.train()
+        if selfsup:
+            return float(np.mean(losses)), None, None, preview
+        return float(np.mean(losses)), float(np.mean(psnrs)), float(np.mean(ssims)), preview
+
+    input_psnr = input_ssim = None
+    if not selfsup:
+        input_psnr = float(np.mean([_psnr_adu(v.baseline, v) for v in val]))
+        input_ssim = float(
+            np.mean(
+                [
+                    float(ssim_torch(torch.from_numpy(v.baseline), torch.from_numpy(v.target)))
+                    for v in val
+                ]
+            )
+        )
+
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    total_steps = cfg.epochs * cfg.steps_per_epoch
+    best_state = _state(net)
+    best = {"score": -math.inf, "epoch": 0, "loss": math.inf, "psnr": None, "ssim": None}
+    history: list[Epoch] = []
+    start_epoch, bad_epochs, elapsed0 = 1, 0, 0.0
+    cfg_dict = {**cfg.to_dict(), "data": data.kind}
+    if resume and checkpoint is not None and Path(checkpoint).is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        if _comparable(state["config"]) != _comparable(cfg_dict):
+            diff = sorted(
+                ("mode" if k == "data" else k)
+                for k in _comparable(cfg_dict)
+                if state["config"].get(k) != cfg_dict[k]
+            )
+            raise ValueError(
+                f"the checkpoint {checkpoint} was made with other settings ({', '.join(diff)}); "
+                "resume with the same settings or start a new run in another folder."
+            )
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        best_state, best = state["best_state"], state["best"]
+        history = [Epoch(**h) for h in state["history"]]
+        start_epoch, bad_epochs = state["epoch"] + 1, state["bad_epochs"]
+        elapsed0 = state["seconds"]
+    t_start = time.perf_counter() - elapsed0
+    stop_reason = "completed"
+
+    def result() -> FitResult:
+        return FitResult(
+            net,
+            cfg,
+            loss_kind,
+            data.describe(),
+            best["epoch"],
+            best["loss"],
+            best["psnr"],
+            best["ssim"],
+            input_psnr,
+            input_ssim,
+            history,
+            time.perf_counter() - t_start,
+            stop_reason,
+        )
+
+    net.train()
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        losses = []
+        for step in range((epoch - 1) * cfg.steps_per_epoch + 1, epoch * cfg.steps_per_epoch + 1):
+            t0 = time.perf_counter()
+            gen = np.random.default_rng([cfg.seed, 2, step])
+            inputs, target = data.batch(gen, cfg.batch, cfg.patch)
+            lr = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (
+                1 + math.cos(math.pi * (step - 1) / total_steps)
+            )
+            if step <= cfg.warmup:
+                lr *= step / cfg.warmup
+            for group in opt.param_groups:
+                group["lr"] = lr
+            if selfsup:
+                (x,) = tensors(inputs)
+                i1, i2 = n2n_indices(gen, (cfg.batch, 1, cfg.patch, cfg.patch))
+                i1, i2 = torch.from_numpy(i1).to(dev), torch.from_numpy(i2).to(dev)
+                g1, g2 = n2n_subsample(x, i1, i2)
+                with torch.no_grad():
+                    f1, f2 = n2n_subsample(net(x), i1, i2)
+                out = net(g1)
+                loss = torch.mean((out - g2) ** 2) + N2N_GAMMA * torch.mean(
+                    (out - g2 - (f1 - f2)) ** 2
+                )
+            else:
+                pred = net(*tensors(inputs))
+                loss = _loss(loss_kind, pred, torch.from_numpy(target).to(dev))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip)
+            opt.step()
+            losses.append(loss.item())
+            yield TrainStep(step, total_steps, losses[-1], lr, time.perf_counter() - t0)
+        vloss, vpsnr, vssim, preview = validate()
+        score = -vloss if selfsup else vssim
+        is_best = score > best["score"]
+        if is_best:
+            best = {"score": score, "epoch": epoch, "loss": vloss, "psnr": vpsnr, "ssim": vssim}
+            best_state = _state(net)
+            bad_epochs = 0
+        else:
+            bad_epochs += 1
+        seconds = time.perf_counter() - t_start
+        per_epoch = seconds / epoch
+        remaining = (cfg.epochs - epoch) * per_epoch
+        if cfg.max_minutes is not None:
+            remaining = min(remaining, max(cfg.max_minutes * 60 - seconds, 0.0))
+        event = Epoch(
+            epoch,
+            cfg.epochs,
+            epoch * cfg.steps_per_epoch,
+            float(np.mean(losses)),
+            vloss,
+            vpsnr,
+            vssim,
+            is_best,
+            best["epoch"],
+            lr,
+            seconds,
+            remaining,
+            preview,
+        )
+        history.append(event)
+        if is_best and on_best is not None:
+            net.eval()
+            on_best(net, event, result())
+            net.train()
+        if checkpoint is not None:
+            _save_checkpoint(
+                checkpoint,
+                {
+                    "config": cfg_dict,
+                    "epoch": epoch,
+                    "net": _state(net),
+                    "opt": opt.state_dict(),
+                    "best_state": best_state,
+                    "best": best,
+                    "history": [h.to_dict() for h in history],
+                    "bad_epochs": bad_epochs,
+                    "seconds": seconds,
+                },
+            )
+        yield event
+        if cfg.patience and bad_epochs >= cfg.patience and epoch < cfg.epochs:
+            stop_reason = f"early stopping (no better validation for {cfg.patience} epochs)"
+            break
+        if cfg.max_minutes is not None and seconds >= cfg.max_minutes * 60 and epoch < cfg.epochs:
+            stop_reason = f"time limit ({cfg.max_minutes:g} min)"
+            break
+    net.load_state_dict(best_state)
+    net = net.cpu().eval()
+    return result()
+
+
+def _psnr_adu(out: np.ndarray, item) -> float:
+    truth = item.target[0, 0] * item.scale + item.lo
+    x = np.asarray(out, np.float64)[0, 0] * item.scale + item.lo
+    rng = float(np.ptp(truth)) or 1.0
+    mse = float(np.mean((x - truth) ** 2))
+    return 10 * math.log10(rng * rng / max(mse, 1e-20))
+
+
+def _save_checkpoint(path, state: dict) -> None:
+    import torch
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def fit(cfg: FitConfig, data, *, on_event=None, **kw) -> FitResult:
+    """:func:`iter_fit` run to the end; ``on_event`` sees every event."""
+    from .training import run_training
+
+    return run_training(iter_fit(cfg, data, **kw), on_event)
+
+
+# --------------------------------------------------------------------------- model folder
+STATE_FILE = "training-state.pt"
+CARD_FILE = "MODEL_CARD.md"
+
+
+def iter_train_model(
+    cfg: FitConfig,
+    data,
+    folder: str | os.PathLike,
+    *,
+    name: str | None = None,
+    description: str = "",
+    modalities: tuple[str, ...] | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    device: Any = None,
+) -> Generator[Progress | TrainStep | Epoch, None, FitResult]:
+    """:func:`iter_fit` writing a model folder: the best epoch is saved the moment it
+    is reached (weights, config, model card), the resumable state after every epoch.
+
+    The folder is then a model like any other (``load_model(folder)``; under
+    :func:`.store.user_model_dir` it is listed by name). An existing model there
+    is an error unless ``overwrite`` or ``resume``.
+    """
+    from .store import CONFIG_FILE, ModelConfig, save_model
+
+    folder = Path(folder).expanduser()
+    state_file = folder / STATE_FILE
+    if resume and not state_file.is_file():
+        raise FileNotFoundError(
+            f"nothing to resume in {folder} (no {STATE_FILE}); start a new run without resume."
+        )
+    if (folder / CONFIG_FILE).exists() and not (overwrite or resume):
+        raise FileExistsError(
+            f"{folder} already holds a model; choose another folder, resume it or overwrite it."
+        )
+    name = name or folder.name
+    task = "burst" if data.kind == "burst" else "denoise"
+    if modalities is None:
+        modalities = (
+            (data.modality,)
+            if hasattr(data, "modality") and task == "denoise"
+            else (
+                "tem",
+                "stem",
+                "sem",
+            )
+        )
+    if data.kind == "burst":
+        modalities = ("tem",)
+    config = ModelConfig(  # checked before any work: a bad name fails at once
+        name=name,
+        architecture=cfg.architecture,
+        arch_params=dict(cfg.arch_params),
+        normalisation=dict(data.rule),
+        modalities=tuple(modalities),
+        task=task,
+        description=description or f"trained by em-restore train ({data.kind} data)",
+    )
+
+    def save(net, _event, res: FitResult) -> None:
+        from dataclasses import replace as _replace
+
+        from .nets import network_params
+
+        cfg_out = _replace(
+            config,
+            arch_params=network_params(net),
+            training=res.record(),
+            metrics={
+                "val_psnr_db": _round(res.best_psnr, 3),
+                "val_ssim": _round(res.best_ssim, 4),
+                "input_val_psnr_db": _round(res.input_psnr, 3),
+                "input_val_ssim": _round(res.input_ssim, 4),
+                "best_epoch": res.best_epoch,
+            },
+        )
+        save_model(folder, net, cfg_out, overwrite=True)
+        (folder / CARD_FILE).write_text(model_card(cfg_out, res), encoding="utf-8")
+
+    folder.mkdir(parents=True, exist_ok=True)
+    result = yield from iter_fit(
+        cfg, data, device=device, on_best=save, checkpoint=state_file, resume=resume
+    )
+    save(result.net, None, result)  # the final record (full history, why it stopped)
+    return result
+
+
+def model_card(config, res: FitResult) -> str:
+    """A short Markdown card: what the model is, what it was trained on, what it scored."""
+    import json
+
+    d = res.data
+    lines = [
+        f"# {config.name}",
+        "",
+        f"{config.description}",
+        "",
+        f"- task: {config.task}; architecture: `{config.architecture}` "
+        f"{json.dumps(config.arch_params)}",
+        f"- data: {json.dumps(d)}",
+        f"- loss: {res.loss}; epochs run: {len(res.history)} of {res.config.epochs} "
+        f"({res.config.steps_per_epoch} steps of {res.config.batch} × {res.config.patch}² "
+        f"crops); stopped: {res.stop_reason}; {res.seconds:.0f} s",
+        f"- best epoch: {res.best_epoch} (validation loss {res.best_val_loss:.5g})",
+    ]
+    if res.best_psnr is not None:
+        lines.append(
+            f"- held-out validation: PSNR {res.best_psnr:.2f} dB (input {res.input_psnr:.2f} dB), "
+            f"SSIM {res.best_ssim:.3f} (input {res.input_ssim:.3f})"
+        )
+    else:
+        lines.append(
+            "- self-supervised: no clean reference, so no PSNR/SSIM; the best epoch has the "
+            "lowest held-out Neighbor2Neighbor loss"
+        )
+    lines += [
+        f"- intensities: {json.dumps(config.normalisation)}",
+        "",
+        "Use it: `em-restore denoise IN -o OUT --model <this folder>`"
+        if config.task == "denoise"
+        else "Use it: `em-restore burst STACK -o OUT --model <this folder>`",
+        "",
+    ]
+    return "\n".join(lines)
