@@ -451,7 +451,7 @@ def _train(args: argparse.Namespace) -> int:
         modalities=modalities,
         overwrite=args.overwrite,
         resume=args.resume,
-        device=args.device,
+        device=args.device or "auto",
     )
     verbose = not args.quiet
     try:
@@ -870,7 +870,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--pool", type=int, default=None, help="simulated training images (default 256; burst 200)"
     )
     tr.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    tr.add_argument("--device", default=None, help="cpu (default), auto, cuda or mps")
+    tr.add_argument(
+        "--device", default=None, help="auto (default: CUDA when present), cpu, cuda or mps"
+    )
     tr.add_argument("--resume", action="store_true", help="continue an interrupted run")
     tr.add_argument("--overwrite", action="store_true", help="replace a model in MODEL_DIR")
     tr.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")

@@ -279,7 +279,8 @@ def iter_fit(
 ) -> Generator[Progress | TrainStep | Epoch, None, FitResult]:
     """Train on ``data`` (a :mod:`.datasets` object); yields typed events (module doc).
 
-    ``device``: ``None`` = CPU (the reproducible path), or ``"auto"``/``"cuda"``.
+    ``device``: ``None`` = CPU (the bit-reproducible path), or ``"auto"`` (CUDA when
+    present, else Apple MPS, else CPU) / ``"cuda"`` / ``"mps"``.
     ``on_best(net, epoch_event, result)`` is called at every new best epoch with the
     network in eval mode holding those weights and a :class:`FitResult` so far.
     Stopping the generator between yields is a clean cancel.
@@ -294,20 +295,21 @@ def iter_fit(
             f"architecture {cfg.architecture!r} does not fit {data.kind} data; use "
             + ("burst_dense_unet." if burst else "fast_denoiser or unet_resnet18.")
         )
+    from .inference import select_device
+
+    dev = select_device("cpu" if device is None else device)
     previous = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
+    # On CUDA some kernels have no deterministic version: warn there instead of failing.
+    torch.use_deterministic_algorithms(True, warn_only=dev.type != "cpu")
     try:
-        return (yield from _fit(cfg, data, loss_kind, device, on_best, checkpoint, resume))
+        return (yield from _fit(cfg, data, loss_kind, dev, on_best, checkpoint, resume))
     finally:
         torch.use_deterministic_algorithms(previous)
 
 
-def _fit(cfg, data, loss_kind, device, on_best, checkpoint, resume):
+def _fit(cfg, data, loss_kind, dev, on_best, checkpoint, resume):
     import torch
 
-    from .inference import select_device
-
-    dev = select_device("cpu" if device is None else device)
     torch.manual_seed(cfg.seed)
     net = build_network(cfg.architecture, cfg.arch_params).to(dev)
     stride = int(net.stride)
