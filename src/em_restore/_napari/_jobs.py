@@ -30,7 +30,10 @@ class Job:
         on_done: Callable[[Any], None],
         on_status: Callable[[str], None] = lambda _: None,
         on_finished: Callable[[], None] = lambda: None,
+        cancel_message: str | Callable[[], str] | None = None,
     ) -> None:
+        """``cancel_message``: what a cancel tells the user (a callable is asked when the
+        worker has stopped); default: ``"<name> cancelled; nothing was added"``."""
         self.name = name
         self.cancelled = False
         self._settled = False  # a result or an error has arrived: later progress is stale
@@ -38,8 +41,11 @@ class Job:
         self._on_done = on_done
         self._on_status = on_status
         self._on_finished = on_finished
+        self._cancel_message = cancel_message
         self._pbar: progress | None = None
-        self.worker: GeneratorWorker = thread_worker(work, start_thread=False)()
+        # ignore_errors: `_errored` reports the error; superqt would also re-raise it in
+        # the Qt event loop (a second, traceback notification in napari).
+        self.worker: GeneratorWorker = thread_worker(work, start_thread=False, ignore_errors=True)()
         self.worker.yielded.connect(self._progressed)
         self.worker.returned.connect(self._returned)
         self.worker.errored.connect(self._errored)
@@ -53,7 +59,7 @@ class Job:
         return self
 
     def cancel(self) -> None:
-        """Ask the worker to stop at its next yield; nothing is added to the viewer."""
+        """Ask the worker to stop at its next yield; ``on_done`` is not called."""
         self.cancelled = True
         self.worker.quit()
 
@@ -104,6 +110,9 @@ class Job:
             self._pbar.close()
             self._pbar = None
         if self.cancelled:
-            show_info(f"{self.name} cancelled; nothing was added")
+            message = self._cancel_message
+            if callable(message):
+                message = message()
+            show_info(message or f"{self.name} cancelled; nothing was added")
             self._on_status(f"{self.name}: cancelled")
         self._on_finished()

@@ -27,6 +27,7 @@ from em_restore import __version__
 from em_restore._napari._base import JobWidget
 from em_restore._napari._jobs import Job
 from em_restore._napari._layers import result_layer_kwargs
+from em_restore._napari._models import user_models
 from em_restore.backend import burst as backend
 from em_restore.backend.denoise import Progress
 
@@ -83,7 +84,12 @@ class BurstWidget(JobWidget):
             ]
         )
         self.method_combo.changed.connect(self._options_changed)
+        user_models.changed.connect(self.model_combo.reset_choices)
         self._options_changed()
+
+    def _disconnect(self, _obj: Any = None) -> None:
+        user_models.changed.disconnect(self.model_combo.reset_choices)
+        super()._disconnect(_obj)
 
     def _models(self, _widget: Any = None) -> list[str]:
         return burst_model_names()

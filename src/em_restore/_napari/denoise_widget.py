@@ -23,6 +23,7 @@ from em_restore._napari._layers import (
     current_frame_index,
     result_layer_kwargs,
 )
+from em_restore._napari._models import user_models
 from em_restore.backend import denoise as backend
 
 if TYPE_CHECKING:
@@ -32,6 +33,14 @@ MODALITIES = ("auto", "tem", "stem", "sem")
 DEFAULT_MODEL = "default model"
 MODEL_PREFIX = "model: "
 _MODEL_CACHE: dict[tuple[str | None, str | None], Any] = {}
+
+
+def _forget_models() -> None:
+    """A model was (re)trained: loaded models may be stale, read them again."""
+    _MODEL_CACHE.clear()
+
+
+user_models.changed.connect(_forget_models)
 
 
 def method_choices() -> list[str]:
@@ -91,7 +100,16 @@ class DenoiseWidget(JobWidget):
         self.method_combo.changed.connect(self._method_changed)
         self.auto_strength.changed.connect(self._method_changed)
         self.preview_button.changed.connect(self.preview)
+        user_models.changed.connect(self._models_changed)
         self._method_changed()
+
+    def _models_changed(self) -> None:
+        """A model was trained: list it (the current choice stays if it still exists)."""
+        self.method_combo.choices = method_choices()
+
+    def _disconnect(self, _obj: Any = None) -> None:
+        user_models.changed.disconnect(self._models_changed)
+        super()._disconnect(_obj)
 
     def _method_changed(self, _value: Any = None) -> None:
         method = self.method_combo.value
