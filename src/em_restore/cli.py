@@ -48,15 +48,7 @@ def _progress_printer(enabled: bool):
                     print(file=sys.stderr)
                 return stop.value
             if enabled and getattr(event, "total", 0):
-                width = 30
-                filled = int(width * event.done / event.total)
-                bar = "#" * filled + "-" * (width - filled)
-                print(
-                    f"\r[{bar}] {event.done}/{event.total} {event.message[:40]:<40}",
-                    end="",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                _bar(event.done, event.total, event.message)
 
     return drive
 
@@ -86,23 +78,69 @@ def _greyscale(image: Any, path: str) -> None:
 
 
 def _write_result(
-    out: Path, data: Any, image: Any, metadata: dict[str, Any], frame_step: int = 1
+    out: Path,
+    data: Any,
+    image: Any,
+    metadata: dict[str, Any],
+    frame_step: int = 1,
+    *,
+    scheduler: str | None = None,
+    progress: bool = False,
 ) -> None:
-    """Write a result with the input's calibration (frame interval × ``frame_step``)."""
+    """Write a result with the input's calibration (frame interval × ``frame_step``).
+
+    A dask result is computed while it is written, chunk by chunk (bounded memory),
+    locally with a progress bar or on the dask cluster at ``scheduler``.
+    """
     from em_restore import io
 
     write = io.write_zarr if out.suffix.lower() == ".zarr" else io.write_tiff
     timed = image.axes[0] == "t" and image.units[0] == "s"
-    write(
-        out,
-        data,
-        pixel_size_nm=image.pixel_size,
-        unit=image.spatial_unit,
-        axes=image.axes,
-        metadata=metadata,
-        overwrite=True,
-        frame_interval=image.scale[0] * frame_step if timed else None,
+
+    def run() -> None:
+        write(
+            out,
+            data,
+            pixel_size_nm=image.pixel_size,
+            unit=image.spatial_unit,
+            axes=image.axes,
+            metadata=metadata,
+            overwrite=True,
+            frame_interval=image.scale[0] * frame_step if timed else None,
+        )
+
+    if not hasattr(data, "dask"):
+        run()
+        return
+    from em_restore.backend import stream
+
+    if progress and not scheduler:
+        data = stream.with_progress(data, _bar)
+    with stream.computing(scheduler):
+        run()
+    if progress:
+        print(file=sys.stderr)
+
+
+def _bar(done: int, total: int, message: str = "chunks written") -> None:
+    width = 30
+    filled = int(width * done / total) if total else width
+    print(
+        f"\r[{'#' * filled}{'-' * (width - filled)}] {done}/{total} {message[:40]:<40}",
+        end="",
+        file=sys.stderr,
+        flush=True,
     )
+
+
+def _stream(args: argparse.Namespace, image: Any) -> bool:
+    """Whether to compute lazily, chunk by chunk: stacks, and anything on a cluster."""
+    if args.scheduler and Path(args.output).suffix.lower() != ".zarr":
+        raise UserError(
+            "--scheduler needs a .zarr output (the workers write its chunks in parallel); "
+            "use -o OUT.zarr"
+        )
+    return bool(args.scheduler) or image.data.ndim > 2
 
 
 def _denoise(args: argparse.Namespace) -> int:
@@ -125,24 +163,26 @@ def _denoise(args: argparse.Namespace) -> int:
     out = _check_output(args.input, args.output, args.overwrite)
     image = io.read(args.input)
     _greyscale(image, args.input)
-    drive = _progress_printer(not args.quiet and sys.stderr.isatty())
+    shown = not args.quiet and sys.stderr.isatty()
+    drive = _progress_printer(shown)
+    lazy = _stream(args, image)
     if args.method is None:
-        restored, record, summary = _denoise_model(args, image, drive)
+        restored, record, summary = _denoise_model(args, image, drive, lazy)
     else:
-        restored, record, summary = _denoise_classical(args, image, drive, backend)
+        restored, record, summary = _denoise_classical(args, image, drive, backend, lazy)
     metadata = {
         "operation": "denoise",
         "input": str(args.input),
         "denoise": record,
         "em_restore_version": __version__,
     }
-    _write_result(out, restored, image, metadata)
+    _write_result(out, restored, image, metadata, scheduler=args.scheduler, progress=shown)
     if not args.quiet:
         print(f"denoised {args.input} with {summary} -> {out}")
     return 0
 
 
-def _denoise_classical(args, image, drive, backend):
+def _denoise_classical(args, image, drive, backend, lazy=False):
     import numpy as np
 
     params = None
@@ -158,14 +198,17 @@ def _denoise_classical(args, image, drive, backend):
     plan = drive(
         backend.iter_plan_denoise(frame, args.method, modality=args.modality, params=params)
     )
-    restored = drive(backend.iter_denoise(image.data, plan))
+    if lazy:
+        restored = backend.denoise_lazy(image.data, plan)
+    else:
+        restored = drive(backend.iter_denoise(image.data, plan))
     shown = ", ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in plan.params.items()
     )
     return restored.astype(np.float32, copy=False), plan.to_metadata(), f"{plan.method} ({shown})"
 
 
-def _denoise_model(args, image, drive):
+def _denoise_model(args, image, drive, lazy=False):
     from em_restore.backend.models.inference import plan_model
 
     plan = plan_model(
@@ -175,7 +218,7 @@ def _denoise_model(args, image, drive):
         device=args.device,
         tile=args.tile,
     )
-    restored = drive(plan.iter_apply(image.data))
+    restored = plan.lazy(image.data) if lazy else drive(plan.iter_apply(image.data))
     m = plan.model
     summary = (
         f"model {m.name} (sha256 {m.sha256[:12]}, modality {plan.modality or 'tem'}: "
@@ -245,7 +288,10 @@ def _deconvolve(args: argparse.Namespace) -> int:
             max_size=args.max_kernel_size,
         )
     )
-    restored = drive(backend.iter_deconvolve(image.data, plan))
+    if _stream(args, image):
+        restored = backend.deconvolve_lazy(image.data, plan)
+    else:
+        restored = drive(backend.iter_deconvolve(image.data, plan))
     meta = plan.to_metadata()
     if source != "blind":
         meta["psf_source"] = source
@@ -255,7 +301,8 @@ def _deconvolve(args: argparse.Namespace) -> int:
         "deconvolve": meta,
         "em_restore_version": __version__,
     }
-    _write_result(out, restored, image, metadata)
+    shown = not args.quiet and sys.stderr.isatty()
+    _write_result(out, restored, image, metadata, scheduler=args.scheduler, progress=shown)
     if psf_out is not None:
         io.write_tiff(
             psf_out,
@@ -710,6 +757,12 @@ def build_parser() -> argparse.ArgumentParser:
     den.add_argument(
         "--tile", type=int, default=512, help="model tile side in px (a multiple of 32)"
     )
+    den.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on a dask.distributed cluster (e.g. tcp://host:8786); needs a .zarr output",
+    )
     den.add_argument("--overwrite", action="store_true", help="replace an existing output")
     den.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     den.set_defaults(func=_denoise)
@@ -781,6 +834,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="largest kernel side in px, odd (default: min(31, short side / 8))",
+    )
+    dec.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on a dask.distributed cluster (e.g. tcp://host:8786); needs a .zarr output",
     )
     dec.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     dec.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")

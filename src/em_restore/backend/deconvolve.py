@@ -80,6 +80,7 @@ __all__ = [
     "DeconvPlan",
     "apply_deconv_plan",
     "deconvolve",
+    "deconvolve_lazy",
     "estimate_kernel",
     "iter_apply_deconv_plan",
     "iter_deconvolve",
@@ -904,6 +905,52 @@ def iter_deconvolve(array, plan: DeconvPlan) -> Generator[Progress, None, np.nda
             yield Progress(n, total, where + p.message)
         yield Progress(n + 1, total, f"frame {n + 1}/{total} done" if lead else "done")
     return out
+
+
+def deconvolve_lazy(array, plan: DeconvPlan):
+    """A dask array applying ``plan`` to every frame of ``array`` when computed.
+
+    One whole frame per chunk (the solver works on whole frames: FFTs, windows), any
+    leading axes, float32; equal to :func:`iter_deconvolve`. Nothing is computed
+    here, and computing it holds only the frames in flight, so a stack of any
+    length is deconvolved in bounded memory (e.g. written chunk by chunk by
+    :func:`em_restore.io.write_zarr`).
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> plan = plan_deconvolve(np.ones((32, 32)), "gaussian:1.0", denoise=None)
+    >>> lazy = deconvolve_lazy(da.ones((3, 32, 32), chunks=(1, 32, 32)), plan)
+    >>> lazy.chunks[0], lazy.dtype
+    ((1, 1, 1), dtype('float32'))
+    """
+    import dask.array as da
+
+    if not isinstance(plan, DeconvPlan):
+        raise ValueError(
+            f"plan must be a DeconvPlan; got {type(plan).__name__}. "
+            "Make one with plan_deconvolve(frame)."
+        )
+    if not isinstance(array, da.Array):
+        array = da.asarray(array)
+    shape = tuple(int(s) for s in array.shape)
+    _check_layout(shape, "array", stack=True)
+    if np.dtype(array.dtype).kind not in "biuf":
+        raise ValueError(
+            f"array must be a real numeric array; got dtype {array.dtype}. "
+            "Convert with array.astype(float)."
+        )
+    array = array.rechunk((1,) * (array.ndim - 2) + (-1, -1))
+
+    def block(data: np.ndarray) -> np.ndarray:
+        out = np.empty(data.shape, dtype=np.float32)
+        for idx in np.ndindex(*data.shape[:-2]):
+            out[idx] = apply_deconv_plan(data[idx], plan)
+        return out
+
+    return da.map_blocks(
+        block, array, dtype=np.float32, meta=np.empty((0,) * array.ndim, np.float32)
+    )
 
 
 def deconvolve(image, psf: Any = None, **kw) -> tuple[np.ndarray, DeconvPlan]:
