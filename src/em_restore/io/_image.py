@@ -263,11 +263,13 @@ def frame_axis(step: object = None, unit: object = "s") -> tuple[str, float, str
 
 
 class RawFrames:
-    """Read-only, lazily memory-mapped frames of raw pixels in a file.
+    """Read-only frames of raw pixels in a file, read on demand.
 
-    Used for every uncompressed format (MRC, DM, SER, contiguous TIFF): the
-    file is mapped on the first slice, never at open time, and each slice is
-    copied out in native byte order so no memmap escapes to callers.
+    Used for every uncompressed format (MRC, DM, SER, contiguous TIFF): nothing is
+    read at open time; each frame is read with one positioned read when it is asked
+    for and copied out in native byte order. Frames are read, not memory-mapped:
+    pages of a mapped file stay in the process's resident memory once touched, so
+    streaming a stack through a map grows with the stack (bench_stream.py).
 
     Parameters
     ----------
@@ -294,7 +296,6 @@ class RawFrames:
         self.shape = lead + self.frame_shape
         self.ndim = len(self.shape)
         self._frame_bytes = int(np.prod(self.frame_shape)) * self.file_dtype.itemsize
-        self._map: np.memmap | None = None
         self._lock = threading.Lock()
 
     def check_size(self, problem_path: object = None) -> None:
@@ -310,7 +311,6 @@ class RawFrames:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_map"] = None
         state["_lock"] = None
         return state
 
@@ -329,12 +329,20 @@ class RawFrames:
         )
 
     def _frame(self, index: int) -> np.ndarray:
-        with self._lock:
-            if self._map is None:
-                self._map = np.memmap(self.path, dtype=np.uint8, mode="r")
-        start = self.offsets[index]
-        raw = self._map[start : start + self._frame_bytes]
-        return raw.view(self.file_dtype).reshape(self.frame_shape)
+        start, n = self.offsets[index], self._frame_bytes
+        with open(self.path, "rb") as fh:
+            if hasattr(os, "pread"):
+                raw = os.pread(fh.fileno(), n, start)
+            else:  # pragma: no cover - Windows
+                fh.seek(start)
+                raw = fh.read(n)
+        if len(raw) != n:
+            raise unsupported(
+                self.path,
+                f"file is truncated (frame {index} needs {n} bytes at {start})",
+                "copy the file again from the microscope PC or re-export it",
+            )
+        return np.frombuffer(raw, dtype=self.file_dtype).reshape(self.frame_shape)
 
     def __getitem__(self, key) -> np.ndarray:
         key = key if isinstance(key, tuple) else (key,)
