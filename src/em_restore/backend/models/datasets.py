@@ -108,16 +108,6 @@ def _dihedral(a: np.ndarray, k: int) -> np.ndarray:
     return a[..., ::-1] if k >= 4 else a
 
 
-def _dihedral_vec(v: np.ndarray, k: int) -> np.ndarray:
-    """``(..., 2)`` displacements ``(dy, dx)`` under the image transform ``_dihedral(., k)``."""
-    v = np.asarray(v, dtype=np.float32)
-    for _ in range(k % 4):  # np.rot90 (counter-clockwise): (dy, dx) -> (-dx, dy)
-        v = np.stack([-v[..., 1], v[..., 0]], axis=-1)
-    if k >= 4:  # then a left-right flip
-        v = np.stack([v[..., 0], -v[..., 1]], axis=-1)
-    return v
-
-
 def _tiles(shape: tuple[int, int], crop: int, stride: int, most: int = 4):
     """Up to ``most`` non-overlapping crops (slices) of at most ``crop``², multiples of stride."""
     h = min(shape[0], crop) // stride * stride
@@ -553,6 +543,8 @@ class BurstData(SimulatedData):
         yield Progress(total, total, "data ready")
 
     def batch(self, gen: np.random.Generator, n: int, patch: int):
+        from .burst import _dihedral_vec
+
         if patch > self.size:
             raise ValueError(f"patch ({patch}) must not exceed the burst size ({self.size}).")
         fb, mb, vb, bb, yb = [], [], [], [], []
