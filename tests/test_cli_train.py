@@ -114,3 +114,11 @@ def test_burst_training_on_simulated_streams(folders, tmp_path, capsys):
     cfg = json.loads((model / "config.json").read_text())
     assert cfg["task"] == "burst" and cfg["architecture"] == "burst_dense_unet"
     assert cfg["training"]["data"]["specimens"] == "user clean images"
+
+
+def test_refused_settings_leave_no_model_folder(folders, tmp_path, capsys):
+    base = ["train", "--mode", "self", "--noisy", str(folders / "noisy"), "-q"]
+    assert main([*base, "--patch", "50", "-o", str(tmp_path / "a")]) == 2
+    assert "multiple of the network stride 16" in capsys.readouterr().err
+    assert main([*base, "--epochs", "0", "-o", str(tmp_path / "b")]) == 2
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -413,10 +413,7 @@ def _epoch_line(e: Any) -> str:
         else f"val loss {e.val_loss:.5f}"
     )
     mark = "  *best" if e.best else ""
-    return (
-        f"epoch {e.epoch:3d}/{e.epochs}  train {e.train_loss:.5f}  {score}  "
-        f"ETA {int(e.eta_s) // 60}:{int(e.eta_s) % 60:02d}{mark}"
-    )
+    return f"epoch {e.epoch:3d}/{e.epochs}  train {e.train_loss:.5f}  {score}  ETA {e.eta}{mark}"
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -700,6 +697,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _scheduler_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on a dask.distributed cluster (e.g. tcp://host:8786); needs a .zarr output",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="em-restore",
@@ -757,12 +763,7 @@ def build_parser() -> argparse.ArgumentParser:
     den.add_argument(
         "--tile", type=int, default=512, help="model tile side in px (a multiple of 32)"
     )
-    den.add_argument(
-        "--scheduler",
-        default=None,
-        metavar="ADDRESS",
-        help="run on a dask.distributed cluster (e.g. tcp://host:8786); needs a .zarr output",
-    )
+    _scheduler_option(den)
     den.add_argument("--overwrite", action="store_true", help="replace an existing output")
     den.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     den.set_defaults(func=_denoise)
@@ -835,12 +836,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="largest kernel side in px, odd (default: min(31, short side / 8))",
     )
-    dec.add_argument(
-        "--scheduler",
-        default=None,
-        metavar="ADDRESS",
-        help="run on a dask.distributed cluster (e.g. tcp://host:8786); needs a .zarr output",
-    )
+    _scheduler_option(dec)
     dec.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     dec.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     dec.set_defaults(func=_deconvolve)

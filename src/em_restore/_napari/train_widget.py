@@ -64,11 +64,6 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _LAYER_EVENTS = ("inserted", "removed", "reordered")
 
 
-def _clock(seconds: float) -> str:
-    s = max(round(seconds), 0)
-    return f"{s // 60}:{s % 60:02d}"
-
-
 def _is_preview(layer: Any) -> bool:
     return bool(layer.metadata.get("em_restore", {}).get("training_preview"))
 
@@ -583,7 +578,7 @@ class TrainWidget(Container):
             score = f"val loss {event.val_loss:.4g}"
         return (
             f"Train: epoch {event.epoch}/{event.epochs} — {score}; best epoch "
-            f"{event.best_epoch}; ETA {_clock(event.eta_s)}"
+            f"{event.best_epoch}; ETA {event.eta}"
         )
 
     def _show_preview(self, run: dict[str, Any], event: Any) -> None:

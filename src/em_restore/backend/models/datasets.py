@@ -44,6 +44,7 @@ import numpy as np
 from .. import simulate as sim
 from ..denoise import Progress
 from .inference import normalisation_of
+from .training import _dihedral
 
 __all__ = [
     "MIN_CORRELATION",
@@ -101,11 +102,6 @@ def as_frames(images: Any, name: str) -> list[np.ndarray]:
     if not frames:
         raise ValueError(f"no {name} images given.")
     return frames
-
-
-def _dihedral(a: np.ndarray, k: int) -> np.ndarray:
-    a = np.rot90(a, k % 4, axes=(-2, -1))
-    return a[..., ::-1] if k >= 4 else a
 
 
 def _tiles(shape: tuple[int, int], crop: int, stride: int, most: int = 4):

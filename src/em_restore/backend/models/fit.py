@@ -54,7 +54,7 @@ import numpy as np
 from ..denoise import Progress
 from .burst import ssim_torch
 from .nets import build_network
-from .training import TrainStep
+from .training import TrainStep, _psnr
 
 __all__ = [
     "LOSSES",
@@ -139,13 +139,18 @@ class Epoch:
         return self.epochs
 
     @property
+    def eta(self) -> str:
+        """The ETA as ``m:ss``."""
+        return _clock(self.eta_s)
+
+    @property
     def message(self) -> str:
         score = (
             f"val SSIM {self.val_ssim:.3f}"
             if self.val_ssim is not None
             else (f"val loss {self.val_loss:.4g}")
         )
-        return f"epoch {self.epoch}/{self.epochs}, {score}, ETA {_clock(self.eta_s)}"
+        return f"epoch {self.epoch}/{self.epochs}, {score}, ETA {self.eta}"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -154,7 +159,7 @@ class Epoch:
 
 
 def _clock(seconds: float) -> str:
-    s = round(seconds)
+    s = max(round(seconds), 0)
     return f"{s // 60}:{s % 60:02d}"
 
 
@@ -287,15 +292,9 @@ def iter_fit(
     """
     import torch
 
-    cfg.check()
-    burst = data.kind == "burst"
-    loss_kind = loss_for(cfg.loss, data.self_supervised, burst)
-    if burst != (cfg.architecture == "burst_dense_unet"):
-        raise ValueError(
-            f"architecture {cfg.architecture!r} does not fit {data.kind} data; use "
-            + ("burst_dense_unet." if burst else "fast_denoiser or unet_resnet18.")
-        )
     from .inference import select_device
+
+    loss_kind = check_fit(cfg, data)
 
     dev = select_device("cpu" if device is None else device)
     previous = torch.are_deterministic_algorithms_enabled()
@@ -307,14 +306,28 @@ def iter_fit(
         torch.use_deterministic_algorithms(previous)
 
 
+def check_fit(cfg: FitConfig, data) -> str:
+    """Refuse settings that do not fit each other or the data; the loss ``auto`` means."""
+    cfg.check()
+    burst = data.kind == "burst"
+    loss_kind = loss_for(cfg.loss, data.self_supervised, burst)
+    if burst != (cfg.architecture == "burst_dense_unet"):
+        raise ValueError(
+            f"architecture {cfg.architecture!r} does not fit {data.kind} data; use "
+            + ("burst_dense_unet." if burst else "fast_denoiser or unet_resnet18.")
+        )
+    stride = int(build_network(cfg.architecture, cfg.arch_params).stride)
+    if cfg.patch % stride:
+        raise ValueError(f"patch ({cfg.patch}) must be a multiple of the network stride {stride}.")
+    return loss_kind
+
+
 def _fit(cfg, data, loss_kind, dev, on_best, checkpoint, resume):
     import torch
 
     torch.manual_seed(cfg.seed)
     net = build_network(cfg.architecture, cfg.arch_params).to(dev)
     stride = int(net.stride)
-    if cfg.patch % stride:
-        raise ValueError(f"patch ({cfg.patch}) must be a multiple of the network stride {stride}.")
     yield Progress(0, 1, "preparing data")
     yield from data.iter_prepare(stride, cfg.val_crop)
     val = data.validation
@@ -512,11 +525,9 @@ def _fit(cfg, data, loss_kind, dev, on_best, checkpoint, resume):
 
 
 def _psnr_adu(out: np.ndarray, item) -> float:
+    """PSNR of a (1, 1, h, w) normalised output against ``item``'s target, in ADU."""
     truth = item.target[0, 0] * item.scale + item.lo
-    x = np.asarray(out, np.float64)[0, 0] * item.scale + item.lo
-    rng = float(np.ptp(truth)) or 1.0
-    mse = float(np.mean((x - truth) ** 2))
-    return 10 * math.log10(rng * rng / max(mse, 1e-20))
+    return _psnr(np.asarray(out, np.float64)[0, 0] * item.scale + item.lo, truth)
 
 
 def _save_checkpoint(path, state: dict) -> None:
@@ -615,6 +626,7 @@ def iter_train_model(
         save_model(folder, net, cfg_out, overwrite=True)
         (folder / CARD_FILE).write_text(model_card(cfg_out, res), encoding="utf-8")
 
+    check_fit(cfg, data)  # before the folder is made: a refused run leaves nothing behind
     folder.mkdir(parents=True, exist_ok=True)
     result = yield from iter_fit(
         cfg, data, device=device, on_best=save, checkpoint=state_file, resume=resume

@@ -171,8 +171,9 @@ def _normalised(noisy: np.ndarray, expected: np.ndarray, rule: dict):
 
 
 def _dihedral(a: np.ndarray, k: int) -> np.ndarray:
-    a = np.rot90(a, k % 4)
-    return a[:, ::-1] if k >= 4 else a
+    """One of the 8 flips/rotations (``k`` in 0..7) of the last two axes."""
+    a = np.rot90(a, k % 4, axes=(-2, -1))
+    return a[..., ::-1] if k >= 4 else a
 
 
 def _psnr(x: np.ndarray, truth: np.ndarray) -> float:
