@@ -11,10 +11,17 @@ child):
   stack read with ``tifffile.imread``, filtered into a float32 array and written
   with ``tifffile.imwrite`` (memory grows with the stack).
 
+``--ops`` measures the other methods the same way (each streams its stack):
+``deconvolve`` (Wiener with a known Gaussian kernel), ``burst`` (windows of 3, the
+registered mean: registration pass, then fusion pass) and ``model`` (the bundled
+``em-denoise-fast`` on the CPU). They are slower per frame, so run them on fewer
+frames (``--frames 16``): the claim is the same, the peak does not grow with length.
+
 Target (issue 9): peak RSS < 1.2 GB, the same for 50 and 100 frames. Run from the
 repository root (needs about 2.5 GB of free disk in ``--dir``)::
 
     .venv/bin/python benchmarks/bench_stream.py [--frames 100] [--size 2048] [--dir /tmp]
+    .venv/bin/python benchmarks/bench_stream.py --frames 16 --ops deconvolve,burst,model
 """
 
 from __future__ import annotations
@@ -77,50 +84,60 @@ def make_stack(path: Path, frames: int, size: int) -> None:
     )
 
 
+# Each method's command (after "em-restore"), input and output appended.
+OPS = {
+    "denoise": ["denoise", "--method", "gaussian", "--strength", "1"],
+    "deconvolve": ["deconvolve", "--psf", "gaussian:1.5", "--no-denoise", "--solver", "wiener"],
+    "burst": ["burst", "--method", "mean", "--frames", "3"],
+    "model": ["denoise", "--model", "em-denoise-fast", "--device", "cpu"],
+}
+
+
+def run_op(cli: str, op: str, src: Path, out: Path) -> tuple[float, float]:
+    return measure([cli, *OPS[op], str(src), "-o", str(out), "-q"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--size", type=int, default=2048)
+    ap.add_argument(
+        "--ops",
+        default="denoise",
+        help=f"comma-separated methods among {', '.join(OPS)} (default denoise)",
+    )
     ap.add_argument("--dir", default=None, help="scratch folder (default: the system temp)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    ops = [o.strip() for o in args.ops.split(",") if o.strip()]
+    unknown = sorted(set(ops) - set(OPS))
+    if unknown:
+        raise SystemExit(f"unknown --ops {unknown}; choose among {', '.join(OPS)}")
     cli = str(Path(sys.executable).with_name("em-restore"))
     root = Path(tempfile.mkdtemp(dir=args.dir, prefix="bench_stream_"))
-    rows = {}
+    rows: dict = {}
+    half = args.frames // 2
     try:
-        half = args.frames // 2
         for n in (half, args.frames):
             src = root / f"stack{n}.tif"
             make_stack(src, n, args.size)
             gb = src.stat().st_size / 1e9
-            out = root / f"out{n}.zarr"
-            seconds, peak = measure(
-                [
-                    cli,
-                    "denoise",
-                    str(src),
-                    "-o",
-                    str(out),
-                    "--method",
-                    "gaussian",
-                    "--strength",
-                    "1",
-                    "-q",
-                ]
-            )
             mp = n * args.size * args.size / 1e6
-            rows[f"em-restore {n} frames"] = {
-                "input_gb": round(gb, 2),
-                "seconds": round(seconds, 1),
-                "mp_per_s": round(mp / seconds, 1),
-                "peak_rss_gb": round(peak, 3),
-            }
-            print(
-                f"em-restore, {n:4d} frames ({gb:.2f} GB): {seconds:6.1f} s, "
-                f"{mp / seconds:6.1f} MP/s, peak RSS {peak:.3f} GB",
-                flush=True,
-            )
-            shutil.rmtree(out)
+            for op in ops:
+                out = root / f"{op}{n}.zarr"
+                seconds, peak = run_op(cli, op, src, out)
+                rows[f"{op} {n} frames"] = {
+                    "input_gb": round(gb, 2),
+                    "seconds": round(seconds, 1),
+                    "mp_per_s": round(mp / seconds, 2),
+                    "peak_rss_gb": round(peak, 3),
+                }
+                print(
+                    f"em-restore {op:<10} {n:4d} frames ({gb:.2f} GB): {seconds:7.1f} s, "
+                    f"{mp / seconds:6.2f} MP/s, peak RSS {peak:.3f} GB",
+                    flush=True,
+                )
+                shutil.rmtree(out)
             if n == args.frames:
                 seconds, peak = measure(
                     [sys.executable, "-c", BASELINE, str(src), str(root / "baseline.tif")]
@@ -136,17 +153,19 @@ def main() -> None:
                     flush=True,
                 )
             src.unlink()
-        a = rows[f"em-restore {half} frames"]["peak_rss_gb"]
-        b = rows[f"em-restore {args.frames} frames"]["peak_rss_gb"]
         base = rows[f"in-memory baseline {args.frames} frames"]["peak_rss_gb"]
-        print(
-            f"peak {args.frames} / {half} frames: {b / a:.3f}; em-restore / baseline: "
-            f"{b / base:.3f}"
-        )
-        rows["ratios"] = {
-            "peak_full_over_half": round(b / a, 3),
-            "peak_over_baseline": round(b / base, 3),
-        }
+        rows["ratios"] = {}
+        for op in ops:
+            a = rows[f"{op} {half} frames"]["peak_rss_gb"]
+            b = rows[f"{op} {args.frames} frames"]["peak_rss_gb"]
+            print(
+                f"{op}: peak {args.frames} / {half} frames: {b / a:.3f}; "
+                f"em-restore / baseline: {b / base:.3f}"
+            )
+            rows["ratios"][op] = {
+                "peak_full_over_half": round(b / a, 3),
+                "peak_over_baseline": round(b / base, 3),
+            }
     finally:
         shutil.rmtree(root, ignore_errors=True)
     if args.json:

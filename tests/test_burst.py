@@ -55,6 +55,19 @@ def test_register_recovers_subpixel_shifts(scene):
     assert np.abs(shifts - truth).max() < 0.05
 
 
+def test_register_large_frames_binned_search_then_full_resolution():
+    """Frames over 512 px are searched binned (memory), then refined at full resolution."""
+    import scipy.ndimage as ndi
+
+    rng = np.random.default_rng(7)
+    big = ndi.gaussian_filter(rng.random((760, 1200)), 3)
+    truth = np.array([[0.0, 0.0], [6.4, -21.7]])
+    frames = np.stack([sim.subpixel_crop(big, (40 + dy, 60 + dx), (600, 1040)) for dy, dx in truth])
+    assert max(frames.shape[1:]) > B.GLOBAL_SIDE
+    shifts = B.register_window(frames, reference=0)
+    assert np.abs(shifts - truth).max() < 0.05
+
+
 def test_register_noisy_stream_and_reference(stream):
     noisy, _, offsets = stream
     shifts = B.register_window(noisy)

@@ -133,6 +133,21 @@ def _bar(done: int, total: int, message: str = "chunks written") -> None:
     )
 
 
+def _compute(lazy: Any, scheduler: str | None, progress: bool, message: str) -> Any:
+    """Compute a small lazy result (locally with a progress bar, or on the cluster)."""
+    import numpy as np
+
+    from em_restore.backend import stream
+
+    if progress and not scheduler:
+        lazy = stream.with_progress(lazy, lambda d, t: _bar(d, t, message))
+    with stream.computing(scheduler):
+        value = np.asarray(lazy.compute())
+    if progress:
+        print(file=sys.stderr)
+    return value
+
+
 def _stream(args: argparse.Namespace, image: Any) -> bool:
     """Whether to compute lazily, chunk by chunk: stacks, and anything on a cluster."""
     if args.scheduler and Path(args.output).suffix.lower() != ".zarr":
@@ -141,6 +156,126 @@ def _stream(args: argparse.Namespace, image: Any) -> bool:
             "use -o OUT.zarr"
         )
     return bool(args.scheduler) or image.data.ndim > 2
+
+
+# --------------------------------------------------------------------------- batches
+# What a batch appends to each input's name (so an output never lands on its input).
+BATCH_SUFFIX = {"denoise": "_denoised", "deconvolve": "_deconvolved", "burst": "_burst"}
+
+
+def _input_files(specs: Sequence[str]) -> tuple[list[Path], bool]:
+    """The input files, and whether a folder was among them (a folder is a batch)."""
+    from em_restore import io
+
+    files: list[Path] = []
+    folder = False
+    for spec in specs:
+        path = Path(spec).expanduser()
+        if path.is_dir() and path.suffix.lower() != ".zarr":
+            found = io.image_files(path)
+            if not found:
+                raise UserError(
+                    f"folder {spec!r} holds no image file ({', '.join(io.SUPPORTED_EXTENSIONS)}); "
+                    "point at your images"
+                )
+            files += found
+            folder = True
+        else:
+            files.append(path)
+    return files, folder
+
+
+def _batched(one: Any) -> Any:
+    """A subcommand over one file, extended to many: several inputs or a folder
+    (``-o`` names an output folder), else the single file as before."""
+
+    def run(args: argparse.Namespace) -> int:
+        files, folder = _input_files(args.input)
+        out = Path(args.output)
+        to_folder = out.is_dir() and out.suffix.lower() != ".zarr"
+        if len(files) == 1 and not folder and not to_folder and not args.output.endswith("/"):
+            args.input = str(files[0])
+            return one(args)
+        return _run_batch(args, one, files, out)
+
+    return run
+
+
+def _run_batch(args: argparse.Namespace, one: Any, files: list[Path], out: Path) -> int:
+    """Each input into ``out/<stem><suffix>.<format>``; a bad file does not stop the rest."""
+    import copy
+    from collections import Counter
+
+    if (out.exists() and not out.is_dir()) or (
+        not out.exists() and out.suffix.lower() in {".tif", ".tiff", ".zarr"}
+    ):
+        raise UserError(
+            f"-o {str(out)!r} is a file; with several inputs -o names an output folder — "
+            "give a folder name (and --format tif or zarr)"
+        )
+    if getattr(args, "psf_out", None):
+        raise UserError(
+            "--psf-out names one kernel file; in a batch each kernel is in its output's "
+            "metadata — drop --psf-out or run one file at a time"
+        )
+    suffix = BATCH_SUFFIX[args.command]
+    targets = [out / f"{f.stem}{suffix}.{args.format}" for f in files]
+    twice = [t for t, n in Counter(targets).items() if n > 1]
+    if twice:
+        named = [str(f) for f, t in zip(files, targets, strict=True) if t == twice[0]]
+        raise UserError(
+            f"inputs {' and '.join(named)} would both write {twice[0].name}; "
+            "rename one or run them separately"
+        )
+    existing = [t for t in targets if t.exists()]
+    if existing and not (args.overwrite or args.skip_existing):
+        raise UserError(
+            f"{len(existing)} of the {len(targets)} outputs already exist in {str(out)!r} "
+            f"(e.g. {existing[0].name}); pass --overwrite to replace them or --skip-existing "
+            "to keep them and do the rest"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    n = len(files)
+    failed: list[str] = []
+    skipped = 0
+    for i, (src, target) in enumerate(zip(files, targets, strict=True), 1):
+        if args.skip_existing and target.exists() and not args.overwrite:
+            skipped += 1
+            if not args.quiet:
+                print(f"[{i}/{n}] {src}: {target.name} exists, skipped", file=sys.stderr)
+            continue
+        if not args.quiet:
+            print(f"[{i}/{n}] {src}", file=sys.stderr)
+        job = copy.copy(args)
+        job.input, job.output = str(src), str(target)
+        try:
+            one(job)
+        except (UserError, ValueError, OSError) as exc:
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            print(f"em-restore: error: {src}: {message}", file=sys.stderr)
+            failed.append(str(src))
+    done = n - skipped - len(failed)
+    if not args.quiet or failed:
+        extra = f", {skipped} skipped (output exists)" if skipped else ""
+        print(
+            f"{args.command}: {done} of {n} file(s) written to {out}{extra}"
+            + (f"; {len(failed)} failed: {', '.join(failed)}" if failed else "")
+        )
+    return EXIT_USER_ERROR if failed else 0
+
+
+def _batch_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        choices=("tif", "zarr"),
+        default="tif",
+        help="output format in a batch (-o FOLDER): tif (default) or zarr",
+    )
+    parser.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="in a batch, keep outputs already there and do the rest (resume a batch)",
+    )
 
 
 def _denoise(args: argparse.Namespace) -> int:
@@ -322,6 +457,8 @@ def _deconvolve(args: argparse.Namespace) -> int:
 
 
 def _burst(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from em_restore import io
     from em_restore.backend import burst as backend
 
@@ -354,15 +491,33 @@ def _burst(args: argparse.Namespace) -> int:
         device=args.device,
         exposure=args.exposure,
     )
-    drive = _progress_printer(not args.quiet and sys.stderr.isatty())
-    restored, info = drive(backend.iter_burst(image.data, plan))
+    shown = not args.quiet and sys.stderr.isatty()
+    _stream(args, image)  # --scheduler needs a .zarr output
+    # Two passes, each one window at a time: register every window (small result,
+    # into the metadata before any pixel is written), then fuse with those shifts.
+    shifts = _compute(
+        backend.registrations_lazy(image.data, plan), args.scheduler, shown, "windows registered"
+    )
+    restored = backend.burst_lazy(image.data, plan, shifts)
+    info = {
+        "centres": backend.output_centres(shape[0], plan.frames, plan.stride),
+        "shifts": np.round(shifts, 4).tolist(),
+    }
     metadata = {
         "operation": "burst",
         "input": str(args.input),
         "burst": {**plan.to_metadata(), **info},
         "em_restore_version": __version__,
     }
-    _write_result(out, restored, image, metadata, frame_step=args.stride)
+    _write_result(
+        out,
+        restored,
+        image,
+        metadata,
+        frame_step=args.stride,
+        scheduler=args.scheduler,
+        progress=shown,
+    )
     if not args.quiet:
         what = f"model {plan.model.name}" if plan.model is not None else plan.method
         print(
@@ -379,10 +534,8 @@ def _training_images(spec: str | None, what: str) -> tuple[list[Any], list[str]]
     if spec is None:
         return [], []
     path = Path(spec).expanduser()
-    if path.is_dir():
-        files = sorted(
-            p for p in path.iterdir() if p.is_file() and p.suffix.lower() in io.SUPPORTED_EXTENSIONS
-        )
+    if path.is_dir() and path.suffix.lower() != ".zarr":
+        files = io.image_files(path)
         if not files:
             raise UserError(
                 f"--{what} folder {spec!r} holds no image file "
@@ -728,8 +881,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--model auto uses the bundled model for the modality (--modality, else the file's "
         "metadata, else TEM); --model NAME_OR_DIR any trained model.",
     )
-    den.add_argument("input", help="input file (any format `info` reads)")
-    den.add_argument("-o", "--output", required=True, help="output .tif/.tiff (float32) or .zarr")
+    den.add_argument(
+        "input",
+        nargs="+",
+        help="input file(s) or folder(s) (any format `info` reads); several: -o is a folder",
+    )
+    den.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output .tif/.tiff (float32) or .zarr; for several inputs an output folder",
+    )
+    _batch_options(den)
     den.add_argument(
         "--method",
         default=None,
@@ -766,7 +929,7 @@ def build_parser() -> argparse.ArgumentParser:
     _scheduler_option(den)
     den.add_argument("--overwrite", action="store_true", help="replace an existing output")
     den.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-    den.set_defaults(func=_denoise)
+    den.set_defaults(func=_batched(_denoise))
 
     prof = sub.add_parser(
         "profile",
@@ -802,8 +965,18 @@ def build_parser() -> argparse.ArgumentParser:
         "kernel and the parameters are planned on the middle frame of a stack and applied to "
         "every frame.",
     )
-    dec.add_argument("input", help="input file (any format `info` reads)")
-    dec.add_argument("-o", "--output", required=True, help="output .tif/.tiff (float32) or .zarr")
+    dec.add_argument(
+        "input",
+        nargs="+",
+        help="input file(s) or folder(s) (any format `info` reads); several: -o is a folder",
+    )
+    dec.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output .tif/.tiff (float32) or .zarr; for several inputs an output folder",
+    )
+    _batch_options(dec)
     dec.add_argument("--psf-out", default=None, metavar="PSF.tif", help="save the kernel used")
     dec.add_argument(
         "--psf",
@@ -839,7 +1012,7 @@ def build_parser() -> argparse.ArgumentParser:
     _scheduler_option(dec)
     dec.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     dec.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-    dec.set_defaults(func=_deconvolve)
+    dec.set_defaults(func=_batched(_deconvolve))
 
     bur = sub.add_parser(
         "burst",
@@ -850,8 +1023,19 @@ def build_parser() -> argparse.ArgumentParser:
         "Wiener deconvolution, Fourier burst accumulation or the registered mean. Output: "
         "a stack, frame i registered to input frame centre_i (in the file's metadata).",
     )
-    bur.add_argument("input", help="a stack (T, rows, cols) in any format `info` reads")
-    bur.add_argument("-o", "--output", required=True, help="output .tif/.tiff (float32) or .zarr")
+    bur.add_argument(
+        "input",
+        nargs="+",
+        help="stream stack(s) (T, rows, cols) or folder(s), any format `info` reads; "
+        "several: -o is a folder",
+    )
+    bur.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output .tif/.tiff (float32) or .zarr; for several inputs an output folder",
+    )
+    _batch_options(bur)
     bur.add_argument("--frames", type=int, default=5, help="frames per window, >= 2 (default 5)")
     bur.add_argument("--stride", type=int, default=1, help="frames between windows (default 1)")
     bur.add_argument(
@@ -869,9 +1053,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="fraction of the frame time the detector integrates, for --method classical",
     )
     bur.add_argument("--device", default=None, help="auto (default), cpu, cuda or mps")
+    _scheduler_option(bur)
     bur.add_argument("--overwrite", action="store_true", help="replace an existing output")
     bur.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-    bur.set_defaults(func=_burst)
+    bur.set_defaults(func=_batched(_burst))
 
     tr = sub.add_parser(
         "train",

@@ -39,7 +39,10 @@ window's middle frame** (index ``frames // 2`` of the window):
 :class:`BurstPlan` records the choices (method, window, stride, model name and
 hash); :func:`iter_burst` runs a whole stack as a generator of
 :class:`~.denoise.Progress` (cancel between yields); :func:`burst_lazy` builds a
-dask array computing each output frame on demand.
+dask array computing each output frame on demand. A stack larger than memory is
+streamed in two passes: :func:`registrations_lazy` registers every window (small
+result, recorded in the output's metadata), then :func:`burst_lazy` with those
+shifts fuses and writes one frame at a time.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ __all__ = [
     "output_centres",
     "plan_burst",
     "register_window",
+    "registrations_lazy",
     "window_velocity",
 ]
 
@@ -81,6 +85,7 @@ COARSE_SIGMA = 2.0
 FINE_SIGMA = 1.5
 LOCAL_RADIUS = 3
 MIN_OVERLAP = 0.25
+GLOBAL_SIDE = 512  # px: the all-shifts search runs on frames binned to at most this
 
 
 # --------------------------------------------------------------------------- registration
@@ -119,17 +124,51 @@ def _ncc_map(ref: np.ndarray, mov: np.ndarray):
 
 
 def _best_shift(ref, mov, centre=None, radius: int = LOCAL_RADIUS, min_overlap=MIN_OVERLAP):
+    """The integer shift maximising NCC × √overlap, and its NCC.
+
+    Without ``centre``: over every shift (FFT, on frames binned to at most
+    :data:`GLOBAL_SIDE` px so memory stays small on 4k frames; the binned shift is
+    scaled back and refined locally by the caller). With ``centre``: over the
+    ``(2·radius + 1)²`` shifts around it, directly at full resolution.
+    """
+    if centre is not None:
+        return _local_shift(ref, mov, np.asarray(centre, dtype=np.float64), radius, min_overlap)
+    b = max(1, math.ceil(max(ref.shape) / GLOBAL_SIDE))
+    if b > 1:
+        s, score = _best_shift(_bin(ref, b), _bin(mov, b), None, radius, min_overlap)
+        return s * b, score
     ncc, frac, sy, sx = _ncc_map(ref, mov)
     score = np.where(frac >= min_overlap, ncc * np.sqrt(frac), -np.inf)
-    if centre is not None:
-        near = (np.abs(sy[:, None] - centre[0]) <= radius) & (
-            np.abs(sx[None, :] - centre[1]) <= radius
-        )
-        score = np.where(near, score, -np.inf)
-    if not np.isfinite(score).any():  # the seed lies outside the allowed overlap
-        return np.asarray(centre, dtype=np.float64), -1.0
     iy, ix = np.unravel_index(int(np.argmax(score)), score.shape)
     return np.array([sy[iy], sx[ix]], dtype=np.float64), float(ncc[iy, ix])
+
+
+def _bin(x: np.ndarray, b: int) -> np.ndarray:
+    h, w = (x.shape[0] // b) * b, (x.shape[1] // b) * b
+    return x[:h, :w].reshape(h // b, b, w // b, b).mean(axis=(1, 3))
+
+
+def _local_shift(ref, mov, centre, radius, min_overlap):
+    """:func:`_best_shift` over the shifts within ``radius`` of ``centre`` (same score)."""
+    h, w = ref.shape
+    best, best_score, best_ncc = None, -np.inf, -1.0
+    cy, cx = int(centre[0]), int(centre[1])
+    for dy in range(cy - radius, cy + radius + 1):
+        for dx in range(cx - radius, cx + radius + 1):
+            rows, cols = h - abs(dy), w - abs(dx)
+            if rows <= 0 or cols <= 0 or rows * cols < min_overlap * h * w:
+                continue
+            a = ref[max(0, dy) : h + min(0, dy), max(0, dx) : w + min(0, dx)]
+            m = mov[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]
+            a = a - a.mean()
+            m = m - m.mean()
+            ncc = float((a * m).sum() / math.sqrt(float((a * a).sum() * (m * m).sum()) + 1e-12))
+            score = ncc * math.sqrt(rows * cols / (h * w))
+            if score > best_score:
+                best, best_score, best_ncc = (dy, dx), score, ncc
+    if best is None:  # the seed lies outside the allowed overlap
+        return centre, -1.0
+    return np.array(best, dtype=np.float64), best_ncc
 
 
 def _refine(ref: np.ndarray, mov: np.ndarray, s: np.ndarray, iters: int = 20) -> np.ndarray:
@@ -561,27 +600,70 @@ def burst(stack, method: str = "network", **kw) -> tuple[np.ndarray, dict]:
     return out, {**plan.to_metadata(), **info}
 
 
-def burst_lazy(stack, plan: BurstPlan):
-    """A dask array of the restored stream, one output frame per chunk, computed on demand.
+def _window_starts(stack, plan: BurstPlan) -> tuple[tuple[int, int, int], list[int], list[int]]:
+    shape = _check_stack(stack, plan.frames)
+    centres = output_centres(shape[0], plan.frames, plan.stride)
+    return shape, centres, [c - plan.frames // 2 for c in centres]
 
-    Nothing is computed here; each chunk reads only its own window of ``stack``.
+
+def registrations_lazy(stack, plan: BurstPlan):
+    """A dask array ``(n_out, frames, 2)`` of every window's registration shifts.
+
+    The first pass of a streamed burst: each chunk reads one window and registers
+    it (:func:`register_window`). Computing it holds only the windows in flight;
+    the result is small (16 bytes per frame per window), so it can go into the
+    output's metadata *before* the frames are written, and :func:`burst_lazy`
+    reuses it instead of registering again.
     """
     import dask
     import dask.array as da
 
-    t, h, w = _check_stack(stack, plan.frames)
-    centres = output_centres(t, plan.frames, plan.stride)
+    _, _, starts = _window_starts(stack, plan)
 
     def one(window) -> np.ndarray:
-        return plan.restore_window(np.asarray(window))[0][None]
+        return register_window(np.asarray(window))[None]
 
-    half = plan.frames // 2
     parts = [
         da.from_delayed(
-            dask.delayed(one)(stack[c - half : c - half + plan.frames]),
+            dask.delayed(one)(stack[s : s + plan.frames]),
+            shape=(1, plan.frames, 2),
+            dtype=np.float64,
+        )
+        for s in starts
+    ]
+    return da.concatenate(parts, axis=0)
+
+
+def burst_lazy(stack, plan: BurstPlan, shifts=None):
+    """A dask array of the restored stream, one output frame per chunk, computed on demand.
+
+    Nothing is computed here; each chunk reads only its own window of ``stack``.
+    ``shifts``: the windows' registrations, ``(n_out, frames, 2)`` (from
+    :func:`registrations_lazy`); without them each chunk registers its window
+    itself. The same shifts give the same frames as :func:`iter_burst`.
+    """
+    import dask
+    import dask.array as da
+
+    (_, h, w), centres, starts = _window_starts(stack, plan)
+    if shifts is not None:
+        shifts = np.asarray(shifts, dtype=np.float64)
+        if shifts.shape != (len(centres), plan.frames, 2):
+            raise ValueError(
+                f"shifts must have shape {(len(centres), plan.frames, 2)} (one registration "
+                f"per window); got {shifts.shape}. Compute them with registrations_lazy."
+            )
+
+    def one(window, s) -> np.ndarray:
+        aligned = align_window(np.asarray(window), s)
+        return plan.fuse(aligned)[None]
+
+    parts = [
+        da.from_delayed(
+            dask.delayed(one)(stack[s : s + plan.frames], None if shifts is None else shifts[i]),
             shape=(1, h, w),
             dtype=np.float32,
         )
-        for c in centres
+        for i, s in enumerate(starts)
     ]
     return da.concatenate(parts, axis=0)

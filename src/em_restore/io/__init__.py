@@ -222,6 +222,32 @@ def read(path: str | os.PathLike) -> EMImage:
         raise unsupported(path, problem, _CONVERT) from exc
 
 
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """The images in a folder that :func:`read` opens, sorted by name (not recursive).
+
+    Hidden files (e.g. a writer's temporary file) are left out, and a TIA ``.ser``
+    whose ``.emi`` is there too is listed once, as the ``.emi`` (it reads the
+    ``.ser``). A ``.zarr`` store is one image.
+    """
+    folder = Path(folder)
+    entries = [
+        p
+        for p in folder.iterdir()
+        if not p.name.startswith(".")
+        and p.suffix.lower() in SUPPORTED_EXTENSIONS
+        and (p.is_file() or (p.is_dir() and p.suffix.lower() == ".zarr"))
+    ]
+    emi = {p.stem for p in entries if p.suffix.lower() == ".emi"}
+    return sorted(
+        (
+            p
+            for p in entries
+            if not (p.suffix.lower() == ".ser" and p.stem.rpartition("_")[0] in emi)
+        ),
+        key=lambda p: p.name,
+    )
+
+
 __all__ = [
     "SUPPORTED_EXTENSIONS",
     "EMImage",
@@ -229,6 +255,7 @@ __all__ = [
     "UnsupportedFileError",
     "can_read",
     "guess_modality",
+    "image_files",
     "read",
     "write_tiff",
     "write_zarr",
