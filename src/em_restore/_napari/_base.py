@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 
+from em_restore._napari._fill import Filling, FramesDone, Streaming
 from em_restore._napari._jobs import Job
 from em_restore._napari._layers import layer_choices, show_side_by_side
 
@@ -30,6 +31,7 @@ class JobWidget(Container):
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self.job: Job | None = None
+        self._filling: Filling | None = None  # the stack result filling now, if any
         self.last_result: Any = None
         self._alive = True
         self.layer_combo = ComboBox(label="image", choices=self._image_layers, nullable=True)
@@ -93,14 +95,46 @@ class JobWidget(Container):
             show_warning(f"{self.job.name} is still running; cancel it or wait")
             return None
         self._set_running(True)
+        self._filling = None
         self.job = Job(
             name,
             work,
             on_done=done,
             on_status=self._set_status,
-            on_finished=lambda: self._set_running(False),
+            on_finished=self._job_finished,
+            on_event=self._job_event,
+            cancel_message=lambda: self._cancel_message(name),
         ).start()
         return self.job
+
+    # A stack result is shown while it is computed (``_fill``): the worker yields
+    # Streaming once its store exists, then FramesDone as frames land in it.
+    def _job_event(self, event: Any) -> None:
+        if isinstance(event, Streaming):
+            if self.job is None or self.job.cancelled:
+                event.filling.discard_store()  # cancelled before it was shown
+                return
+            layer = event.show(event.filling)
+            event.filling.attach(self.viewer, layer, on_removed=self.cancel)
+            self._filling = event.filling
+        elif isinstance(event, FramesDone) and self._filling is not None:
+            self._filling.refresh()
+
+    def _cancel_message(self, name: str) -> str | None:
+        f = self._filling
+        if f is None or f.layer is None:
+            return None  # the default: nothing was added
+        return (
+            f"{name} cancelled; layer {f.layer.name!r} keeps the {len(f.frames_done)} of "
+            f"{f.total} frames done (marked partial)"
+        )
+
+    def _job_finished(self) -> None:
+        filling, self._filling = self._filling, None
+        if filling is not None:
+            filling.mark_partial()  # a cancel or an error; no-op when complete
+            filling.discard_if_removed()
+        self._set_running(False)
 
     def _start_buttons(self) -> list[Any]:
         """Buttons disabled while a job runs (a subclass adds e.g. its preview button)."""

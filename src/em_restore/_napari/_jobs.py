@@ -30,10 +30,13 @@ class Job:
         on_done: Callable[[Any], None],
         on_status: Callable[[str], None] = lambda _: None,
         on_finished: Callable[[], None] = lambda: None,
-        cancel_message: str | Callable[[], str] | None = None,
+        on_event: Callable[[Any], None] = lambda _: None,
+        cancel_message: str | Callable[[], str | None] | None = None,
     ) -> None:
         """``cancel_message``: what a cancel tells the user (a callable is asked when the
-        worker has stopped); default: ``"<name> cancelled; nothing was added"``."""
+        worker has stopped); default: ``"<name> cancelled; nothing was added"``.
+        ``on_event``: every yielded event, on the main thread, even after a cancel (a
+        widget may have to clean up what the event carries)."""
         self.name = name
         self.cancelled = False
         self._settled = False  # a result or an error has arrived: later progress is stale
@@ -41,6 +44,7 @@ class Job:
         self._on_done = on_done
         self._on_status = on_status
         self._on_finished = on_finished
+        self._on_event = on_event
         self._cancel_message = cancel_message
         self._pbar: progress | None = None
         # ignore_errors: `_errored` reports the error; superqt would also re-raise it in
@@ -71,6 +75,10 @@ class Job:
         return self._active
 
     def _progressed(self, event: Any) -> None:
+        try:
+            self._on_event(event)
+        except Exception as exc:
+            show_error(f"{self.name} failed while showing its progress: {exc}")
         if self.cancelled or self._settled or self._pbar is None:
             return  # a progress event still queued behind cancel/result/finish: stale
         done, total = getattr(event, "done", None), getattr(event, "total", None)

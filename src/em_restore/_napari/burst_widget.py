@@ -1,11 +1,13 @@
 """Burst dock widget: restore a fast image stream window by window.
 
 Thin by design: the work is :mod:`em_restore.backend.burst` (``plan_burst``, then
-``iter_burst`` over the whole stack, or ``burst_lazy`` for a dask array computing
-each output frame when it is shown), run by :class:`._jobs.Job` in a napari
-thread worker. The raw layer is never modified; the result is a new layer beside
-it with the plan (method, window, stride, model name and weights hash) and the
-registration (each output's centre frame and shifts) in metadata. Output frame
+``registrations_lazy`` and ``burst_lazy`` with those shifts, computed into a layer
+that fills frame by frame, :mod:`._fill`; or, on demand, ``burst_lazy`` alone for
+a dask array computing each output frame when it is shown), run by
+:class:`._jobs.Job` in a napari thread worker. The raw layer is never modified;
+the result is a new layer beside it with the plan (method, window, stride, model
+name and weights hash) and the registration (each output's centre frame and
+shifts) in metadata. Output frame
 ``i`` is registered to input frame ``centres[i]`` (its window's middle), so its
 time axis is the source's, ``stride`` times coarser and starting at
 ``centres[0]``: every restored frame sits at the time of its middle input frame.
@@ -16,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -25,6 +28,7 @@ from magicgui.widgets import (
 
 from em_restore import __version__
 from em_restore._napari._base import JobWidget
+from em_restore._napari._fill import Filling, Streaming, default_batch, iter_batches
 from em_restore._napari._jobs import Job
 from em_restore._napari._layers import result_layer_kwargs
 from em_restore._napari._models import user_models
@@ -175,15 +179,30 @@ class BurstWidget(JobWidget):
             self._add_lazy(request)
             return None
 
+        data = request["data"]
+
         def work() -> Generator[Any, None, Any]:
             yield Progress(0, 1, "loading model" if request["model"] else "planning")
             plan = self._plan(request)
-            out, info = yield from backend.iter_burst(request["data"], plan)
-            return plan, out, info
+            # Two passes, one window at a time: register every window (the shifts go
+            # into the metadata), then fuse into a layer that fills as frames finish.
+            regs = backend.registrations_lazy(data, plan)
+            n = int(regs.shape[0])
+            shifts = np.empty(regs.shape)
+            for flat, values in iter_batches(regs, (n,), default_batch()):
+                shifts[flat.start : flat.stop] = np.stack(values)
+                yield Progress(flat.stop, n, f"registered window {flat.stop}/{n}")
+            info = {
+                "centres": backend.output_centres(int(data.shape[0]), plan.frames, plan.stride),
+                "shifts": np.round(shifts, 4).tolist(),
+            }
+            filling = Filling(backend.burst_lazy(data, plan, shifts))
+            yield Streaming(filling, lambda f: self._add_result(request, plan, f.array, info))
+            yield from filling.run("frames fused")
+            return plan, filling, info
 
-        def done(result: tuple[backend.BurstPlan, Any, dict]) -> None:
-            plan, out, info = result
-            self._add_result(request, plan, out, info)
+        def done(result: tuple[backend.BurstPlan, Filling, dict]) -> None:
+            result[1].mark_complete()
 
         return self._start("Burst", work, done)
 
@@ -201,10 +220,7 @@ class BurstWidget(JobWidget):
             return
         n_frames = int(request["data"].shape[0])
         centres = backend.output_centres(n_frames, plan.frames, plan.stride)
-        source = request["layer"]
-        # A lazy stack must not be computed whole for its display range: use the raw's.
-        extra = {"contrast_limits": tuple(source.contrast_limits)}
-        self._add_result(request, plan, data, {"centres": centres, "lazy": True}, **extra)
+        self._add_result(request, plan, data, {"centres": centres, "lazy": True})
         self._set_status(f"Burst: added on demand ({len(centres)} frames)")
 
     def _add_result(
@@ -230,6 +246,9 @@ class BurstWidget(JobWidget):
         scale[0] = t_scale * plan.stride
         translate[0] = float(source.translate[0]) + info["centres"][0] * t_scale
         kwargs["scale"], kwargs["translate"] = tuple(scale), tuple(translate)
+        if not isinstance(out, np.ndarray):  # lazy or filling: not computed yet
+            kwargs["contrast_limits"] = tuple(source.contrast_limits)
         layer = self.viewer.add_image(out, **kwargs, **extra)
         self.last_result = (source, layer)
         self.compare_button.enabled = True
+        return layer

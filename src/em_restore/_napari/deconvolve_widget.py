@@ -2,8 +2,9 @@
 
 Thin by design: the work is :mod:`em_restore.backend.deconvolve`
 (``iter_plan_deconvolve`` on the frame on screen, then ``iter_apply_deconv_plan``
-for that frame or ``iter_deconvolve`` for the whole stack), run by
-:class:`._jobs.Job` in a napari thread worker. The raw layer is never modified;
+for that frame or ``deconvolve_lazy`` for the whole stack, into a layer that
+fills frame by frame, :mod:`._fill`), run by :class:`._jobs.Job` in a napari
+thread worker. The raw layer is never modified;
 the result is a new layer beside it with the plan (kernel(s), solver and its
 parameters, denoise stage) in metadata, and the kernel used is shown as its own
 small layer, in pixels.
@@ -24,6 +25,7 @@ from magicgui.widgets import (
 
 from em_restore import __version__
 from em_restore._napari._base import JobWidget
+from em_restore._napari._fill import Filling, Streaming
 from em_restore._napari._jobs import Job
 from em_restore._napari._layers import (
     current_frame_index,
@@ -147,21 +149,29 @@ class DeconvolveWidget(JobWidget):
                 modality=request["modality"],
                 windows=request["windows"],
             )
+            data = request["data"]
+            if request["whole_stack"] and data.ndim > 2:
+                # Shown while it fills, never loaded whole.
+                filling = Filling(backend.deconvolve_lazy(data, plan).astype(np.float32))
+                yield Streaming(filling, lambda f: self._add_result(request, plan, f.array))
+                yield from filling.run("frames deconvolved")
+                return plan, filling
             if request["whole_stack"]:
-                restored = yield from backend.iter_deconvolve(request["data"], plan)
+                restored = yield from backend.iter_deconvolve(data, plan)
             else:
                 restored = yield from backend.iter_apply_deconv_plan(frame, plan)
             return plan, restored
 
-        def done(result: tuple[backend.DeconvPlan, np.ndarray]) -> None:
+        def done(result: tuple[backend.DeconvPlan, Any]) -> None:
             plan, restored = result
-            self._add_result(request, plan, restored)
+            if isinstance(restored, Filling):
+                restored.mark_complete()
+            else:
+                self._add_result(request, plan, restored)
 
         return self._start("Deconvolve", work, done)
 
-    def _add_result(
-        self, request: dict[str, Any], plan: backend.DeconvPlan, restored: np.ndarray
-    ) -> None:
+    def _add_result(self, request: dict[str, Any], plan: backend.DeconvPlan, restored: Any) -> Any:
         source = request["layer"]
         name = f"{source.name} deconvolved ({plan.solver})"
         meta: dict[str, Any] = {
@@ -177,10 +187,13 @@ class DeconvolveWidget(JobWidget):
             for key in ("scale", "translate", "units", "axis_labels"):
                 if key in kwargs:
                     kwargs[key] = kwargs[key][n_lead:]
+        if not isinstance(restored, np.ndarray):  # filling: not computed yet, use the raw's
+            kwargs["contrast_limits"] = tuple(source.contrast_limits)
         layer = self.viewer.add_image(restored, **kwargs)
         self.last_result = (source, layer)
         self.last_kernel = self._add_kernel(source, plan)
         self.compare_button.enabled = True
+        return layer
 
     def _add_kernel(self, source: Any, plan: backend.DeconvPlan) -> Any:
         """The kernel used (estimated or given), as a small layer in pixels."""

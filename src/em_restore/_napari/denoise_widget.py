@@ -5,7 +5,9 @@ Thin by design: the work is :mod:`em_restore.backend.models` (a trained model:
 (a classical filter: ``iter_plan_denoise`` then ``iter_denoise``), run by
 :class:`._jobs.Job` in a napari thread worker. The raw layer is never modified;
 the result is a new layer beside it with the plan (model name and weights hash,
-or method, parameters and noise model) in metadata.
+or method, parameters and noise model) in metadata. A stack is computed lazily
+(``denoise_lazy`` / ``ModelPlan.lazy``) into a layer that fills frame by frame
+(:mod:`._fill`), so a long stack is never loaded and the result shows at once.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, PushButton
 
 from em_restore import __version__
 from em_restore._napari._base import JobWidget
+from em_restore._napari._fill import Filling, Streaming
 from em_restore._napari._jobs import Job
 from em_restore._napari._layers import (
     current_frame_index,
@@ -180,18 +183,31 @@ class DenoiseWidget(JobWidget):
         if request is None:
             return None
 
+        data = request["data"]
+
         def work() -> Generator[Any, None, Any]:
             if request["is_model"]:
                 plan = yield from _model_plan(request)
-                restored = yield from plan.iter_apply(request["data"])
-                return plan, restored
-            _frame, plan = yield from _plan_on_frame(request)
-            restored = yield from backend.iter_denoise(request["data"], plan)
+            else:
+                _frame, plan = yield from _plan_on_frame(request)
+            if data.ndim > 2:  # a stack: shown while it fills, never loaded whole
+                lazy = plan.lazy(data) if request["is_model"] else backend.denoise_lazy(data, plan)
+                filling = Filling(lazy.astype(np.float32))
+                yield Streaming(filling, lambda f: self._add_result(request, plan, f.array))
+                yield from filling.run("frames denoised")
+                return plan, filling
+            if request["is_model"]:
+                restored = yield from plan.iter_apply(data)
+            else:
+                restored = yield from backend.iter_denoise(data, plan)
             return plan, restored
 
-        def done(result: tuple[Any, np.ndarray]) -> None:
+        def done(result: tuple[Any, Any]) -> None:
             plan, restored = result
-            self._add_result(request, plan, restored)
+            if isinstance(restored, Filling):
+                restored.mark_complete()
+            else:
+                self._add_result(request, plan, restored)
 
         return self._start("Denoise", work, done)
 
@@ -220,10 +236,13 @@ class DenoiseWidget(JobWidget):
             self.viewer.layers.remove(name)
         self.last_preview = self.viewer.add_image(restored, **kwargs)
 
-    def _add_result(self, request: dict[str, Any], plan: Any, restored: np.ndarray) -> None:
+    def _add_result(self, request: dict[str, Any], plan: Any, restored: Any) -> Any:
         source = request["layer"]
         name = f"{source.name} denoised ({plan.method})"
         kwargs = result_layer_kwargs(source, name, self._metadata(request, plan))
+        if not isinstance(restored, np.ndarray):  # filling: not computed yet, use the raw's
+            kwargs["contrast_limits"] = tuple(source.contrast_limits)
         layer = self.viewer.add_image(restored, **kwargs)
         self.last_result = (source, layer)
         self.compare_button.enabled = True
+        return layer

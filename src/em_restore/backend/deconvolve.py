@@ -622,7 +622,7 @@ class DeconvPlan:
             "solver": self.solver,
             "params": dict(self.params),
             "psf_source": self.psf_source,
-            "psfs": [np.round(k, 8).tolist() for k in self.psfs],
+            "psfs": [k.tolist() for k in self.psfs],  # full precision: exact round trip
             "windows": list(self.windows),
             "denoise": None if self.denoise is None else self.denoise.to_metadata(),
             "estimation": dict(self.estimation),
