@@ -391,7 +391,7 @@ def _fit(cfg, data, loss_kind, dev, on_best, checkpoint, resume):
     start_epoch, bad_epochs, elapsed0 = 1, 0, 0.0
     cfg_dict = {**cfg.to_dict(), "data": data.kind}
     if resume and checkpoint is not None and Path(checkpoint).is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        state = _load_training_state(checkpoint)
         if _comparable(state["config"]) != _comparable(cfg_dict):
             diff = sorted(
                 ("mode" if k == "data" else k)
@@ -548,6 +548,29 @@ def fit(cfg: FitConfig, data, *, on_event=None, **kw) -> FitResult:
 
 # --------------------------------------------------------------------------- model folder
 STATE_FILE = "training-state.pt"
+
+
+def _load_training_state(path) -> dict:
+    """A training checkpoint, read with torch's restricted unpickler (tensors, numbers,
+    strings, containers: no code runs); anything else is refused in one line."""
+    import pickle
+
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"{path} is not a training checkpoint em-restore wrote, or it is damaged "
+            f"({first[:120]}); delete it and train without --resume"
+        ) from None
+    if not isinstance(state, dict) or "config" not in state:
+        raise ValueError(
+            f"{path} is not a training checkpoint em-restore wrote; delete it and train "
+            "without --resume"
+        )
+    return state
 CARD_FILE = "MODEL_CARD.md"
 
 

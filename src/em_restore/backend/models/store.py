@@ -39,6 +39,7 @@ __all__ = [
     "file_sha256",
     "list_models",
     "load_model",
+    "refuse_pickle",
     "resolve_model",
     "save_model",
     "user_model_dir",
@@ -283,12 +284,42 @@ def default_model_name(modality: str | None = None) -> str:
     return table[key]
 
 
+# Files that hold (or may hold) pickled Python objects: loading one can run any code.
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".tar", ".joblib")
+_PICKLE_MAGICS = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+, torch's zip checkpoints
+
+
+def refuse_pickle(path: Path) -> None:
+    """Raise :class:`ModelError` if ``path`` is a pickled checkpoint; never unpickles it."""
+    head = b""
+    if path.is_file():
+        with open(path, "rb") as f:
+            head = f.read(4)
+    if path.suffix.lower() in PICKLE_SUFFIXES or (head and head.startswith(_PICKLE_MAGICS)):
+        raise ModelError(
+            f"{path.name} is a pickled checkpoint, which em-restore never loads (a pickle can "
+            f"run arbitrary code); use a model folder of {CONFIG_FILE} + {WEIGHTS_FILE} — ask "
+            "for that export, or convert the checkpoint yourself where you trust it."
+        )
+
+
 def resolve_model(spec: str | os.PathLike) -> Path:
-    """Folder of a model given by registered name or path."""
+    """Folder of a model given by registered name or path.
+
+    Only folders of ``config.json`` + ``model.safetensors`` are models; a pickled
+    checkpoint (``.pt``, ``.ckpt``...) is refused without being read past its first
+    bytes.
+    """
     text = os.fspath(spec)
     path = Path(text).expanduser()
     if path.is_file() and path.name in (CONFIG_FILE, WEIGHTS_FILE):
         path = path.parent
+    if path.is_file():
+        refuse_pickle(path)
+        raise ModelError(
+            f"{text!r} is a file; a model is a folder with {CONFIG_FILE} and {WEIGHTS_FILE} "
+            "— pass the folder."
+        )
     if path.is_dir():
         return path
     for entry in list_models():
@@ -319,6 +350,9 @@ def load_model(spec: str | os.PathLike, device: Any = None) -> LoadedModel:
     config = read_config(folder)
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+        if pickles:
+            refuse_pickle(folder / pickles[0])
         raise ModelError(f"{folder} has no {WEIGHTS_FILE}; re-export the model.")
     digest = file_sha256(weights)
     if config.weights_sha256 and digest != config.weights_sha256:
