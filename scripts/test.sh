@@ -7,6 +7,8 @@ bash scripts/setup.sh
 echo "test: ruff"
 .venv/bin/ruff check src tests scripts benchmarks
 .venv/bin/ruff format --check src tests scripts benchmarks
+echo "test: docs (mkdocs, strict: a warning fails)"
+.venv/bin/mkdocs build --strict --quiet
 echo "test: pytest"
 # A real napari viewer needs an X server: Xvfb with Mesa's software OpenGL.
 export QT_QPA_PLATFORM=xcb
