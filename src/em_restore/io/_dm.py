@@ -3,7 +3,7 @@
 A DM file is one tree of tags. Sizes and type descriptions are big-endian
 (4-byte in DM3, 8-byte in DM4); values use the byte order named in the header.
 Only the tree is parsed at open time: the pixel array is located (offset, type,
-count) and memory-mapped lazily.
+count) and read lazily, frame by frame.
 """
 
 from __future__ import annotations

@@ -128,7 +128,7 @@ def _page_offsets(series: tifffile.TiffPageSeries, n_frames: int, frame_bytes: i
 
 
 def _lazy_series(path: str, tif: tifffile.TiffFile, index: int) -> da.Array:
-    """Dask array of a series: memory-mapped when raw, else decoded per page."""
+    """Dask array of a series: raw frames read on demand (pread), else decoded per page."""
     series = tif.series[index]
     shape, axes = tuple(series.shape), series.axes
     nf = _frame_ndim(axes)

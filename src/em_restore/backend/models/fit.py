@@ -571,6 +571,8 @@ def _load_training_state(path) -> dict:
             "without --resume"
         )
     return state
+
+
 CARD_FILE = "MODEL_CARD.md"
 
 
