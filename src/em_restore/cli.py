@@ -264,7 +264,19 @@ def _run_batch(args: argparse.Namespace, one: Any, files: list[Path], out: Path)
     return EXIT_USER_ERROR if failed else 0
 
 
-def _batch_options(parser: argparse.ArgumentParser) -> None:
+def _batch_io(parser: argparse.ArgumentParser, what: str = "input file(s)") -> None:
+    """The inputs (files or folders), -o and the batch options of a restoring command."""
+    parser.add_argument(
+        "input",
+        nargs="+",
+        help=f"{what} or folder(s), any format `info` reads; several: -o is a folder",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output .tif/.tiff (float32) or .zarr; for several inputs an output folder",
+    )
     parser.add_argument(
         "--format",
         choices=("tif", "zarr"),
@@ -881,18 +893,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model auto uses the bundled model for the modality (--modality, else the file's "
         "metadata, else TEM); --model NAME_OR_DIR any trained model.",
     )
-    den.add_argument(
-        "input",
-        nargs="+",
-        help="input file(s) or folder(s) (any format `info` reads); several: -o is a folder",
-    )
-    den.add_argument(
-        "-o",
-        "--output",
-        required=True,
-        help="output .tif/.tiff (float32) or .zarr; for several inputs an output folder",
-    )
-    _batch_options(den)
+    _batch_io(den)
     den.add_argument(
         "--method",
         default=None,
@@ -965,18 +966,7 @@ def build_parser() -> argparse.ArgumentParser:
         "kernel and the parameters are planned on the middle frame of a stack and applied to "
         "every frame.",
     )
-    dec.add_argument(
-        "input",
-        nargs="+",
-        help="input file(s) or folder(s) (any format `info` reads); several: -o is a folder",
-    )
-    dec.add_argument(
-        "-o",
-        "--output",
-        required=True,
-        help="output .tif/.tiff (float32) or .zarr; for several inputs an output folder",
-    )
-    _batch_options(dec)
+    _batch_io(dec)
     dec.add_argument("--psf-out", default=None, metavar="PSF.tif", help="save the kernel used")
     dec.add_argument(
         "--psf",
@@ -1023,19 +1013,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Wiener deconvolution, Fourier burst accumulation or the registered mean. Output: "
         "a stack, frame i registered to input frame centre_i (in the file's metadata).",
     )
-    bur.add_argument(
-        "input",
-        nargs="+",
-        help="stream stack(s) (T, rows, cols) or folder(s), any format `info` reads; "
-        "several: -o is a folder",
-    )
-    bur.add_argument(
-        "-o",
-        "--output",
-        required=True,
-        help="output .tif/.tiff (float32) or .zarr; for several inputs an output folder",
-    )
-    _batch_options(bur)
+    _batch_io(bur, "stream stack(s) (T, rows, cols)")
     bur.add_argument("--frames", type=int, default=5, help="frames per window, >= 2 (default 5)")
     bur.add_argument("--stride", type=int, default=1, help="frames between windows (default 1)")
     bur.add_argument(
