@@ -148,13 +148,17 @@ def _compute(lazy: Any, scheduler: str | None, progress: bool, message: str) -> 
     return value
 
 
-def _stream(args: argparse.Namespace, image: Any) -> bool:
-    """Whether to compute lazily, chunk by chunk: stacks, and anything on a cluster."""
+def _check_scheduler(args: argparse.Namespace) -> None:
     if args.scheduler and Path(args.output).suffix.lower() != ".zarr":
         raise UserError(
             "--scheduler needs a .zarr output (the workers write its chunks in parallel); "
             "use -o OUT.zarr"
         )
+
+
+def _stream(args: argparse.Namespace, image: Any) -> bool:
+    """Whether to compute lazily, chunk by chunk: stacks, and anything on a cluster."""
+    _check_scheduler(args)
     return bool(args.scheduler) or image.data.ndim > 2
 
 
@@ -265,7 +269,8 @@ def _run_batch(args: argparse.Namespace, one: Any, files: list[Path], out: Path)
 
 
 def _batch_io(parser: argparse.ArgumentParser, what: str = "input file(s)") -> None:
-    """The inputs (files or folders), -o and the batch options of a restoring command."""
+    """The inputs (files or folders), -o, --overwrite, -q and the batch options of a
+    restoring command."""
     parser.add_argument(
         "input",
         nargs="+",
@@ -283,6 +288,8 @@ def _batch_io(parser: argparse.ArgumentParser, what: str = "input file(s)") -> N
         default="tif",
         help="output format in a batch (-o FOLDER): tif (default) or zarr",
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     parser.add_argument(
         "--skip-existing",
         action="store_true",
@@ -504,7 +511,7 @@ def _burst(args: argparse.Namespace) -> int:
         exposure=args.exposure,
     )
     shown = not args.quiet and sys.stderr.isatty()
-    _stream(args, image)  # --scheduler needs a .zarr output
+    _check_scheduler(args)  # a stream is always computed lazily
     # Two passes, each one window at a time: register every window (small result,
     # into the metadata before any pixel is written), then fuse with those shifts.
     shifts = _compute(
@@ -928,8 +935,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--tile", type=int, default=512, help="model tile side in px (a multiple of 32)"
     )
     _scheduler_option(den)
-    den.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    den.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     den.set_defaults(func=_batched(_denoise))
 
     prof = sub.add_parser(
@@ -1000,8 +1005,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest kernel side in px, odd (default: min(31, short side / 8))",
     )
     _scheduler_option(dec)
-    dec.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    dec.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     dec.set_defaults(func=_batched(_deconvolve))
 
     bur = sub.add_parser(
@@ -1032,8 +1035,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bur.add_argument("--device", default=None, help="auto (default), cpu, cuda or mps")
     _scheduler_option(bur)
-    bur.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    bur.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     bur.set_defaults(func=_batched(_burst))
 
     tr = sub.add_parser(

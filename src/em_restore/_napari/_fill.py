@@ -66,7 +66,6 @@ class FramesDone:
     done: int
     total: int
     message: str
-    frames: tuple[int, ...] = ()
 
 
 def iter_batches(lazy: Any, lead: tuple[int, ...], batch: int) -> Iterator[tuple[range, list]]:
@@ -128,7 +127,7 @@ class Filling:
                 self.array[np.unravel_index(i, self.lead)] = frame
             self.frames_done.extend(flat)
             done = len(self.frames_done)
-            yield FramesDone(done, self.total, f"{done}/{self.total} {message}", tuple(flat))
+            yield FramesDone(done, self.total, f"{done}/{self.total} {message}")
         if self._discarded:
             self._remove_store()
 
