@@ -16,6 +16,12 @@ import numpy as np
 
 __all__ = ["as_rng"]
 
+#: Largest and smallest nonzero peak |value| an image may have. Beyond them float32
+#: work (models, BM3D) and squared residuals over- or underflow; no detector records
+#: such values, so a scaled export is refused with the fix rather than turned to inf.
+MAX_MAGNITUDE = 1e15
+MIN_MAGNITUDE = 1e-15
+
 
 def _short(value: Any) -> str:
     """repr() of a value, shortened for error messages."""
@@ -184,6 +190,11 @@ def check_image(
     read-only).
     """
     arr = np.asarray(image)
+    if arr.ndim >= 3 and arr.shape[-1] in (3, 4) and min(arr.shape[-3:-1]) > 4:
+        raise ValueError(
+            f"{name} looks like an RGB(A) picture (shape {arr.shape}, colour last); EM "
+            f"restoration works on greyscale: convert first, e.g. skimage.color.rgb2gray({name})."
+        )
     if arr.dtype.kind not in "biuf":
         raise ValueError(
             f"{name} must be a real numeric array; got dtype {arr.dtype}. "
@@ -193,13 +204,19 @@ def check_image(
         want = f"{min_ndim}" if max_ndim == min_ndim else f"at least {min_ndim}"
         if max_ndim is not None and max_ndim != min_ndim:
             want = f"{min_ndim} to {max_ndim}"
+        if max_ndim == 2:
+            fix = "Pass one 2-D image (rows, cols)."
+        elif min_ndim >= 3 and max_ndim == min_ndim:
+            fix = "Pass a stack of frames (frames, rows, cols)."
+        else:
+            fix = "Pass a 2-D image or a stack of images."
         raise ValueError(
-            f"{name} must have {want} dimensions (..., rows, cols); got shape {arr.shape}. "
-            f"Pass a 2-D image{' or a stack of images' if max_ndim != 2 else ''}."
+            f"{name} must have {want} dimensions (..., rows, cols); got shape {arr.shape}. {fix}"
         )
     if any(s < min_size for s in arr.shape[-2:]):
         raise ValueError(
-            f"{name} must be at least {min_size}x{min_size} pixels; got shape {arr.shape}."
+            f"{name} must be at least {min_size}x{min_size} pixels; got shape {arr.shape}. "
+            f"Select a region of at least {min_size}x{min_size} pixels."
         )
     if keep_float32 and arr.dtype == np.float32:
         out = arr
@@ -211,6 +228,14 @@ def check_image(
             f"{name} contains {n_bad} NaN or infinite value(s). "
             f"Replace them first, e.g. np.nan_to_num({name})."
         )
+    if out.size and out.dtype.kind == "f":
+        peak = float(np.max(np.abs(out)))
+        if peak > MAX_MAGNITUDE or 0 < peak < MIN_MAGNITUDE:
+            raise ValueError(
+                f"{name} values reach {peak:.3g} in magnitude, outside the supported "
+                f"{MIN_MAGNITUDE:g} to {MAX_MAGNITUDE:g} (float arithmetic would over- or "
+                f"underflow); rescale first, e.g. {name} / np.abs({name}).max() * 1000."
+            )
     if nonnegative and out.size and out.min() < 0:
         raise ValueError(
             f"{name} must be >= 0 everywhere; got minimum {out.min():g}. "

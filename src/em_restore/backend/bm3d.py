@@ -71,7 +71,7 @@ import numpy as np
 import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ._args import _short, check_choice, check_int, check_real
+from ._args import _short, check_choice, check_image, check_int, check_real
 
 __all__ = ["bm3d", "noise_coefficient_std", "support_radius"]
 
@@ -528,13 +528,7 @@ def bm3d(
             f"image must be at least patch_size={p} pixels along each axis; got shape "
             f"{arr.shape}. Use a smaller patch_size or a larger image."
         )
-    z = arr.astype(np.float64)
-    if not np.isfinite(z).all():
-        n_bad = int(z.size - np.count_nonzero(np.isfinite(z)))
-        raise ValueError(
-            f"image contains {n_bad} NaN or infinite value(s). "
-            f"Replace them first, e.g. np.nan_to_num(image)."
-        )
+    z = check_image(arr, "image", max_ndim=2)  # finite, in range, float64
     if strength == 0.0:
         return z.copy()
 

@@ -563,7 +563,10 @@ def _check_stack(stack, frames: int) -> tuple[int, int, int]:
             f"window of {frames} frames is longer than the stack ({t} frames); use frames <= {t}."
         )
     if min(shape[1:]) < 16:
-        raise ValueError(f"frames must be at least 16×16 pixels; got {shape[1:]}.")
+        raise ValueError(
+            f"frames must be at least 16×16 pixels; got {shape[1:]}. "
+            "Select a larger region of the stream."
+        )
     return shape  # type: ignore[return-value]
 
 

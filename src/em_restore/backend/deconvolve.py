@@ -126,8 +126,9 @@ def periodic_pad(image: np.ndarray, margin: int) -> np.ndarray:
     unchanged in the middle.
     """
     m = check_int(margin, "margin", low=1)
-    padded = np.pad(np.asarray(image, dtype=np.float64), m, mode="symmetric")
-    c = float(np.mean(image))
+    frame = check_image(image, "image", max_ndim=2)
+    padded = np.pad(frame, m, mode="symmetric")
+    c = float(np.mean(frame))
 
     def ramp(n: int) -> np.ndarray:
         d = np.minimum(np.arange(n), np.arange(n)[::-1]) + 0.5

@@ -304,7 +304,8 @@ def _check_layout(shape: tuple[int, ...], name: str, *, stack: bool) -> None:
         raise ValueError(f"{name} is empty (shape {tuple(shape)}); pass an image with pixels.")
     if min(shape[-2:]) < _MIN_SIDE:
         raise ValueError(
-            f"{name} must be at least {_MIN_SIDE}x{_MIN_SIDE} pixels; got shape {tuple(shape)}."
+            f"{name} must be at least {_MIN_SIDE}x{_MIN_SIDE} pixels; got shape {tuple(shape)}. "
+            f"Select a region of at least {_MIN_SIDE}x{_MIN_SIDE} pixels."
         )
 
 
@@ -542,6 +543,14 @@ def _make_row_lattice(z: np.ndarray, phase: int) -> _Lattice:
     return _Lattice(zj=zj, centres=(cy.ravel(), cx.ravel()), e=e)
 
 
+def _ridge_solve(gram: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Least-squares weights ``(G + εI)⁻¹ b``; zeros when nothing responded (flat probe)."""
+    ridge = 1e-9 * np.trace(gram) / gram.shape[0]
+    if not ridge > 0:
+        return np.zeros(gram.shape[0])
+    return np.linalg.lstsq(gram + ridge * np.eye(gram.shape[0]), b, rcond=None)[0]
+
+
 def _row_response_trace(d: np.ndarray, e: np.ndarray, v_white: float, v_line: float) -> float:
     """``E[f_i n_i]`` for white + scan-line noise from the row-blind-spot responses.
 
@@ -550,8 +559,7 @@ def _row_response_trace(d: np.ndarray, e: np.ndarray, v_white: float, v_line: fl
     is seen through the whole-row weight ``w0 + 2 w1 + 2 w2 + w3``.
     """
     gram = e.T @ e
-    ridge = 1e-9 * np.trace(gram) / gram.shape[0]
-    w = np.linalg.solve(gram + ridge * np.eye(gram.shape[0]), e.T @ d)
+    w = _ridge_solve(gram, e.T @ d)
     row_weight = w[0] + 2.0 * w[1] + 2.0 * w[2] + w[3]
     t = w[0] * v_white + row_weight * v_line
     return float(np.clip(t, 0.0, 1.5 * (v_white + v_line)))
@@ -694,8 +702,7 @@ def _response_trace(d: np.ndarray, e: np.ndarray, c_lag: np.ndarray) -> float:
     own[:, : half - 1] += e[:, n_off - 1 : n_off - half : -1] if half > 1 else 0.0
     x = np.concatenate([own, e[:, n_off:]], axis=1)
     gram = x.T @ x
-    ridge = 1e-9 * np.trace(gram) / gram.shape[0]
-    w = np.linalg.solve(gram + ridge * np.eye(gram.shape[0]), x.T @ d)
+    w = _ridge_solve(gram, x.T @ d)
     c_pooled = c_lag[:half].copy()
     c_pooled[: half - 1] *= 2.0  # each pooled column stands for the lags k and -k
     t = float(w[:half] @ c_pooled)

@@ -20,14 +20,14 @@ import math
 
 import numpy as np
 
-from ._args import check_image, check_int
+from ._args import MAX_MAGNITUDE, check_image, check_int
 
 __all__ = ["compare", "difference", "histograms"]
 
 
 def _pair(image, reference) -> tuple[np.ndarray, np.ndarray]:
-    a = check_image(image, "image", min_ndim=2, max_ndim=2)
-    b = check_image(reference, "reference", min_ndim=2, max_ndim=2)
+    a = check_image(image, "image", min_ndim=2, max_ndim=2, min_size=3)
+    b = check_image(reference, "reference", min_ndim=2, max_ndim=2, min_size=3)
     if a.shape != b.shape:
         raise ValueError(
             f"image and reference must have the same shape; got {a.shape} and {b.shape}. "
@@ -54,7 +54,11 @@ def compare(image, reference) -> dict[str, float]:
 
 
 def difference(image, reference):
-    """``image - reference`` as float32; lazy (dask) when either input is."""
+    """``image - reference`` as float32; lazy (dask) when either input is.
+
+    NaN propagates (a frame of a restoration still being computed is NaN); complex,
+    infinite or out-of-range input is refused with a ValueError.
+    """
     if hasattr(image, "chunks") or hasattr(reference, "chunks"):
         import dask.array as da
 
@@ -64,13 +68,45 @@ def difference(image, reference):
                 f"image and reference must have the same shape; got {a.shape} and {b.shape}."
             )
         return a.astype(np.float32) - b.astype(np.float32)
-    a = np.asarray(image)
-    b = np.asarray(reference)
+    a = _difference_operand(image, "image")
+    b = _difference_operand(reference, "reference")
     if a.shape != b.shape:
         raise ValueError(
             f"image and reference must have the same shape; got {a.shape} and {b.shape}."
         )
     return a.astype(np.float32) - b.astype(np.float32)
+
+
+def _difference_operand(x, name: str) -> np.ndarray:
+    """A real array within float32's range; NaN is kept (a frame not yet computed)."""
+    a = np.asarray(x)
+    if (
+        a.ndim < 2
+        or a.size == 0
+        or (a.ndim >= 3 and a.shape[-1] in (3, 4) and min(a.shape[-3:-1]) > 4)
+    ):
+        raise ValueError(
+            f"{name} must be a greyscale image or stack (..., rows, cols) with pixels; got "
+            f"shape {a.shape}. Pass a 2-D frame or stack (convert RGB to greyscale first)."
+        )
+    if a.dtype.kind not in "biuf":
+        raise ValueError(
+            f"{name} must be a real numeric array; got dtype {a.dtype}. "
+            f"Take the magnitude or real part first, e.g. np.abs({name})."
+        )
+    if a.dtype.kind in "iuf":
+        finite = a[np.isfinite(a)] if a.dtype.kind == "f" else a
+        n_inf = finite.size != a.size - (
+            np.count_nonzero(np.isnan(a)) if a.dtype.kind == "f" else 0
+        )
+        if n_inf or (
+            finite.size and float(np.max(np.abs(finite.astype(np.float64)))) > MAX_MAGNITUDE
+        ):
+            raise ValueError(
+                f"{name} has infinite values or values beyond {MAX_MAGNITUDE:g}; "
+                f"rescale it and replace infinities first, e.g. np.nan_to_num({name})."
+            )
+    return a
 
 
 def histograms(*images, bins: int = 256) -> tuple[np.ndarray, list[np.ndarray]]:

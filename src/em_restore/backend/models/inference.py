@@ -138,13 +138,30 @@ def blend_window(tile: int, overlap: int, sides: tuple[bool, bool, bool, bool]) 
 
 def _check_frame_args(tile: int, overlap: int, stride: int, batch: int) -> None:
     if not (isinstance(tile, int) and tile >= stride and tile % stride == 0):
-        raise ValueError(f"tile must be a positive multiple of {stride}; got {tile!r}.")
+        raise ValueError(
+            f"tile must be a positive multiple of {stride}; got {tile!r}. Use e.g. tile=512."
+        )
     if not (isinstance(overlap, int) and 0 <= overlap < tile and overlap % stride == 0):
         raise ValueError(
-            f"overlap must be a multiple of {stride} smaller than tile ({tile}); got {overlap!r}."
+            f"overlap must be a multiple of {stride} smaller than tile ({tile}); got {overlap!r}. "
+            f"Use e.g. overlap={min(96, (tile // 4) // stride * stride)}."
         )
     if not (isinstance(batch, int) and batch >= 1):
-        raise ValueError(f"batch must be a positive integer; got {batch!r}.")
+        raise ValueError(f"batch must be a positive integer; got {batch!r}. Use e.g. batch=4.")
+
+
+def _check_stack_shape(shape: tuple[int, ...]) -> None:
+    """A greyscale frame or stack (..., rows, cols) of at least 2x2 pixels."""
+    if len(shape) >= 3 and shape[-1] in (3, 4) and min(shape[-3:-1]) > 4:
+        raise ValueError(
+            f"array looks like an RGB(A) picture (shape {shape}, colour last); EM "
+            "restoration works on greyscale: convert first, e.g. skimage.color.rgb2gray(array)."
+        )
+    if len(shape) < 2 or min(shape[-2:]) < 2:
+        raise ValueError(
+            f"array must have at least 2 axes of >= 2 pixels; got shape {shape}. "
+            "Pass a 2-D frame or a stack of frames (…, rows, cols)."
+        )
 
 
 def _run(model, batch_np: np.ndarray) -> np.ndarray:
@@ -249,8 +266,7 @@ def iter_predict(
     result. Dask input is read one frame at a time; the input is never modified.
     """
     shape = tuple(int(s) for s in array.shape)
-    if len(shape) < 2 or min(shape[-2:]) < 2:
-        raise ValueError(f"array must have at least 2 axes of >= 2 pixels; got shape {shape}.")
+    _check_stack_shape(shape)
     lead = shape[:-2]
     stride = int(model.net.stride)
     _check_frame_args(tile, overlap, stride, batch)
@@ -287,8 +303,7 @@ def predict_lazy(
 
     if not isinstance(array, da.Array):
         array = da.asarray(array)
-    if array.ndim < 2:
-        raise ValueError(f"array must have at least 2 axes; got shape {array.shape}.")
+    _check_stack_shape(tuple(int(n) for n in array.shape))
     _check_frame_args(tile, overlap, int(model.net.stride), batch)
     chunks = (1,) * (array.ndim - 2) + (-1, -1)
     array = array.rechunk(chunks)

@@ -126,13 +126,15 @@ def drift(frames_or_image, shifts, *, method: str = "spline") -> np.ndarray:
     method = check_choice(method, "method", ("spline", "fourier"))
     s = np.asarray(shifts, dtype=np.float64) if np.asarray(shifts).dtype.kind in "biuf" else None
     lead = img.shape[:-2]
+    want = "(2,)" if not lead else f"(2,) or {(*lead, 2)}"
     if s is None or s.shape[-1:] != (2,) or s.shape[:-1] not in ((), lead):
         raise ValueError(
-            f"shifts must have shape (2,) or {(*lead, 2)} for image shape {img.shape}; got "
-            f"{None if s is None else s.shape}."
+            f"shifts must have shape {want} for image shape {img.shape}; got "
+            f"{None if s is None else s.shape}. Pass one (dy, dx) pair"
+            f"{' per frame' if lead else ''}."
         )
     if not np.isfinite(s).all():
-        raise ValueError("shifts contains NaN or infinite values.")
+        raise ValueError("shifts contains NaN or infinite values; pass finite (dy, dx) pairs.")
     h, w = img.shape[-2:]
     s = np.broadcast_to(s, (*lead, 2))
     if method == "fourier":
