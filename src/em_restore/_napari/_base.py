@@ -3,16 +3,18 @@
 :class:`JobWidget` owns what every restoration widget has: the image-layer menu
 (kept in sync with the viewer), the Run / Cancel / Side-by-side buttons, a status
 line, the current :class:`._jobs.Job` (one at a time), and the clean-up when the
-widget is destroyed (viewer events disconnected, a running job cancelled). A
+widget is closed or destroyed (viewer events disconnected, a running job cancelled). A
 subclass builds its own controls, lays everything out with :meth:`_arrange`, and
 implements ``run``; its results set ``last_result = (raw_layer, result_layer)``.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import ComboBox, Container, Label, PushButton
+from qtpy.QtCore import QEvent, QObject
 
 from em_restore._napari._fill import Filling, FramesDone, Streaming
 from em_restore._napari._jobs import Job
@@ -22,6 +24,44 @@ if TYPE_CHECKING:
     import napari
 
 _LAYER_EVENTS = ("inserted", "removed", "reordered")
+
+
+class _UndockWatch(QObject):
+    """Sees napari take a widget out of its dock.
+
+    napari's close button (``remove_dock_widget``) re-parents the widget to None
+    and deletes only the dock, so the widget is not destroyed: without this its
+    job would run on and the viewer would keep calling it.
+    """
+
+    def __init__(self, widget: Any, undocked: Any) -> None:
+        super().__init__(widget)
+        self._undocked = undocked
+        self._docked = widget.parent() is not None
+        widget.installEventFilter(self)
+
+    def eventFilter(self, obj: Any, event: Any) -> bool:
+        if event.type() == QEvent.Type.ParentChange:
+            docked = obj.parent() is not None
+            if self._docked and not docked:
+                self._undocked()
+            self._docked = docked
+        return False
+
+
+def on_close(widget: Container, closed: Any) -> None:
+    """Call ``closed()`` once, when ``widget`` is closed in napari or destroyed."""
+    done = []
+    method = weakref.WeakMethod(closed)  # no cycle: a collected widget is not called
+
+    def once(*_args: Any) -> None:
+        if not done:
+            done.append(True)
+            if (bound := method()) is not None:
+                bound()
+
+    widget.native.destroyed.connect(once)
+    widget._undock_watch = _UndockWatch(widget.native, once)
 
 
 class JobWidget(Container):
@@ -58,7 +98,7 @@ class JobWidget(Container):
         self.compare_button.changed.connect(self.side_by_side)
         for event in _LAYER_EVENTS:
             getattr(self.viewer.layers.events, event).connect(self._refresh_layers)
-        self.native.destroyed.connect(self._disconnect)
+        on_close(self, self._disconnect)
 
     def run(self, _value: Any = None) -> Job | None:  # pragma: no cover - abstract
         raise NotImplementedError

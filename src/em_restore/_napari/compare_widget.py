@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 
+from em_restore._napari._base import on_close
 from em_restore._napari._layers import (
     current_frame_index,
     layer_choices,
@@ -65,7 +66,7 @@ class CompareWidget(Container):
         self.grid_button.changed.connect(self.side_by_side)
         for event in ("inserted", "removed", "reordered"):
             getattr(self.viewer.layers.events, event).connect(self._refresh_layers)
-        self.native.destroyed.connect(self._disconnect)
+        on_close(self, self._disconnect)
         self._refresh_layers()
 
     def _disconnect(self, _obj: Any = None) -> None:

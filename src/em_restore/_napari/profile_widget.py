@@ -18,6 +18,7 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton, Select, Spi
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog, QTableWidget, QTableWidgetItem
 
+from em_restore._napari._base import on_close
 from em_restore._napari._layers import current_frame_index, layer_choices
 from em_restore.backend.profile import length_unit, measure_line
 
@@ -93,7 +94,7 @@ class ProfileWidget(Container):
         for event in ("inserted", "removed", "reordered"):
             getattr(self.viewer.layers.events, event).connect(self._refresh_layers)
         self.viewer.dims.events.current_step.connect(self.schedule)
-        self.native.destroyed.connect(self._disconnect)
+        on_close(self, self._disconnect)
         self._refresh_layers()
 
     def _disconnect(self, _obj: Any = None) -> None:

@@ -37,6 +37,7 @@ from qtpy.QtCore import QPointF
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
+from em_restore._napari._base import on_close
 from em_restore._napari._jobs import Job
 from em_restore._napari._layers import layer_choices
 from em_restore._napari._models import user_models
@@ -273,7 +274,7 @@ class TrainWidget(Container):
         self.cancel_button.changed.connect(self.cancel)
         for event in _LAYER_EVENTS:
             getattr(self.viewer.layers.events, event).connect(self._refresh_layers)
-        self.native.destroyed.connect(self._disconnect)
+        on_close(self, self._disconnect)
         self._options_changed()
 
     # ---------------------------------------------------------------- controls
