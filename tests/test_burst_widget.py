@@ -233,9 +233,15 @@ def _burst_models():
     return list_models(task="burst")
 
 
+def test_the_bundled_model_is_chosen_by_default(make_napari_viewer):
+    names = [m.name for m in _burst_models()]
+    assert "em-burst" in names  # shipped in the package
+    widget = _widget(make_napari_viewer())
+    assert widget.method_combo.value == "network" and widget.model_combo.value == "em-burst"
+
+
 def test_network_without_a_model_is_refused(make_napari_viewer, monkeypatch, stream):
-    if _burst_models():
-        pytest.skip("a burst model is installed")
+    monkeypatch.setattr("em_restore._napari.burst_widget.burst_model_names", lambda: [])
     noisy, _sharp = stream
     viewer = make_napari_viewer()
     widget = _widget(viewer)

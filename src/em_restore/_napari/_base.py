@@ -49,6 +49,13 @@ class _UndockWatch(QObject):
         return False
 
 
+def status_label(text: str = "") -> Label:
+    """The status line: wrapped, so a long message never widens the dock."""
+    label = Label(value=text)
+    label.native.setWordWrap(True)
+    return label
+
+
 def on_close(widget: Container, closed: Any) -> None:
     """Call ``closed()`` once, when ``widget`` is closed in napari or destroyed."""
     done = []
@@ -78,7 +85,7 @@ class JobWidget(Container):
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.compare_button = PushButton(text="Side by side", enabled=False)
-        self.status = Label(value="")
+        self.status = status_label()
 
     def _arrange(self, options: list[Any], buttons: list[Any] = ()) -> None:
         """Layer menu, the subclass's options, its extra buttons, then the common ones."""

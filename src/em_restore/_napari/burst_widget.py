@@ -34,6 +34,7 @@ from em_restore._napari._layers import result_layer_kwargs
 from em_restore._napari._models import user_models
 from em_restore.backend import burst as backend
 from em_restore.backend.denoise import Progress
+from em_restore.backend.models.burst import DEFAULT_BURST_MODEL
 
 if TYPE_CHECKING:
     import napari
@@ -102,6 +103,11 @@ class BurstWidget(JobWidget):
         method = self.method_combo.value
         if method == "network":  # a model trained or installed since: list it
             self.model_combo.reset_choices()
+            names = [c for c in self.model_combo.choices if c is not None]
+            if self.model_combo.value is None and names:  # default: the bundled model
+                self.model_combo.value = (
+                    DEFAULT_BURST_MODEL if DEFAULT_BURST_MODEL in names else names[0]
+                )
         self.model_combo.enabled = method == "network"
         self.exposure_spin.enabled = method == "classical"
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, PushButton
+from magicgui.widgets import ComboBox, Container, PushButton
 
-from em_restore._napari._base import on_close
+from em_restore._napari._base import on_close, status_label
 from em_restore._napari._layers import (
     current_frame_index,
     layer_choices,
@@ -42,7 +42,7 @@ class CompareWidget(Container):
         self.compute_button = PushButton(text="Compare frame")
         self.difference_button = PushButton(text="Add difference layer")
         self.grid_button = PushButton(text="Side by side (linked)")
-        self.status = Label(value="")
+        self.status = status_label()
         self.extend(
             [
                 self.layer_combo,

@@ -14,11 +14,11 @@ import csv
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, PushButton, Select, SpinBox
+from magicgui.widgets import ComboBox, Container, PushButton, Select, SpinBox
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog, QTableWidget, QTableWidgetItem
 
-from em_restore._napari._base import on_close
+from em_restore._napari._base import on_close, status_label
 from em_restore._napari._layers import current_frame_index, layer_choices
 from em_restore.backend.profile import length_unit, measure_line
 
@@ -57,7 +57,7 @@ class ProfileWidget(Container):
             label="particles", choices=["auto", "dark", "bright"], value="auto"
         )
         self.export = PushButton(text="Export CSV…")
-        self.status = Label(value="Draw a line across particles, from background to background.")
+        self.status = status_label("Draw a line across particles, from background to background.")
         self.extend(
             [
                 self.line_combo,

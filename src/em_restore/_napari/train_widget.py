@@ -28,7 +28,6 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FloatSpinBox,
-    Label,
     LineEdit,
     PushButton,
     SpinBox,
@@ -37,7 +36,7 @@ from qtpy.QtCore import QPointF
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
-from em_restore._napari._base import on_close
+from em_restore._napari._base import on_close, status_label
 from em_restore._napari._jobs import Job
 from em_restore._napari._layers import layer_choices
 from em_restore._napari._models import user_models
@@ -232,7 +231,7 @@ class TrainWidget(Container):
         self.resume_check = CheckBox(text="resume an interrupted run", value=False)
         self.train_button = PushButton(text="Train")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.status = Label(value="")
+        self.status = status_label()
         self.curves = TrainingCurves()
 
         self.extend(
