@@ -11,6 +11,7 @@ The work takes milliseconds, so it runs on the main thread, debounced.
 from __future__ import annotations
 
 import csv
+import io
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from magicgui.widgets import ComboBox, Container, PushButton, Select, SpinBox
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog, QTableWidget, QTableWidgetItem
 
+from em_restore._atomic import write_text_atomic
 from em_restore._napari._base import on_close, status_label
 from em_restore._napari._layers import current_frame_index, layer_choices
 from em_restore.backend.profile import length_unit, measure_line
@@ -250,10 +252,11 @@ class ProfileWidget(Container):
         rows = self.table_rows()
         fields = ["layer", "item", "unit", "center", "diameter", "fwhm", "edge_width",
                   "distance", "resolved"]  # fmt: skip
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
+        write_text_atomic(path, text.getvalue())  # a failed export leaves the old file
 
     def _export_clicked(self, _value: Any = None) -> None:
         path, _ = QFileDialog.getSaveFileName(self.native, "Export measurements", "", "CSV (*.csv)")

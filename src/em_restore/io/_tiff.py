@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import dask.array as da
 import numpy as np
 import tifffile
 
+from .._atomic import atomic_path
 from ._image import (
     EMImage,
     RawFrames,
@@ -583,13 +583,8 @@ def write_tiff(
 
 def _atomic_write(path: Path, pages: Iterator[np.ndarray], kwargs: dict) -> None:
     """Write to a temporary file next to ``path``, then rename over it."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, pages, **kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 __all__ = ["TIFF_MAGICS", "read_tiff", "write_tiff"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ def write_zarr(
         target = group.create_array(
             "0", shape=array.shape, chunks=array.chunksize, dtype=array.dtype
         )
-        da.store(array, target, lock=False)
+        _store_joined(array, target)
         if path.exists():
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         os.replace(tmp, path)
@@ -78,6 +79,23 @@ def write_zarr(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _store_joined(array: da.Array, target) -> None:
+    """``da.store``, returning only when no thread still writes (also after an error).
+
+    dask re-raises a failed chunk at once while other threads finish theirs; with
+    our own pool, leaving the ``with`` waits for them, so the partial store can then
+    be removed for good. A cluster (another scheduler) manages its own workers.
+    """
+    import dask
+
+    lazy = da.store(array, target, lock=False, compute=False)
+    if dask.config.get("scheduler", None) not in (None, "threads", "threading"):
+        dask.compute(lazy)
+        return
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        dask.compute(lazy, scheduler="threads", pool=pool)
 
 
 def _ngff(axes: str, scale: list, units: list) -> dict:

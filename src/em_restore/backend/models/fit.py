@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from ..._atomic import atomic_path, write_text_atomic
 from ..denoise import Progress
 from .burst import ssim_torch
 from .nets import build_network
@@ -533,10 +534,8 @@ def _psnr_adu(out: np.ndarray, item) -> float:
 def _save_checkpoint(path, state: dict) -> None:
     import torch
 
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def fit(cfg: FitConfig, data, *, on_event=None, **kw) -> FitResult:
@@ -649,7 +648,7 @@ def iter_train_model(
             },
         )
         save_model(folder, net, cfg_out, overwrite=True)
-        (folder / CARD_FILE).write_text(model_card(cfg_out, res), encoding="utf-8")
+        write_text_atomic(folder / CARD_FILE, model_card(cfg_out, res))
 
     check_fit(cfg, data)  # before the folder is made: a refused run leaves nothing behind
     folder.mkdir(parents=True, exist_ok=True)
