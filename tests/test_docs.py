@@ -123,3 +123,10 @@ def test_screenshot_script_refuses_an_unknown_shot():
         timeout=120,
     )
     assert proc.returncode == 2 and "unknown shot" in proc.stderr
+
+
+def test_every_docs_page_is_in_the_mkdocs_nav():
+    nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    pages = [p.relative_to(DOCS).as_posix() for p in sorted(DOCS.rglob("*.md"))]
+    missing = [page for page in pages if f" {page}" not in nav]
+    assert not missing, f"docs pages not in the mkdocs.yml nav: {missing}"
