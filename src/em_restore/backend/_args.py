@@ -173,6 +173,11 @@ def check_pair(value: Any, name: str, *, low: float | None = None, low_open: boo
     )
 
 
+def looks_rgb(shape: Sequence[int]) -> bool:
+    """An RGB(A) picture, colour last: ``(..., rows > 4, cols > 4, 3 or 4)``."""
+    return len(shape) >= 3 and shape[-1] in (3, 4) and min(shape[-3:-1]) > 4
+
+
 def check_image(
     image: Any,
     name: str = "image",
@@ -190,7 +195,7 @@ def check_image(
     read-only).
     """
     arr = np.asarray(image)
-    if arr.ndim >= 3 and arr.shape[-1] in (3, 4) and min(arr.shape[-3:-1]) > 4:
+    if looks_rgb(arr.shape):
         raise ValueError(
             f"{name} looks like an RGB(A) picture (shape {arr.shape}, colour last); EM "
             f"restoration works on greyscale: convert first, e.g. skimage.color.rgb2gray({name})."

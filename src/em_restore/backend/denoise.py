@@ -89,7 +89,7 @@ import numpy as np
 import scipy.ndimage as ndi
 
 from . import filters
-from ._args import _short, as_rng, check_choice, check_image
+from ._args import _short, as_rng, check_choice, check_image, looks_rgb
 from .bm3d import bm3d as _bm3d
 from .bm3d import support_radius as _bm3d_support_radius
 
@@ -285,7 +285,7 @@ def _check_frame(image: Any, name: str = "image") -> np.ndarray:
 
 def _check_layout(shape: tuple[int, ...], name: str, *, stack: bool) -> None:
     ndim = len(shape)
-    if ndim >= 3 and shape[-1] in (3, 4) and min(shape[-3:-1]) > 4:
+    if looks_rgb(shape):
         raise ValueError(
             f"{name} looks like an RGB(A) picture (shape {tuple(shape)}, colour last); "
             f"convert to greyscale first, e.g. skimage.color.rgb2gray({name})."

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from ._args import MAX_MAGNITUDE, check_image, check_int
+from ._args import MAX_MAGNITUDE, check_image, check_int, looks_rgb
 
 __all__ = ["compare", "difference", "histograms"]
 
@@ -80,11 +80,7 @@ def difference(image, reference):
 def _difference_operand(x, name: str) -> np.ndarray:
     """A real array within float32's range; NaN is kept (a frame not yet computed)."""
     a = np.asarray(x)
-    if (
-        a.ndim < 2
-        or a.size == 0
-        or (a.ndim >= 3 and a.shape[-1] in (3, 4) and min(a.shape[-3:-1]) > 4)
-    ):
+    if a.ndim < 2 or a.size == 0 or looks_rgb(a.shape):
         raise ValueError(
             f"{name} must be a greyscale image or stack (..., rows, cols) with pixels; got "
             f"shape {a.shape}. Pass a 2-D frame or stack (convert RGB to greyscale first)."

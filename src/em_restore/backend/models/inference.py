@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .._args import check_image
+from .._args import check_image, looks_rgb
 from ..denoise import Progress, _drain
 
 __all__ = [
@@ -152,7 +152,7 @@ def _check_frame_args(tile: int, overlap: int, stride: int, batch: int) -> None:
 
 def _check_stack_shape(shape: tuple[int, ...]) -> None:
     """A greyscale frame or stack (..., rows, cols) of at least 2x2 pixels."""
-    if len(shape) >= 3 and shape[-1] in (3, 4) and min(shape[-3:-1]) > 4:
+    if looks_rgb(shape):
         raise ValueError(
             f"array looks like an RGB(A) picture (shape {shape}, colour last); EM "
             "restoration works on greyscale: convert first, e.g. skimage.color.rgb2gray(array)."
