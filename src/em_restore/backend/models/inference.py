@@ -5,6 +5,13 @@ Pipeline for one 2-D frame ``x`` (:func:`predict_frame`):
 1. **Normalise** with the model's rule, computed on the *whole frame* (never per
    tile, so tiles agree): ``xn = (x - p_low) / (p_high - p_low)`` with the frame's
    ``low``/``high`` percentiles (config ``normalisation``; scale 1 for a flat frame).
+   Then **outliers** the network never saw at such heights (X-ray spikes, hot and
+   dead pixels, which can sit 100× above the frame's range) are replaced by the
+   median of their 3×3 neighbourhood (:func:`replace_outliers`): a pixel outside
+   ``[-t, 1 + t]`` standing more than ``t`` above (below) the third-highest
+   (lowest) of its 8 neighbours, ``t`` = :data:`OUTLIER_RANGE` normalised units
+   (the frame's whole percentile range). Objects of 2×2 px or more are kept; the
+   residual network would otherwise copy a 100× spike through to its output.
 2. **Pad** by reflection to a multiple of the network's stride (odd sizes welcome).
 3. **Predict** the whole padded frame in one pass when its larger side is at most
    ``tile``; otherwise in ``tile``² tiles placed on a grid aligned to the stride and
@@ -39,12 +46,15 @@ __all__ = [
     "predict",
     "predict_frame",
     "predict_lazy",
+    "replace_outliers",
     "select_device",
     "tile_grid",
 ]
 
-DEFAULT_TILE = 512
-DEFAULT_OVERLAP = 96
+#: Outlier rule of step 1, in units of the frame's normalisation range.
+OUTLIER_RANGE = 1.0
+DEFAULT_TILE = 1152  # 2048² frames: 2 × 2 tiles, 1.27× the pixels
+DEFAULT_OVERLAP = 192  # > the network's reach from a tile edge (tested)
 DEFAULT_BATCH = 4
 
 
@@ -83,6 +93,42 @@ def normalisation_of(frame: np.ndarray, rule: dict) -> tuple[float, float]:
     if not math.isfinite(scale) or scale <= 0:
         scale = 1.0
     return lo, scale
+
+
+def replace_outliers(xn: np.ndarray, t: float = OUTLIER_RANGE) -> tuple[np.ndarray, int]:
+    """Step 1's outlier rule on a normalised frame: ``(cleaned copy, pixels replaced)``.
+
+    A pixel outside ``[-t, 1 + t]`` is an outlier when it stands more than ``t``
+    above the third-highest of its 8 neighbours (or below the third-lowest): single
+    hot or dead pixels and streaks up to 3 px long, never a pixel with 3 or more
+    neighbours of its own height (any object of 2×2 px or more). It takes the median
+    of its 3×3 neighbourhood.
+
+    Examples
+    --------
+    >>> xn = np.full((6, 6), 0.5); xn[2, 2] = 140.0; xn[4, 3] = -5.0
+    >>> out, n = replace_outliers(xn)
+    >>> n, float(out[2, 2]), float(out[4, 3])
+    (2, 0.5, 0.5)
+    >>> block = np.zeros((8, 8)); block[2:6, 2:6] = 9.0    # an object, not a spike
+    >>> replace_outliers(block)[1]
+    0
+    """
+    cand = np.flatnonzero((xn > 1.0 + t) | (xn < -t))
+    if cand.size == 0:
+        return xn, 0
+    rows, cols = np.unravel_index(cand, xn.shape)
+    padded = np.pad(xn, 1, mode="edge")
+    ring = [(dy, dx) for dy in range(3) for dx in range(3) if (dy, dx) != (1, 1)]
+    neighbours = np.sort(np.stack([padded[rows + dy, cols + dx] for dy, dx in ring], axis=1))
+    value = xn.flat[cand]
+    bad = (value - neighbours[:, -3] > t) | (value - neighbours[:, 2] < -t)
+    if not bad.any():
+        return xn, 0
+    window = np.concatenate([neighbours[bad], value[bad, None]], axis=1)
+    out = xn.copy()
+    out.flat[cand[bad]] = np.median(window, axis=1).astype(xn.dtype)
+    return out, int(bad.sum())
 
 
 def _starts(n: int, tile: int, step: int) -> list[int]:
@@ -187,7 +233,7 @@ def _iter_frame(
     done0, total, label = where
     h, w = x.shape
     lo, scale = normalisation_of(x, model.config.normalisation)
-    xn = ((x - lo) / scale).astype(np.float32)
+    xn, _ = replace_outliers(((x - lo) / scale).astype(np.float32))
     ph, pw = -h % stride, -w % stride
     if ph or pw:
         mode = "reflect" if min(h, w) > max(ph, pw) else "symmetric"
@@ -372,6 +418,7 @@ class ModelPlan:
             "modality_source": self.modality_source,
             "tile": self.tile,
             "overlap": self.overlap,
+            "outlier_range": OUTLIER_RANGE,
             "device": str(self.model.device),
             "em_restore_version": __version__,
         }
