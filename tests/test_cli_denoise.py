@@ -28,11 +28,25 @@ def _psnr(x, ref):
     return 10 * np.log10(np.ptp(ref) ** 2 / np.mean((np.asarray(x, float) - ref) ** 2))
 
 
+def test_denoise_without_options_uses_the_bundled_model(noisy_file, tmp_path, capsys):
+    from em_restore.backend.models import default_model_name
+
+    path, truth = noisy_file
+    out = tmp_path / "out.tif"
+    assert main(["denoise", str(path), "-o", str(out), "--modality", "tem"]) == 0
+    assert f"model {default_model_name('tem')}" in capsys.readouterr().out
+    result = io.read(out)
+    assert result.metadata["denoise"]["method"] == "model"
+    assert result.pixel_size == pytest.approx((0.42, 0.42))
+    noisy = io.read(path).data.compute()
+    assert _psnr(result.data.compute(), truth) > _psnr(noisy, truth) + 6
+
+
 def test_denoise_classical_is_automatic_and_keeps_calibration(noisy_file, tmp_path, capsys):
     path, truth = noisy_file
     before = path.read_bytes()
     out = tmp_path / "out.tif"
-    assert main(["denoise", str(path), "-o", str(out)]) == 0
+    assert main(["denoise", str(path), "-o", str(out), "--method", "classical"]) == 0
     assert "denoised" in capsys.readouterr().out
     result = io.read(out)
     assert result.data.dtype == np.float32
@@ -122,6 +136,7 @@ def test_help_lists_every_backend_method():
         (["--model", "no-such-model"], "no model named"),
         (["--model", "x", "--method", "nlm"], "exclude each other"),
         (["--model", "auto", "--strength", "2"], "models have no strength"),
+        (["--strength", "2"], "default model has no strength"),
         (["--model", "auto", "--tile", "100"], "multiple of"),
         (["--method", "bm3d", "--strength", "-"], None),
     ],

@@ -145,8 +145,7 @@ def test_default_model_is_listed_and_runs_with_its_hash_in_metadata(
     assert {f"model: {e.name}" for e in list_models(task="denoise")} <= set(choices)
     assert not {f"model: {e.name}" for e in list_models(task="burst")} & set(choices)
     assert "classical" in choices
-    assert widget.method_combo.value == "classical"  # until the model beats it
-    widget.method_combo.value = "default model"
+    assert widget.method_combo.value == "default model"  # it beats 'classical' (bench_models)
     assert not widget.strength.enabled  # models have no strength
     widget.layer_combo.value = raw
     widget.modality_combo.value = "tem"

@@ -89,7 +89,7 @@ class DenoiseWidget(JobWidget):
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__(napari_viewer)
         self.last_preview: Any = None
-        self.method_combo = ComboBox(label="method", choices=method_choices(), value="classical")
+        self.method_combo = ComboBox(label="method", choices=method_choices(), value=DEFAULT_MODEL)
         self.modality_combo = ComboBox(label="modality", choices=list(MODALITIES), value="auto")
         self.auto_strength = CheckBox(text="automatic strength", value=True)
         self.strength = FloatSpinBox(
