@@ -41,7 +41,7 @@ def _truths() -> dict[str, np.ndarray]:
 def main(folder: Path) -> None:
     print(f"{'sample':<18} {'PSNR in':>8} {'PSNR out':>9} {'SSIM in':>8} {'SSIM out':>9}  method")
     for name, truth in _truths().items():
-        for suffix in ("denoised", "model"):
+        for suffix in ("denoised", "classical"):
             restored_path = folder / f"{name}_{suffix}.tif"
             if not restored_path.exists():
                 continue

@@ -183,6 +183,7 @@ def denoise_widget(viewer: napari.Viewer, out: Path) -> Path:
     viewer.open_sample(PLUGIN, "vesicles")
     widget = _dock(viewer, DenoiseWidget(viewer), "Denoise")
     widget.layer_combo.value = viewer.layers["vesicles noisy+blurred"]
+    widget.method_combo.value = "classical"  # the default is the model since 2026-11-22
     _run_job(widget, "Denoise (classical) on the vesicles sample", timeout=600)
     widget.side_by_side()
     viewer.layers.selection.active = widget.last_result[1]
