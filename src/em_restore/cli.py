@@ -375,7 +375,7 @@ def _denoise_model(args, image, drive, lazy=False):
         modality=args.modality,
         metadata=image.metadata,
         device=args.device,
-        tile=args.tile,
+        **({} if args.tile is None else {"tile": args.tile}),
     )
     restored = plan.lazy(image.data) if lazy else drive(plan.iter_apply(image.data))
     m = plan.model
@@ -938,7 +938,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="where models run (auto: CUDA, then MPS, then CPU)",
     )
     den.add_argument(
-        "--tile", type=int, default=1152, help="model tile side in px (a multiple of 8, > 192)"
+        "--tile",
+        type=int,
+        default=None,
+        help="model tile side in px (a multiple of the network's stride, larger than the "
+        "overlap; default: the model's inference default, 1152)",
     )
     _scheduler_option(den)
     den.set_defaults(func=_batched(_denoise))

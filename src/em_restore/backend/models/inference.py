@@ -102,7 +102,9 @@ def replace_outliers(xn: np.ndarray, t: float = OUTLIER_RANGE) -> tuple[np.ndarr
     above the third-highest of its 8 neighbours (or below the third-lowest): single
     hot or dead pixels and streaks up to 3 px long, never a pixel with 3 or more
     neighbours of its own height (any object of 2×2 px or more). It takes the median
-    of its 3×3 neighbourhood.
+    of its 3×3 neighbourhood. (Not :func:`~em_restore.backend.filters.remove_spikes`:
+    its rule, distance to the 3×3 median in noise s.d., also takes the corners of
+    small bright objects, and it needs a noise estimate and a whole-frame median.)
 
     Examples
     --------
@@ -185,12 +187,14 @@ def blend_window(tile: int, overlap: int, sides: tuple[bool, bool, bool, bool]) 
 def _check_frame_args(tile: int, overlap: int, stride: int, batch: int) -> None:
     if not (isinstance(tile, int) and tile >= stride and tile % stride == 0):
         raise ValueError(
-            f"tile must be a positive multiple of {stride}; got {tile!r}. Use e.g. tile=512."
+            f"tile must be a positive multiple of {stride}; got {tile!r}. "
+            f"Use e.g. tile={DEFAULT_TILE}."
         )
     if not (isinstance(overlap, int) and 0 <= overlap < tile and overlap % stride == 0):
         raise ValueError(
             f"overlap must be a multiple of {stride} smaller than tile ({tile}); got {overlap!r}. "
-            f"Use e.g. overlap={min(96, (tile // 4) // stride * stride)}."
+            f"Use a larger tile, e.g. tile={DEFAULT_TILE}, or a smaller overlap, e.g. "
+            f"overlap={min(DEFAULT_OVERLAP, (tile // 4) // stride * stride)}."
         )
     if not (isinstance(batch, int) and batch >= 1):
         raise ValueError(f"batch must be a positive integer; got {batch!r}. Use e.g. batch=4.")
