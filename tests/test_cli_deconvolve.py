@@ -45,6 +45,30 @@ def test_blind_writes_result_and_kernel_with_metadata(blurred_tif, tmp_path, cap
     assert kernel_error(k, P.gaussian_psf(2.0)) < 0.35
 
 
+@pytest.fixture(scope="module")
+def noisy_tif(tmp_path_factory):
+    clean, _ = sim.nanoparticles((128, 128), pixel_size_nm=1.0, rng=0)
+    cfg = sim.AcquisitionConfig.low_dose_tem(dose=20.0, psf=P.gaussian_psf(2.0))
+    path = tmp_path_factory.mktemp("decn") / "noisy.tif"
+    io.write_tiff(path, sim.simulate_acquisition(clean, cfg, rng=3).astype(np.float32))
+    return path
+
+
+@pytest.mark.parametrize(("extra", "method"), [([], "model"), (["--denoise", "classical"], None)])
+def test_denoise_stage_default_model_or_classical(noisy_tif, tmp_path, extra, method):
+    out = tmp_path / "o.tif"
+    assert main(["deconvolve", str(noisy_tif), "-o", str(out), "-q", *extra]) == 0
+    meta = io.read(out).metadata
+    den = (meta["em_restore"] if "em_restore" in meta else meta)["deconvolve"]["denoise"]
+    if method == "model":
+        assert den["method"] == "model" and den["model"]["name"] == "em-denoise-fast"
+        assert den["modality_source"] == "unknown (TEM default)"
+    else:
+        assert den["method"] != "model" and "calibration" in den
+    k = np.asarray((meta["em_restore"] if "em_restore" in meta else meta)["deconvolve"]["psfs"][0])
+    assert kernel_error(k, P.gaussian_psf(2.0)) < 0.35
+
+
 def test_known_kernel_spec_and_file(blurred_tif, tmp_path):
     a = tmp_path / "a.tif"
     assert (

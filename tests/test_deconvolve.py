@@ -189,6 +189,33 @@ def test_pipeline_improves_a_noisy_blurred_image(particles):
     assert psnr(out, sharp) > psnr(known, sharp) - 1.5
 
 
+def test_default_stage1_is_the_bundled_model_and_roundtrips(particles):
+    """The default denoise stage is the network; its record rebuilds the same plan."""
+    truth_k = P.gaussian_psf(2.0)
+    cfg = sim.AcquisitionConfig.low_dose_tem(dose=20.0, psf=truth_k)
+    noisy = sim.simulate_acquisition(particles, cfg, rng=3)
+    sharp = sim.simulate_acquisition(particles, cfg.replace(psf=None), rng=0, return_expected=True)[
+        1
+    ]
+    plan = D.plan_deconvolve(noisy, None)
+    assert plan.denoise.method == "model em-denoise-fast"
+    meta = plan.to_metadata()
+    assert meta["denoise"]["method"] == "model"
+    assert len(meta["denoise"]["model"]["sha256"]) == 64
+    out = D.apply_deconv_plan(noisy, plan)
+    assert psnr(out, sharp) > psnr(noisy, sharp) + 2.0
+    # Blur found, not a delta, and close to the truth in size.
+    major, _minor, _ = moments(plan.psf)
+    assert np.sqrt(major) == pytest.approx(2.0, rel=0.35)
+    assert D.kernel_error(plan.psf, truth_k) < 0.35
+    again = D.DeconvPlan.from_metadata(meta)
+    np.testing.assert_allclose(D.apply_deconv_plan(noisy, again), out, atol=1e-4)
+    # Other weights under the same name: refused, with the fix.
+    meta["denoise"]["model"]["sha256"] = "0" * 64
+    with pytest.raises(ValueError, match="plan again"):
+        D.DeconvPlan.from_metadata(meta)
+
+
 def test_stack_equals_frame_by_frame_and_plan_roundtrips(particles):
     stack = np.stack([P.convolve(particles, P.gaussian_psf(1.5)) * s for s in (1.0, 2.0)])
     plan = D.plan_deconvolve(stack[0], "gaussian:1.5", denoise=None)

@@ -90,7 +90,7 @@ def test_gaussian_whole_stack_and_kernel_replaced(make_napari_viewer, qtbot, blu
     widget.denoise_check.value = False
     assert widget.psf_size.enabled and widget.psf_size.label == "sigma (px)"
     assert not widget.psf_angle.enabled and not widget.windows_spin.enabled
-    assert not widget.modality_combo.enabled
+    assert not widget.modality_combo.enabled and not widget.denoiser_combo.enabled
 
     for _ in range(2):  # the second run replaces the kernel layer
         job = widget.run()
@@ -105,6 +105,24 @@ def test_gaussian_whole_stack_and_kernel_replaced(make_napari_viewer, qtbot, blu
     assert "frame_index" not in result.metadata["em_restore"]
     assert [layer.name for layer in viewer.layers].count("raw kernel") == 1
     np.testing.assert_allclose(viewer.layers["raw kernel"].data, gaussian_psf(1.5), atol=1e-7)
+
+
+def test_default_denoiser_is_the_model_and_recorded(make_napari_viewer, qtbot, blurred):
+    viewer = make_napari_viewer()
+    raw = viewer.add_image(blurred, name="raw")
+    widget = _widget(viewer)
+    widget.layer_combo.value = raw
+    assert widget.denoise_check.value and widget.denoiser_combo.value == "default model"
+    assert widget.denoiser_combo.enabled
+    job = widget.run()
+    _wait(qtbot, job)
+    assert widget.status.value == "Deconvolve: done"
+    den = widget.last_result[1].metadata["em_restore"]["deconvolve"]["denoise"]
+    assert den["method"] == "model" and den["model"]["name"] == "em-denoise-fast"
+    assert len(den["model"]["sha256"]) == 64
+
+    widget.denoiser_combo.value = "classical (automatic)"
+    assert widget._request()["denoise"] == "classical"
 
 
 def test_motion_spec_has_length_and_angle(make_napari_viewer):

@@ -436,12 +436,17 @@ def _deconvolve(args: argparse.Namespace) -> int:
     drive = _progress_printer(not args.quiet and sys.stderr.isatty())
     lead = image.data.shape[:-2]
     frame = np.asarray(image.data[tuple(n // 2 for n in lead)])
+    stage1: object = None if args.no_denoise else "classical"
+    if stage1 is not None and args.denoise == "model":
+        from em_restore.backend.models.inference import plan_model
+
+        stage1 = plan_model(None, modality=args.modality, metadata=image.metadata)
     plan = drive(
         backend.iter_plan_deconvolve(
             frame,
             psf,
             solver=args.solver,
-            denoise=None if args.no_denoise else "classical",
+            denoise=stage1,
             modality=args.modality,
             windows=(args.windows, args.windows),
             max_size=args.max_kernel_size,
@@ -995,6 +1000,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("rl", "wiener"),
         default="rl",
         help="Richardson-Lucy with TV (default, no ringing) or Wiener (one pass)",
+    )
+    dec.add_argument(
+        "--denoise",
+        choices=("model", "classical"),
+        default="model",
+        help="stage 1: the bundled denoising network for the modality (default) or the "
+        "automatic classical filters",
     )
     dec.add_argument(
         "--no-denoise", action="store_true", help="skip the denoise stage (clean data)"

@@ -42,6 +42,8 @@ PSF_KINDS = (BLIND, "gaussian", "disk", "motion")
 #: What the size box means for each kernel kind (all in pixels).
 SIZE_LABEL = {"gaussian": "sigma (px)", "disk": "radius (px)", "motion": "length (px)"}
 MODALITIES = ("auto", "tem", "stem", "sem")
+#: Stage 1 choices: the menu's label -> the backend's ``denoise`` argument.
+DENOISERS = {"default model": "model", "classical (automatic)": "classical"}
 
 
 def psf_spec(kind: str, size: float, angle: float) -> str | None:
@@ -68,7 +70,14 @@ class DeconvolveWidget(JobWidget):
             label="angle (°)", value=0.0, min=-180.0, max=180.0, step=1.0, enabled=False
         )
         self.solver_combo = ComboBox(label="solver", choices=list(backend.SOLVERS), value="rl")
-        self.denoise_check = CheckBox(text="denoise first (automatic)", value=True)
+        self.denoise_check = CheckBox(text="denoise first", value=True)
+        self.denoiser_combo = ComboBox(
+            label="denoiser", choices=list(DENOISERS), value="default model"
+        )
+        self.denoiser_combo.tooltip = (
+            "default model: the bundled network for the modality (better kernels on the "
+            "benchmark); classical: the automatic filters"
+        )
         self.modality_combo = ComboBox(label="modality", choices=list(MODALITIES), value="auto")
         self.windows_spin = SpinBox(label="windows (n×n)", value=1, min=1, max=6)
         self.windows_spin.tooltip = (
@@ -83,6 +92,7 @@ class DeconvolveWidget(JobWidget):
                 self.psf_angle,
                 self.solver_combo,
                 self.denoise_check,
+                self.denoiser_combo,
                 self.modality_combo,
                 self.windows_spin,
             ]
@@ -100,6 +110,7 @@ class DeconvolveWidget(JobWidget):
         if not blind:
             self.psf_size.label = SIZE_LABEL[kind]
         self.modality_combo.enabled = bool(self.denoise_check.value)
+        self.denoiser_combo.enabled = bool(self.denoise_check.value)
 
     # ---------------------------------------------------------------- inputs
     def _request(self) -> dict[str, Any] | None:
@@ -118,7 +129,7 @@ class DeconvolveWidget(JobWidget):
             return None
         spec = psf_spec(self.psf_combo.value, self.psf_size.value, self.psf_angle.value)
         n = int(self.windows_spin.value) if spec is None else 1
-        denoise = "classical" if self.denoise_check.value else None
+        denoise = DENOISERS[self.denoiser_combo.value] if self.denoise_check.value else None
         modality = None if self.modality_combo.value == "auto" else self.modality_combo.value
         return {
             "layer": layer,
@@ -129,6 +140,7 @@ class DeconvolveWidget(JobWidget):
             "solver": self.solver_combo.value,
             "denoise": denoise,
             "modality": modality if denoise is not None else None,
+            "file_metadata": dict(layer.metadata.get("em_restore", {})),
             "windows": (n, n),
         }
 
@@ -141,11 +153,19 @@ class DeconvolveWidget(JobWidget):
 
         def work() -> Generator[Any, None, Any]:
             frame = np.asarray(request["data"][request["frame_index"]])
+            denoise = request["denoise"]
+            if denoise == "model":  # the modality from the file when not chosen
+                from em_restore.backend.models import plan_model
+
+                yield backend.Progress(0, 1, "loading model")
+                denoise = plan_model(
+                    None, modality=request["modality"], metadata=request["file_metadata"]
+                )
             plan = yield from backend.iter_plan_deconvolve(
                 frame,
                 request["psf"],
                 solver=request["solver"],
-                denoise=request["denoise"],
+                denoise=denoise,
                 modality=request["modality"],
                 windows=request["windows"],
             )

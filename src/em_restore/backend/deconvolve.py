@@ -4,8 +4,10 @@ The public facade for the widget, the CLI and scripts (the liquid-cell TEM
 two-stage pipeline: *denoise, then estimate the blur kernel and remove it*):
 
 * :func:`plan_deconvolve` / :func:`iter_plan_deconvolve` look at **one** 2-D frame:
-  stage 1 plans its denoising (:func:`em_restore.backend.denoise.iter_plan_denoise`,
-  automatic by default), stage 2 estimates the kernel from the denoised frame
+  stage 1 denoises it (by default the bundled denoising network,
+  :func:`em_restore.backend.models.inference.plan_model`; or the automatic classical
+  filters, :func:`em_restore.backend.denoise.iter_plan_denoise`), stage 2 estimates
+  the kernel from the denoised frame
   (:func:`iter_estimate_kernel`; or takes a given kernel) and chooses the solver's
   regularisation. The result is a :class:`DeconvPlan`: small, JSON-serialisable
   (:meth:`DeconvPlan.to_metadata`), the kernel(s) included.
@@ -593,8 +595,10 @@ class DeconvPlan:
     params : dict
         Solver parameters: ``tv``, ``max_iter``, ``tol``, ``accelerate`` (RL) or
         ``balance`` (Wiener).
-    denoise : DenoisePlan or None
-        Stage 1 (``None``: deconvolve the raw data).
+    denoise : DenoisePlan, ModelPlan or None
+        Stage 1: a filter plan, a denoising network
+        (:class:`~em_restore.backend.models.inference.ModelPlan`), or ``None``
+        (deconvolve the raw data).
     windows : (int, int)
         ``(1, 1)`` for one kernel over the frame; ``(ny, nx)`` for the spatially
         varying mode (overlapping windows blended smoothly).
@@ -606,7 +610,7 @@ class DeconvPlan:
     psf_source: str
     solver: str
     params: dict
-    denoise: DenoisePlan | None
+    denoise: Any
     windows: tuple[int, int] = (1, 1)
     estimation: dict = field(default_factory=dict)
 
@@ -645,10 +649,60 @@ class DeconvPlan:
             psf_source=str(meta.get("psf_source", "given")),
             solver=check_choice(meta["solver"], "meta['solver']", SOLVERS),
             params=dict(meta.get("params", {})),
-            denoise=None if den is None else DenoisePlan.from_metadata(den),
+            denoise=None if den is None else _stage1_from_metadata(den),
             windows=tuple(int(v) for v in meta.get("windows", (1, 1))),  # type: ignore[arg-type]
             estimation=dict(meta.get("estimation", {})),
         )
+
+
+def _is_model_plan(obj: Any) -> bool:
+    """A :class:`~em_restore.backend.models.inference.ModelPlan` (duck-typed: no torch import)."""
+    return callable(getattr(obj, "apply_frame", None)) and hasattr(obj, "model")
+
+
+def _plan_stage1(x: np.ndarray, denoise: Any, modality: str | None):
+    """Stage 1's plan from the ``denoise`` argument (see :func:`iter_plan_deconvolve`)."""
+    if denoise is None or isinstance(denoise, DenoisePlan) or _is_model_plan(denoise):
+        return denoise
+    if isinstance(denoise, str) and denoise == "model":
+        from .models.inference import plan_model
+
+        yield Progress(0, 1, "loading the denoising model")
+        return plan_model(None, modality=modality)
+    return (yield from iter_plan_denoise(x, denoise, modality=modality))
+
+
+def _apply_stage1(x: np.ndarray, plan: Any) -> np.ndarray:
+    """One frame through stage 1 (a filter plan or a model), float64."""
+    if plan is None:
+        return x
+    if isinstance(plan, DenoisePlan):
+        return apply_plan(x, plan).astype(np.float64)
+    return np.asarray(plan.apply_frame(x), dtype=np.float64)
+
+
+def _stage1_from_metadata(meta: dict):
+    """Stage 1 rebuilt from its metadata; a model must be the same weights (hash)."""
+    if meta.get("method") != "model":
+        return DenoisePlan.from_metadata(meta)
+    from .models.inference import DEFAULT_OVERLAP, DEFAULT_TILE, ModelPlan
+    from .models.store import load_model
+
+    rec = meta.get("model") or {}
+    model = load_model(rec.get("name"))
+    if rec.get("sha256") and model.sha256 != rec["sha256"]:
+        raise ValueError(
+            f"the denoise stage used model {rec.get('name')!r} with weights "
+            f"{str(rec['sha256'])[:12]}…, but the installed one is {model.sha256[:12]}…; "
+            "install the version that made the result, or plan again."
+        )
+    return ModelPlan(
+        model,
+        modality=meta.get("modality"),
+        modality_source=str(meta.get("modality_source", "")),
+        tile=int(meta.get("tile", DEFAULT_TILE)),
+        overlap=int(meta.get("overlap", DEFAULT_OVERLAP)),
+    )
 
 
 def _window_boxes(shape: tuple[int, int], windows: tuple[int, int]) -> list[tuple[int, ...]]:
@@ -703,7 +757,7 @@ def iter_plan_deconvolve(
     psf: Any = None,
     *,
     solver: str = "rl",
-    denoise: str | DenoisePlan | None = "classical",
+    denoise: Any = "model",
     modality: str | None = None,
     windows: Any = (1, 1),
     max_size: int | None = None,
@@ -722,10 +776,16 @@ def iter_plan_deconvolve(
         (:func:`em_restore.backend.psf.parse_psf`) or a kernel array: non-blind.
     solver : {"rl", "wiener"}
         Richardson–Lucy with TV (default; no ringing) or Wiener–Tikhonov (one pass).
-    denoise : "classical", a method name, a DenoisePlan, or None
-        Stage 1, planned on this frame (:func:`~em_restore.backend.denoise.iter_plan_denoise`).
+    denoise : "model", "classical", a method name, a plan, or None
+        Stage 1. ``"model"`` (default): the bundled denoising network for the
+        modality (:func:`~em_restore.backend.models.inference.plan_model`; a
+        ``ModelPlan`` may be passed instead). ``"classical"`` or a filter name:
+        planned on this frame (:func:`~em_restore.backend.denoise.iter_plan_denoise`;
+        a ``DenoisePlan`` may be passed). ``None``: no denoising (clean data).
+        On the simulated benchmark the network gives the better kernels and
+        images (``docs/deconvolve.md``).
     modality : {"tem", "stem", "sem"}, optional
-        Passed to the denoise stage.
+        Passed to the denoise stage (TEM when not given).
     windows : int or (int, int)
         ``(1, 1)``: one kernel. ``(ny, nx)``: blind estimation per overlapping window
         (spatially varying blur), blended with a sin² taper.
@@ -760,12 +820,10 @@ def iter_plan_deconvolve(
                 "windows apply to blind estimation only; pass psf=None for a spatially "
                 "varying kernel, or windows=(1, 1) with a given psf."
             )
-    dplan: DenoisePlan | None
-    if denoise is None or isinstance(denoise, DenoisePlan):
-        dplan = denoise
-    else:
-        dplan = yield from iter_plan_denoise(x, denoise, modality=modality)
-    clean = x if dplan is None else apply_plan(x, dplan).astype(np.float64)
+    dplan = yield from _plan_stage1(x, denoise, modality)
+    if dplan is not None:
+        yield Progress(0, 1, "denoising")
+    clean = _apply_stage1(x, dplan)
     estimation: dict[str, Any] = {}
     if given is not None:
         psfs: tuple = (given,)
@@ -832,7 +890,7 @@ def iter_apply_deconv_plan(image2d, plan: DeconvPlan) -> Generator[Progress, Non
     x = _frame(image2d, "image2d")
     if plan.denoise is not None:
         yield Progress(0, 1, "denoising")
-        x = apply_plan(x, plan.denoise).astype(np.float64)
+        x = _apply_stage1(x, plan.denoise)
     boxes = _window_boxes(x.shape, plan.windows)
     if len(boxes) != len(plan.psfs):
         raise ValueError(
