@@ -16,8 +16,10 @@ blur); input = the noisy blurred image. PSNR uses ``data_range`` = the truth's r
 Per image, in the same run:
 
 * **input**: the noisy blurred image;
-* **denoised**: stage 1 alone, ``plan_denoise(noisy, "classical", modality="tem")``
-  then ``apply_plan`` (that plan is reused by both deconvolutions below);
+* **denoised**: stage 1 alone: the pipeline's default, the bundled TEM network
+  (``plan_model(None, modality="tem")``), or with ``--denoise classical``
+  ``plan_denoise(noisy, "classical", modality="tem")`` then ``apply_plan``; that plan
+  is reused by both deconvolutions below;
 * **blind**: ``plan_deconvolve(noisy, None, denoise=plan)`` then ``apply_deconv_plan``
   (kernel estimated from the image; RL-TV), with the kernel error
   ``kernel_error(plan.psf, true_kernel)`` (normalised L2, centres of mass aligned);
@@ -54,6 +56,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/bench_deconvolve.py            # 27 images, 1024² timings
     .venv/bin/python benchmarks/bench_deconvolve.py --quick    # 4 images, 512² timings
     .venv/bin/python benchmarks/bench_deconvolve.py --json out.json
+    .venv/bin/python benchmarks/bench_deconvolve.py --denoise classical   # stage 1 classical
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ import numpy as np
 from em_restore.backend import simulate as sim
 from em_restore.backend.deconvolve import apply_deconv_plan, kernel_error, plan_deconvolve
 from em_restore.backend.denoise import apply_plan, plan_denoise
+from em_restore.backend.models.inference import plan_model
 
 SIZE = 256
 KINDS = ("nanoparticles", "vesicles", "tissue", "grid")
@@ -134,11 +138,28 @@ def make_image(item: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return noisy, truth, cfg.kernel()
 
 
-def run_image(item: dict) -> dict:
+_MODEL_PLAN = []
+
+
+def stage1(noisy: np.ndarray, how: str) -> tuple[object, np.ndarray, str]:
+    """(the plan given to ``plan_deconvolve(denoise=...)``, the denoised frame, its name).
+
+    ``how="model"``: the pipeline's default, the bundled TEM denoiser (loaded once);
+    ``"classical"``: ``plan_denoise(noisy, "classical", modality="tem")``.
+    """
+    if how == "model":
+        if not _MODEL_PLAN:
+            _MODEL_PLAN.append(plan_model(None, modality="tem"))
+        mplan = _MODEL_PLAN[0]
+        return mplan, mplan.apply_frame(noisy), mplan.model.name
+    dplan = plan_denoise(noisy, "classical", modality="tem")
+    return dplan, apply_plan(noisy, dplan), dplan.calibration.get("chosen", dplan.method)
+
+
+def run_image(item: dict, how: str) -> dict:
     noisy, truth, kernel = make_image(item)
     t0 = time.perf_counter()
-    dplan = plan_denoise(noisy, "classical", modality="tem")
-    denoised = apply_plan(noisy, dplan)
+    dplan, denoised, denoiser = stage1(noisy, how)
     t_denoise = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -163,7 +184,7 @@ def run_image(item: dict) -> dict:
         "kernel_error": kernel_error(bplan.psf, kernel),
         "kernel_size": [int(s) for s in bplan.psf.shape],
         "true_kernel_size": [int(s) for s in kernel.shape],
-        "denoiser": dplan.calibration.get("chosen", dplan.method),
+        "denoiser": denoiser,
         "t_denoise": t_denoise,
         "t_blind": t_blind,
         "t_true_rl": t_rl,
@@ -245,7 +266,7 @@ def ringing(restored: np.ndarray, dark: float, bright: float, edge: int) -> tupl
     return over, under
 
 
-def edge_figures(seed: int = 7) -> list[dict]:
+def edge_figures(how: str, seed: int = 7) -> list[dict]:
     dose = 1000.0
     edge = SIZE // 2
     clean = np.full((SIZE, SIZE), 0.2)
@@ -259,10 +280,10 @@ def edge_figures(seed: int = 7) -> list[dict]:
         ]
         dark, bright = float(truth[:, :edge].mean()), float(truth[:, edge:].mean())
         kernel = cfg.kernel()
-        dplan = plan_denoise(noisy, "classical", modality="tem")
+        dplan, denoised, _ = stage1(noisy, how)
         bplan = plan_deconvolve(noisy, None, denoise=dplan)
         results = {
-            "denoised only": apply_plan(noisy, dplan),
+            "denoised only": denoised,
             "blind (RL-TV)": apply_deconv_plan(noisy, bplan),
             "true kernel, RL-TV": apply_deconv_plan(
                 noisy, plan_deconvolve(noisy, kernel, denoise=dplan)
@@ -310,7 +331,7 @@ def print_edges(rows: list[dict]) -> None:
 
 
 # --------------------------------------------------------------------------- runtime
-def runtime(size: int, seed: int = 11) -> dict:
+def runtime(size: int, how: str, seed: int = 11) -> dict:
     from skimage.restoration import unsupervised_wiener
 
     clean, _ = sim.random_specimen((size, size), rng=seed, kinds=("tissue",))
@@ -348,14 +369,19 @@ def runtime(size: int, seed: int = 11) -> dict:
     res["skimage_unsupervised_wiener_s"] = time.perf_counter() - t0
     res["skimage_unsupervised_wiener_psnr"] = psnr(sk * (hi - lo) + lo, truth)
 
+    _MODEL_PLAN.clear()  # time the model's loading too
     t0 = time.perf_counter()
-    dplan = plan_denoise(noisy, "classical", modality="tem")
+    if how == "model":
+        dplan = plan_model(None, modality="tem")
+        res["denoiser"] = dplan.model.name
+    else:
+        dplan = plan_denoise(noisy, "classical", modality="tem")
+        res["denoiser"] = dplan.calibration.get("chosen", dplan.method)
     res["denoise_plan_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    apply_plan(noisy, dplan)
+    dplan.apply_frame(noisy) if how == "model" else apply_plan(noisy, dplan)
     res["denoise_apply_s"] = time.perf_counter() - t0
     res["denoise_s"] = res["denoise_plan_s"] + res["denoise_apply_s"]
-    res["denoiser"] = dplan.calibration.get("chosen", dplan.method)
     base = res["skimage_unsupervised_wiener_s"]
     res["ratio_blind_to_skimage"] = res["blind_s"] / base
     res["ratio_true_rl_to_skimage"] = res["true_rl_s"] / base
@@ -399,11 +425,20 @@ def main(argv=None) -> int:
         "--runtime-size", type=int, help="side of the timing frame (default 1024; --quick 512)"
     )
     ap.add_argument("--no-runtime", action="store_true", help="skip the timing section")
+    ap.add_argument(
+        "--denoise",
+        choices=("model", "classical"),
+        default="model",
+        help="stage 1: the bundled network (the pipeline's default) or the classical filters",
+    )
     args = ap.parse_args(argv)
 
     t_start = time.perf_counter()
     items = dataset(args.quick)
-    print(f"# Deconvolution on {len(items)} simulated {SIZE}² TEM images (PSNR in dB)")
+    print(
+        f"# Deconvolution on {len(items)} simulated {SIZE}² TEM images (PSNR in dB), "
+        f"denoise stage: {args.denoise}"
+    )
     print(
         "| specimen | kernel | dose | input | denoised | blind | true-kernel RL | gain | gap | "
         "kernel err | est. size | denoise s | blind s | RL s |"
@@ -411,7 +446,7 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for item in items:
-        r = run_image(item)
+        r = run_image(item, args.denoise)
         rows.append(r)
         print(
             f"| {r['specimen']} | {r['kernel']} | {r['dose']:g} | {r['psnr_input']:.2f} | "
@@ -432,14 +467,14 @@ def main(argv=None) -> int:
     print_summary(table)
     print(f"({time.perf_counter() - t_start:.0f} s so far)", flush=True)
 
-    edges = edge_figures()
+    edges = edge_figures(args.denoise)
     print_edges(edges)
     print(f"({time.perf_counter() - t_start:.0f} s so far)", flush=True)
 
     timing = None
     if not args.no_runtime:
         size = args.runtime_size or (512 if args.quick else 1024)
-        timing = runtime(size)
+        timing = runtime(size, args.denoise)
         print_runtime(timing)
 
     total = time.perf_counter() - t_start
@@ -449,6 +484,7 @@ def main(argv=None) -> int:
             json.dump(
                 {
                     "quick": args.quick,
+                    "denoise": args.denoise,
                     "rows": rows,
                     "summary": table,
                     "edge": edges,
