@@ -155,11 +155,10 @@ class DeconvolveWidget(JobWidget):
             frame = np.asarray(request["data"][request["frame_index"]])
             denoise = request["denoise"]
             if denoise == "model":  # the modality from the file when not chosen
-                from em_restore.backend.models import plan_model
+                from em_restore._napari.denoise_widget import cached_model_plan
 
-                yield backend.Progress(0, 1, "loading model")
-                denoise = plan_model(
-                    None, modality=request["modality"], metadata=request["file_metadata"]
+                denoise = yield from cached_model_plan(
+                    None, request["modality"], request["file_metadata"]
                 )
             plan = yield from backend.iter_plan_deconvolve(
                 frame,

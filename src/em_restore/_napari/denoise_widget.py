@@ -57,19 +57,31 @@ def method_choices() -> list[str]:
     return [DEFAULT_MODEL, *names, *backend.METHODS]
 
 
-def _model_plan(request: dict[str, Any]) -> Generator[Any, None, Any]:
-    """In the worker: load (once, then cached) the chosen model."""
+def cached_model_plan(
+    spec: str | None, modality: str | None, file_metadata: dict[str, Any]
+) -> Generator[Any, None, Any]:
+    """In a worker: ``plan_model(spec, ...)`` loaded once, then cached (shared by widgets).
+
+    The modality is the one chosen, else the one found in the layer's file metadata;
+    the cache is emptied when a model is (re)trained.
+    """
     from em_restore.backend.models import plan_model
+    from em_restore.io import guess_modality
 
     yield backend.Progress(0, 1, "loading model")
-    method = request["method"]
-    spec = None if method == DEFAULT_MODEL else method[len(MODEL_PREFIX) :]
-    key = (spec, request["modality"] or request["guessed_modality"])
+    key = (spec, modality or guess_modality(file_metadata))
     plan = _MODEL_CACHE.get(key)
     if plan is None:
-        plan = plan_model(spec, modality=request["modality"], metadata=request["file_metadata"])
+        plan = plan_model(spec, modality=modality, metadata=file_metadata)
         _MODEL_CACHE[key] = plan
     return plan
+
+
+def _model_plan(request: dict[str, Any]) -> Generator[Any, None, Any]:
+    """In the worker: the model chosen in the method menu (:func:`cached_model_plan`)."""
+    method = request["method"]
+    spec = None if method == DEFAULT_MODEL else method[len(MODEL_PREFIX) :]
+    return (yield from cached_model_plan(spec, request["modality"], request["file_metadata"]))
 
 
 def _plan_on_frame(request: dict[str, Any]) -> Generator[Any, None, tuple[np.ndarray, Any]]:
@@ -137,8 +149,6 @@ class DenoiseWidget(JobWidget):
                 "convert it to greyscale first"
             )
             return None
-        from em_restore.io import guess_modality
-
         method = self.method_combo.value
         params = None
         if method in backend.STRENGTH_PARAM and not self.auto_strength.value:
@@ -154,7 +164,6 @@ class DenoiseWidget(JobWidget):
             "is_model": method not in backend.METHODS,
             "modality": modality,
             "file_metadata": file_metadata,
-            "guessed_modality": guess_modality(file_metadata),
             "params": params,
         }
 
