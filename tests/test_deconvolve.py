@@ -162,6 +162,23 @@ def test_blind_kernel_does_not_collapse_on_noisy_data(particles):
     assert np.sqrt(major) > 1.0
 
 
+def test_fit_kernel_recovers_a_known_blur_from_a_reference(particles):
+    """Non-blind fit: exact on a noise-free pair, and unbiased by Poisson noise."""
+    truth = P.motion_psf(9.0, 60.0)
+    k = D.fit_kernel(particles, P.convolve(particles, truth), size=15, gamma=1e-3)
+    assert D.kernel_error(k, truth) < 0.1
+    disk = P.disk_psf(3.0)
+    dose = 1000.0
+    rng = np.random.default_rng(3)
+    noisy = rng.poisson(dose * P.convolve(particles, disk)).astype(float)
+    k = D.fit_kernel(dose * particles, noisy, size=15)
+    assert D.kernel_error(k, disk) < 0.35
+    major, minor, _ = moments(k)
+    # A disk of radius r has s.d. r / 2 along every axis.
+    assert np.sqrt(major) == pytest.approx(1.5, abs=0.3)
+    assert np.sqrt(minor) == pytest.approx(1.5, abs=0.3)
+
+
 def test_flat_frame_gives_a_delta_and_is_unchanged():
     flat = np.full((64, 64), 7.0)
     k = D.estimate_kernel(flat)
@@ -278,6 +295,9 @@ def test_spatially_varying_windows_follow_the_blur(grid):
         (lambda: D.plan_deconvolve(np.ones((64, 64)), "gaussian:1", windows=2), "windows"),
         (lambda: D.plan_deconvolve(np.ones((64, 64)), None, windows=0), "windows"),
         (lambda: D.plan_deconvolve(np.ones((64, 64)), None, solver="magic"), "solver"),
+        (lambda: D.fit_kernel(np.ones((64, 64)), np.ones((64, 60))), "same registered"),
+        (lambda: D.fit_kernel(np.ones((64, 64)), np.ones((64, 64))), "flat"),
+        (lambda: D.fit_kernel(np.eye(64), np.eye(64), size=8), "odd"),
     ],
 )
 def test_bad_input_is_one_clear_error(call, match):
