@@ -510,6 +510,22 @@ def _nonnegative_quadratic(normal: np.ndarray, cross: np.ndarray, iterations: in
     return k
 
 
+def _check_canvas(size: Any, name: str, shape: tuple[int, ...]) -> int:
+    """A kernel canvas side for a frame: odd, 3–101, at most half the short side (None: default)."""
+    if size is None:
+        return default_kernel_size(shape)
+    size = check_int(size, name, low=3, high=101, hint=f"Use e.g. {name}=31.")
+    if size % 2 == 0:
+        raise ValueError(f"{name} must be odd; got {size}. Use {size + 1}.")
+    half = min(shape) // 2
+    if size > half:
+        raise ValueError(
+            f"{name}={size} is too large for a {shape[0]}x{shape[1]} frame; "
+            f"use {name} <= {half - (1 - half % 2)}."
+        )
+    return size
+
+
 def fit_kernel(
     reference, blurred, *, size: int | None = None, gamma: float = 0.1, iterations: int = 500
 ) -> np.ndarray:
@@ -562,16 +578,7 @@ def fit_kernel(
             f"reference {r.shape[0]}x{r.shape[1]} and blurred {b.shape[0]}x{b.shape[1]} "
             "differ in shape; crop both to the same registered field."
         )
-    if size is None:
-        size = default_kernel_size(r.shape)
-    size = check_int(size, "size", low=3, high=101, hint="Use e.g. size=31.")
-    if size % 2 == 0:
-        raise ValueError(f"size must be odd; got {size}. Use {size + 1}.")
-    if size > min(r.shape) // 2:
-        raise ValueError(
-            f"size={size} is too large for a {r.shape[0]}x{r.shape[1]} frame; "
-            f"use size <= {min(r.shape) // 2 - (1 - (min(r.shape) // 2) % 2)}."
-        )
+    size = _check_canvas(size, "size", r.shape)
     gamma = check_real(gamma, "gamma", low=0)
     iterations = check_int(iterations, "iterations", low=1, high=100_000)
     lo, hi = np.percentile(r, [0.1, 99.9])
@@ -674,16 +681,7 @@ def iter_estimate_kernel(
         centre of mass at the central pixel.
     """
     y = _frame(image)
-    if max_size is None:
-        max_size = default_kernel_size(y.shape)
-    max_size = check_int(max_size, "max_size", low=3, high=101, hint="Use e.g. max_size=31.")
-    if max_size % 2 == 0:
-        raise ValueError(f"max_size must be odd; got {max_size}. Use {max_size + 1}.")
-    if max_size > min(y.shape) // 2:
-        raise ValueError(
-            f"max_size={max_size} is too large for a {y.shape[0]}x{y.shape[1]} frame; "
-            f"use max_size <= {min(y.shape) // 2 - (1 - (min(y.shape) // 2) % 2)}."
-        )
+    max_size = _check_canvas(max_size, "max_size", y.shape)
     iterations = check_int(iterations, "iterations", low=1, high=100)
     lam = check_real(lam, "lam", low=0, low_open=True)
     gamma = check_real(gamma, "gamma", low=0)
