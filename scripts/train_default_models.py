@@ -39,6 +39,7 @@ import torch
 
 from em_restore.backend.models import ModelConfig, TrainConfig, save_model, train
 from em_restore.backend.models.burst import BurstTrainConfig, train_burst
+from em_restore.backend.models.fit import STATE_FILE
 from em_restore.backend.models.nets import network_params
 from em_restore.backend.models.training import TrainResult, TrainStep, Validation
 
@@ -115,6 +116,12 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="default: the model's recipe")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (part of the recipe)")
     ap.add_argument("--out", type=Path, default=None, help="write every model under this folder")
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help=f"go on from the model folder's {STATE_FILE} left by an interrupted run "
+        "(denoisers; the result is bit-identical to an uninterrupted run)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     for key in args.which:
@@ -166,15 +173,23 @@ def main(argv=None) -> int:
             elif isinstance(event, TrainStep) and event.step % 50 == 0:
                 print(f"[{key}] step {event.step:5d} loss {event.loss:.5f}", end="\r", flush=True)
 
+        # Denoisers leave everything needed to go on at each validation (--resume).
+        state = None if is_burst else folder / STATE_FILE
+        resumable = {} if is_burst else {"checkpoint": state, "resume": args.resume}
+        if state is not None:
+            folder.mkdir(parents=True, exist_ok=True)
         result = run(
             cfg,
             log=lambda m, key=key: print(f"[{key}] {m}", flush=True),
             on_event=show,
             device=args.device,
             on_best=checkpoint,
+            **resumable,
         )
         rec = burst_record(result, cfg) if is_burst else result.record(cfg)
         save_model(folder, result.net, model_config(result.net, rec), overwrite=True)
+        if state is not None:
+            state.unlink(missing_ok=True)  # finished: the model folder is all that is kept
         print(
             f"[{key}] saved {folder} (best step {result.best_step}, val PSNR "
             f"{result.best_psnr:.2f} dB, {result.seconds:.0f} s)"

@@ -386,6 +386,41 @@ def test_training_is_reproducible_and_returns_the_best_checkpoint(tmp_path):
     assert load_model(saved).config.training["best_step"] == a.best_step
 
 
+def test_an_interrupted_training_resumes_to_the_same_weights(tmp_path):
+    from em_restore.backend.models.training import Validation, iter_train
+
+    cfg = TrainConfig(
+        arch_params={"channels": 8, "blocks": [1, 1, 1]},
+        steps=9,
+        batch=2,
+        patch=32,
+        pool=6,
+        val_images=2,
+        val_size=32,
+        val_every=3,
+        warmup=2,
+        seed=7,
+    )
+    cfg = TrainConfig(**{**cfg.__dict__, "recipe": type(cfg.recipe)(image_size=48)})
+    whole = train(cfg)
+    state = tmp_path / "training-state.pt"
+    run = iter_train(cfg, checkpoint=state)
+    for event in run:  # stopped (as a killed process would be) after the step-6 validation
+        if isinstance(event, Validation) and event.step == 6:
+            break
+    run.close()
+    assert state.is_file()
+    resumed = train(cfg, checkpoint=state, resume=True)
+    for k, v in whole.net.state_dict().items():
+        assert torch.equal(v, resumed.net.state_dict()[k]), k
+    vals = [(v.step, v.loss) for v in resumed.history if isinstance(v, Validation)]
+    assert vals == [(v.step, v.loss) for v in whole.history if isinstance(v, Validation)]
+    assert resumed.best_step == whole.best_step
+    other = TrainConfig(**{**cfg.__dict__, "seed": 8})
+    with pytest.raises(ValueError, match=r"other settings \(seed\)"):
+        train(other, checkpoint=state, resume=True)
+
+
 def test_training_config_is_checked():
     with pytest.raises(ValueError, match="patch"):
         train(TrainConfig(patch=512))

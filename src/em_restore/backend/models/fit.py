@@ -51,11 +51,11 @@ from typing import Any
 
 import numpy as np
 
-from ..._atomic import atomic_path, write_text_atomic
+from ..._atomic import write_text_atomic
 from ..denoise import Progress
 from .burst import ssim_torch
 from .nets import build_network
-from .training import TrainStep, _psnr
+from .training import TrainStep, _load_training_state, _psnr, _save_checkpoint
 
 __all__ = [
     "LOSSES",
@@ -531,13 +531,6 @@ def _psnr_adu(out: np.ndarray, item) -> float:
     return _psnr(np.asarray(out, np.float64)[0, 0] * item.scale + item.lo, truth)
 
 
-def _save_checkpoint(path, state: dict) -> None:
-    import torch
-
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
 def fit(cfg: FitConfig, data, *, on_event=None, **kw) -> FitResult:
     """:func:`iter_fit` run to the end; ``on_event`` sees every event."""
     from .training import run_training
@@ -547,29 +540,6 @@ def fit(cfg: FitConfig, data, *, on_event=None, **kw) -> FitResult:
 
 # --------------------------------------------------------------------------- model folder
 STATE_FILE = "training-state.pt"
-
-
-def _load_training_state(path) -> dict:
-    """A training checkpoint, read with torch's restricted unpickler (tensors, numbers,
-    strings, containers: no code runs); anything else is refused in one line."""
-    import pickle
-
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(
-            f"{path} is not a training checkpoint em-restore wrote, or it is damaged "
-            f"({first[:120]}); delete it and train without --resume"
-        ) from None
-    if not isinstance(state, dict) or "config" not in state:
-        raise ValueError(
-            f"{path} is not a training checkpoint em-restore wrote; delete it and train "
-            "without --resume"
-        )
-    return state
 
 
 CARD_FILE = "MODEL_CARD.md"

@@ -29,9 +29,11 @@ import platform
 import time
 from collections.abc import Generator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from ..._atomic import atomic_path
 from .. import simulate as sim
 from .inference import normalisation_of
 from .nets import build_network
@@ -145,6 +147,11 @@ class TrainResult:
         }
 
 
+def _cpu_state(net) -> dict:
+    """A detached CPU copy of a network's weights and buffers."""
+    return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+
+
 def simulated_pair(rng, recipe: SimulationRecipe, size: int | None = None):
     """One ``(noisy, expected)`` pair in ADU (float32) and its acquisition config.
 
@@ -198,7 +205,7 @@ def _check(cfg: TrainConfig) -> None:
 
 
 def iter_train(
-    cfg: TrainConfig, *, log=None, device=None, on_best=None
+    cfg: TrainConfig, *, log=None, device=None, on_best=None, checkpoint=None, resume=False
 ) -> Generator[TrainStep | Validation, None, TrainResult]:
     """Train on simulated pairs; yields :class:`TrainStep` / :class:`Validation`.
 
@@ -209,6 +216,12 @@ def iter_train(
     ``on_best`` (optional callable) receives ``(net, event)`` at each new best
     validation, with the network in eval mode holding those weights: save it there
     and an interrupted run still leaves its best checkpoint behind.
+    ``checkpoint`` (optional path): rewritten at every validation with everything
+    needed to go on (weights, optimiser, best weights, validation history, step);
+    ``resume=True`` continues from it when it exists, and the finished run is
+    bit-identical to an uninterrupted one (the pool and every batch are drawn from
+    ``(seed, purpose, index)``, torch runs deterministic algorithms). The checkpoint
+    must come from the same :class:`TrainConfig`; another is refused in one line.
     """
     import torch
 
@@ -216,13 +229,13 @@ def iter_train(
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     try:
-        return (yield from _train(cfg, log, device, on_best))
+        return (yield from _train(cfg, log, device, on_best, checkpoint, resume))
     finally:
         torch.use_deterministic_algorithms(previous)
 
 
 def _train(
-    cfg: TrainConfig, log, device, on_best=None
+    cfg: TrainConfig, log, device, on_best=None, checkpoint=None, resume=False
 ) -> Generator[TrainStep | Validation, None, TrainResult]:
     import torch
 
@@ -259,10 +272,45 @@ def _train(
     val_x = torch.from_numpy(np.stack([v[0] for v in val])[:, None]).to(dev)
 
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+    best_state = _cpu_state(net)
     best = (math.inf, -math.inf, 0)
     history: list = []
     size = recipe.image_size
+    first, elapsed0 = 1, 0.0
+    if resume and checkpoint is not None and Path(checkpoint).is_file():
+        state = _load_training_state(checkpoint)
+        if state["config"] != cfg.to_dict():
+            diff = sorted(k for k, v in cfg.to_dict().items() if state["config"].get(k) != v)
+            raise ValueError(
+                f"the checkpoint {checkpoint} was made with other settings "
+                f"({', '.join(diff) or 'unknown'}); resume with the same settings or "
+                "train into another folder."
+            )
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        best_state = state["best_state"]
+        best = tuple(state["best"])
+        history = [Validation(**v) for v in state["validations"]]
+        first, elapsed0 = int(state["step"]) + 1, float(state["seconds"])
+        say(f"resuming after step {first - 1} of {cfg.steps} from {checkpoint}")
+    t_start -= elapsed0
+
+    def save_state(step: int) -> None:
+        if checkpoint is None:
+            return
+        _save_checkpoint(
+            checkpoint,
+            {
+                "config": cfg.to_dict(),
+                "step": step,
+                "net": _cpu_state(net),
+                "opt": opt.state_dict(),
+                "best_state": best_state,
+                "best": list(best),
+                "validations": [asdict(v) for v in history if isinstance(v, Validation)],
+                "seconds": time.perf_counter() - t_start,
+            },
+        )
 
     def validate(step: int) -> Validation:
         nonlocal best, best_state
@@ -279,7 +327,7 @@ def _train(
         is_best = l1 < best[0]
         if is_best:
             best = (l1, psnr, step)
-            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+            best_state = _cpu_state(net)
         event = Validation(step, cfg.steps, l1, psnr, is_best)
         history.append(event)
         if is_best and on_best is not None:
@@ -289,8 +337,9 @@ def _train(
         return event
 
     net.train()
-    yield validate(0)
-    for step in range(1, cfg.steps + 1):
+    if first == 1:
+        yield validate(0)
+    for step in range(first, cfg.steps + 1):
         t0 = time.perf_counter()
         g = np.random.default_rng([cfg.seed, 2, step])
         idx = g.integers(cfg.pool, size=cfg.batch)
@@ -319,15 +368,48 @@ def _train(
         history.append(event)
         yield event
         if step % cfg.val_every == 0 or step == cfg.steps:
-            yield validate(step)
+            event = validate(step)
+            save_state(step)
+            yield event
     net.load_state_dict(best_state)
     net = net.cpu().eval()
     return TrainResult(net, best[2], best[0], best[1], history, time.perf_counter() - t_start)
 
 
-def train(cfg: TrainConfig, *, log=None, on_event=None, device=None, on_best=None) -> TrainResult:
-    """:func:`iter_train` run to the end; ``on_event`` sees every event."""
-    return run_training(iter_train(cfg, log=log, device=device, on_best=on_best), on_event)
+def _save_checkpoint(path, state: dict) -> None:
+    """Write a training checkpoint atomically (a crash leaves the previous one whole)."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load_training_state(path) -> dict:
+    """A training checkpoint, read with torch's restricted unpickler (tensors, numbers,
+    strings, containers: no code runs); anything else is refused in one line."""
+    import pickle
+
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"{path} is not a training checkpoint em-restore wrote, or it is damaged "
+            f"({first[:120]}); delete it and train without --resume"
+        ) from None
+    if not isinstance(state, dict) or "config" not in state:
+        raise ValueError(
+            f"{path} is not a training checkpoint em-restore wrote; delete it and train "
+            "without --resume"
+        )
+    return state
+
+
+def train(cfg: TrainConfig, *, on_event=None, **kw) -> TrainResult:
+    """:func:`iter_train` run to the end (``kw``: its options); ``on_event`` sees every event."""
+    return run_training(iter_train(cfg, **kw), on_event)
 
 
 def run_training(gen, on_event=None):
