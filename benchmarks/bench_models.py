@@ -64,19 +64,20 @@ def metrics(x, truth) -> tuple[float, float]:
     return 10 * math.log10(r * r / mse), float(structural_similarity(truth, x, data_range=r))
 
 
-def quality(models: dict, size: int, quick: bool) -> None:
+def quality(models: dict, size: int, quick: bool, classical: bool = True) -> None:
     rows = []
+    labels = ["noisy", *(["classical"] if classical else []), *models]
     for name, modality, dose, noisy, truth in held_out(size, quick):
         row = {"name": name, "modality": modality, "dose": dose, "noisy": metrics(noisy, truth)}
-        t0 = time.perf_counter()
-        row["classical"] = metrics(dn.denoise(noisy, "classical", modality=modality), truth)
-        row["t_classical"] = time.perf_counter() - t0
+        if classical:
+            t0 = time.perf_counter()
+            row["classical"] = metrics(dn.denoise(noisy, "classical", modality=modality), truth)
+            row["t_classical"] = time.perf_counter() - t0
         for label, model in models.items():
             row[label] = metrics(predict_frame(model, noisy), truth)
         rows.append(row)
-        shown = "  ".join(f"{k} {row[k][0]:6.2f}" for k in ("noisy", "classical", *models))
+        shown = "  ".join(f"{k} {row[k][0]:6.2f}" for k in labels)
         print(f"{name:<34} {shown}", flush=True)
-    labels = ["noisy", "classical", *models]
     print("\n| subset | images | " + " | ".join(labels) + " |")
     print("|---|---|" + "---|" * len(labels))
     subsets = [
@@ -95,7 +96,7 @@ def quality(models: dict, size: int, quick: bool) -> None:
         ]
         print(f"| {title} | {len(sel)} | " + " | ".join(cells) + " |")
     low = [r for r in rows if r["dose"] <= 10]
-    for label in models:
+    for label in models if classical else ():
         gain = np.mean([r[label][0] - r["classical"][0] for r in low]) if low else float("nan")
         wins = sum(r[label][0] > r["classical"][0] for r in rows)
         print(
@@ -106,7 +107,8 @@ def quality(models: dict, size: int, quick: bool) -> None:
         d = np.mean([r["em-denoise-fast"][0] - r["unet-resnet18"][0] for r in rows])
         dl = np.mean([r["em-denoise-fast"][0] - r["unet-resnet18"][0] for r in low])
         print(f"em-denoise-fast − unet-resnet18: {d:+.2f} dB (all), {dl:+.2f} dB (≤ 10 e⁻/px)")
-    print(f"classical time per 256² image: {np.mean([r['t_classical'] for r in rows]):.1f} s")
+    if classical:
+        print(f"classical time per 256² image: {np.mean([r['t_classical'] for r in rows]):.1f} s")
 
 
 def clock(fn, repeats: int) -> float:
@@ -152,18 +154,37 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--no-quality", action="store_true")
+    ap.add_argument(
+        "--no-classical",
+        action="store_true",
+        help="networks only (the classical denoiser takes ~15 s per image)",
+    )
+    ap.add_argument(
+        "--reference",
+        type=Path,
+        default=REFERENCE,
+        help=f"the reference U-Net's model folder (default: {REFERENCE.relative_to(ROOT)})",
+    )
     args = ap.parse_args()
     paths = {"em-denoise-fast": default_model_name("tem")}
-    if (REFERENCE / "config.json").is_file():
-        paths["unet-resnet18"] = str(REFERENCE)
+    ref = args.reference
+    if (ref / "config.json").is_file():
+        training = load_model(ref, device="cpu").config.training or {}
+        if training.get("complete") is False:
+            print(
+                f"(reference at {ref} is an interrupted run, best step "
+                f"{training.get('best_step')} of {training['config']['steps']}: "
+                "resume it with scripts/train_default_models.py --which reference --resume)"
+            )
+        paths["unet-resnet18"] = str(ref)
     else:
         print(
-            f"(reference U-Net not found at {REFERENCE}: run "
+            f"(reference U-Net not found at {ref}: run "
             "scripts/train_default_models.py --which reference)"
         )
     models = {k: load_model(v, device="cpu") for k, v in paths.items()}
     if not args.no_quality:
-        quality(models, args.size, args.quick)
+        quality(models, args.size, args.quick, classical=not args.no_classical)
     speed(paths, 5 if args.quick else 20)
 
 
