@@ -350,19 +350,23 @@ def test_particle_count_after_restoration_equals_the_truth(model, dose):
 
 
 # ------------------------------------------------------------------- training
-def test_training_is_reproducible_and_returns_the_best_checkpoint(tmp_path):
+def _tiny_train_config(**kw) -> TrainConfig:
+    """A training run of seconds: a tiny net, 48² pool images, validation every 3 steps."""
     cfg = TrainConfig(
         arch_params={"channels": 8, "blocks": [1, 1, 1]},
-        steps=6,
         batch=2,
         patch=32,
         pool=6,
         val_images=2,
         val_size=32,
         val_every=3,
-        seed=5,
+        **kw,
     )
-    cfg = TrainConfig(**{**cfg.__dict__, "recipe": type(cfg.recipe)(image_size=48)})
+    return TrainConfig(**{**cfg.__dict__, "recipe": type(cfg.recipe)(image_size=48)})
+
+
+def test_training_is_reproducible_and_returns_the_best_checkpoint(tmp_path):
+    cfg = _tiny_train_config(steps=6, seed=5)
     a, b = train(cfg), train(cfg)
     for k, v in a.net.state_dict().items():
         assert torch.equal(v, b.net.state_dict()[k]), k
@@ -389,19 +393,7 @@ def test_training_is_reproducible_and_returns_the_best_checkpoint(tmp_path):
 def test_an_interrupted_training_resumes_to_the_same_weights(tmp_path):
     from em_restore.backend.models.training import Validation, iter_train
 
-    cfg = TrainConfig(
-        arch_params={"channels": 8, "blocks": [1, 1, 1]},
-        steps=9,
-        batch=2,
-        patch=32,
-        pool=6,
-        val_images=2,
-        val_size=32,
-        val_every=3,
-        warmup=2,
-        seed=7,
-    )
-    cfg = TrainConfig(**{**cfg.__dict__, "recipe": type(cfg.recipe)(image_size=48)})
+    cfg = _tiny_train_config(steps=9, warmup=2, seed=7)
     whole = train(cfg)
     state = tmp_path / "training-state.pt"
     run = iter_train(cfg, checkpoint=state)
