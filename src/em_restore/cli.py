@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from em_restore import __version__
+from em_restore import __version__, _cli_export
 
 EXIT_USER_ERROR = 2
 
@@ -1125,6 +1125,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--task", choices=("denoise", "burst"), default=None, help="only models for this task"
     )
     mod.set_defaults(func=_models)
+    _cli_export.add_parser(sub)  # export, import (BMZ packages, ONNX)
     return parser
 
 

@@ -455,7 +455,10 @@ def plan_model(
         modality = guess_modality(metadata or {})
         source = "file metadata" if modality else "unknown (TEM default)"
     name = spec if spec is not None else default_model_name(modality)
-    model = load_model(name, device=device)
+    from .exchange import load_onnx, onnx_model_path
+
+    onnx_file = onnx_model_path(name)  # an ONNX file runs on onnxruntime (CPU)
+    model = load_onnx(onnx_file) if onnx_file else load_model(name, device=device)
     if model.config.task != "denoise":
         from .store import ModelError
 
