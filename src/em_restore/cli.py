@@ -27,12 +27,23 @@ class UserError(Exception):
 def _info(args: argparse.Namespace) -> int:
     from em_restore import io
 
-    image = io.read(args.file)
-    summary = describe(image, args.file)
+    images = io.read_all(args.file)
+    summary = describe(images[0], args.file)
+    others = images[0].metadata.get("other_signals", [])
+    if len(images) > 1 or others:  # every image signal, then what is not an image
+        summary["image_signals"] = [
+            {"title": im.metadata.get("title"), **describe(im, args.file)} for im in images
+        ]
+        summary["other_signals"] = others
     if args.json:
         print(json.dumps(summary, indent=2))
-    else:
-        print(format_summary(summary))
+        return 0
+    print(format_summary(summary))
+    for s in summary.get("image_signals", []):
+        shape, (_, px) = " × ".join(map(str, s["shape"])), s["pixel_size"]
+        print(f"image:      {s['title']!r} {shape} {s['dtype']} {px:.6g} {s['unit']}")
+    for o in summary.get("other_signals", []):
+        print(f"not opened: {o['title']!r} {o['kind']} {' × '.join(map(str, o['shape']))}")
     return 0
 
 

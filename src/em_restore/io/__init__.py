@@ -4,8 +4,12 @@
 opening a file reads its header only, never its pixels. Spatial calibration
 is always in nm (1/nm in reciprocal space), or 1 "pixel" when the file has none.
 
-Supported: TIFF (ImageJ, DigitalMicrograph, FEI/Zeiss SEM), MRC/MRCS/ST,
-DM3/DM4, EMD (Velox and NCEM), TIA (.emi + .ser), PNG, JPEG.
+Supported: TIFF (ImageJ, DigitalMicrograph, FEI/Zeiss SEM, and through
+rosettasciio the private tags of Zeiss, JEOL SightX, FEI, Hamamatsu...), MRC/MRCS/ST,
+DM3/DM4, EMD (Velox and NCEM), TIA (.emi + .ser), PNG, JPEG; and through rosettasciio
+Bruker .bcf, Phenom .elid, JEOL .img/.map/.asw and the other image formats listed in
+``_rsciio.FORMATS``. ``read_all(path)`` returns every image signal of a file (a Velox
+EMD with DPC segments, the HAADF of a .bcf beside its EDX cube); ``read`` the first.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from pathlib import Path
 
 from ._image import EMImage, UnsupportedFileError, one_line, unsupported
 from ._modality import guess_modality
+from ._rsciio import FORMATS as _RSCIIO_FORMATS
+from ._rsciio import MAGICS as _RSCIIO_MAGICS
 from ._tiff import TIFF_MAGICS, write_tiff
 from ._zarr import write_zarr
 
@@ -33,6 +39,7 @@ SUPPORTED_EXTENSIONS = [
     ".png",
     ".jpg",
     ".jpeg",
+    *_RSCIIO_FORMATS,
     ".zarr",
 ]
 
@@ -53,6 +60,8 @@ _READERS = {
     ".jpg": ("JPEG", "_png", "read_png"),
     ".jpeg": ("JPEG", "_png", "read_png"),
 }
+# the formats read through rosettasciio (one EMImage per image signal)
+_READERS.update({ext: (name, "_rsciio", "") for ext, (name, _) in _RSCIIO_FORMATS.items()})
 
 _HEAD_BYTES = 2048
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -110,7 +119,10 @@ def _content_ok(ext: str, head: bytes, path: Path) -> bool:
         "PNG": lambda: head[:8] == _PNG_MAGIC,
         "JPEG": lambda: head[:3] == _JPEG_MAGIC,
     }
-    return checks[_READERS[ext][0]]()
+    name = _READERS[ext][0]
+    if name not in checks:  # read through rosettasciio: magic bytes where the format has them
+        return bool(head) and any(head.startswith(m) for m in _RSCIIO_MAGICS.get(ext, (b"",)))
+    return checks[name]()
 
 
 def _sniff(head: bytes) -> str | None:
@@ -183,7 +195,7 @@ def _check_content(path: Path, ext: str) -> None:
 
 
 def read(path: str | os.PathLike) -> EMImage:
-    """Open an EM image or stack lazily.
+    """Open an EM image or stack lazily (the first image signal of the file).
 
     Parameters
     ----------
@@ -202,17 +214,39 @@ def read(path: str | os.PathLike) -> EMImage:
         unknown, empty, corrupt or truncated file. A missing path raises
         :class:`MissingFileError`, which is also a FileNotFoundError.
     """
+    return read_all(path)[0]
+
+
+def read_all(path: str | os.PathLike) -> list[EMImage]:
+    """Open every image signal of a file lazily, the main one first.
+
+    Most files hold one image or stack. A Velox EMD may hold several (HAADF, DF4
+    segments, DPC, iDPC), a Bruker .bcf a HAADF beside its EDX cube, a Phenom .elid
+    images beside EDS spectra. Spectra, spectrum images and 4-D data are not images
+    to restore: they are listed in each image's ``metadata["other_signals"]``.
+
+    Parameters and errors as :func:`read`; a file that holds no image signal at all
+    raises :class:`UnsupportedFileError`.
+    """
     path = Path(path)
     if path.suffix.lower() == ".zarr" and path.is_dir():
         from ._zarr import read_zarr
 
-        return read_zarr(path)
+        return [read_zarr(path)]
     ext = _check_path(path)
     _check_content(path, ext)
     name, module, function = _READERS[ext]
-    reader = getattr(importlib.import_module(f"{__name__}.{module}"), function)
     try:
-        return reader(path)
+        if module == "_rsciio":
+            from ._rsciio import read_signals
+
+            return read_signals(path, name, _RSCIIO_FORMATS[ext][1])
+        if ext == ".emd":
+            return _read_emd(path)
+        image = getattr(importlib.import_module(f"{__name__}.{module}"), function)(path)
+        if module == "_tiff" and image.metadata.get("calibration_source") == "none":
+            image = _vendor_tiff_calibration(image, path)
+        return [image]
     except UnsupportedFileError:
         raise
     except MemoryError:
@@ -220,6 +254,53 @@ def read(path: str | os.PathLike) -> EMImage:
     except Exception as exc:  # any parser failure is a bad file, not a crash
         problem = f"{name} file is corrupt or truncated ({type(exc).__name__}: {exc})"
         raise unsupported(path, problem, _CONVERT) from exc
+
+
+def _read_emd(path: Path) -> list[EMImage]:
+    """One Velox image: our reader; several image signals: rosettasciio reads them all."""
+    from ._emd import count_velox_images, read_emd
+
+    if count_velox_images(path) <= 1:
+        return [read_emd(path)]
+    from ._rsciio import read_signals
+
+    return read_signals(path, "EMD (Velox)", ("rsciio.emd",))
+
+
+def _vendor_tiff_calibration(image: EMImage, path: Path) -> EMImage:
+    """An uncalibrated TIFF calibrated from the vendor tags rosettasciio knows.
+
+    Our reader's pixels are kept (read page by page); only the calibration, the
+    title and rosettasciio's metadata are taken from rosettasciio.
+    """
+    from ._rsciio import calibration_from_tiff
+
+    theirs = calibration_from_tiff(path)
+    if theirs is None or theirs.data.shape[-2:] != image.data.shape[-2:]:
+        return image
+    scale, units = list(image.scale), list(image.units)
+    iy, ix = image.axes.index("y"), image.axes.index("x")
+    scale[iy], scale[ix] = theirs.pixel_size
+    units[iy] = units[ix] = theirs.spatial_unit
+    tags = theirs.metadata["rsciio"]["original_metadata"]
+    vendor = next((v for tag, v in _VENDOR_TIFF_TAGS.items() if tag in tags), "rosettasciio")
+    meta = {**image.metadata, "calibration_source": vendor, "reader": "ours + rosettasciio tags"}
+    for key in ("original_pixel_size", "original_unit", "title", "voltage_V", "microscope_type"):
+        if key in theirs.metadata:
+            meta[key] = theirs.metadata[key]
+    if vendor == "jeol-sightx" and str(meta.get("title", "")).startswith("TEM"):
+        meta.setdefault("microscope_type", "TEM")
+    meta["rsciio"] = theirs.metadata["rsciio"]
+    return EMImage(image.data, image.axes, tuple(scale), tuple(units), meta)
+
+
+# private TIFF tags (as rosettasciio names them) -> who wrote the calibration
+_VENDOR_TIFF_TAGS = {
+    "CZ_SEM": "zeiss",
+    "FEI_HELIOS": "fei",
+    "FEI_SFEG": "fei",
+    "SightX_Notes": "jeol-sightx",
+}
 
 
 def image_files(folder: str | os.PathLike) -> list[Path]:
@@ -257,6 +338,7 @@ __all__ = [
     "guess_modality",
     "image_files",
     "read",
+    "read_all",
     "write_tiff",
     "write_zarr",
 ]

@@ -107,6 +107,14 @@ def _velox_images(h5file: h5py.File) -> list[h5py.Group]:
     return [images[k] for k in images if isinstance(images[k], h5py.Group) and "Data" in images[k]]
 
 
+def count_velox_images(path: str | os.PathLike) -> int:
+    """Number of image signals in a Velox EMD (0 for NCEM or other HDF5)."""
+    with _open(os.fspath(path)) as h5file:
+        if "Data" in h5file and "Image" in h5file["Data"]:
+            return len(_velox_images(h5file))
+    return 0
+
+
 def _velox_frame_time(meta: dict, meta2: dict | None) -> float | None:
     """Frame step (s): scan frame time, else detector exposure, else time stamps."""
     frame_time = _float(meta.get("Scan", {}).get("FrameTime"))

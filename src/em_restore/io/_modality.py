@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 _STEM_DETECTORS = re.compile(r"(?i)\b(haadf|adf|maadf|bf-s|df4|df-s|df2|stem)\b")
+_SEM_FORMATS = ("Phenom ELID",)
 _TEM_CAMERAS = re.compile(
     r"(?i)(ceta|falcon|k2|k3|oneview|ultrascan|orius|us1000|us4000|bm-|eagle|flucam|rio|metro)"
 )
@@ -27,8 +28,10 @@ def guess_modality(metadata: dict) -> str | None:
 
     Rules, first match wins: a DigitalMicrograph/TIA illumination or operation mode
     (``STEM``/``SCANNING`` → stem, ``TEM``/``IMAGING`` → tem); an FEI/Thermo or Zeiss
-    SEM TIFF → sem; a Velox/TIA detector name (HAADF, ADF, BF-S... → stem; Ceta,
-    Falcon, K2/K3, OneView, UltraScan, Orius... → tem).
+    SEM TIFF, a rosettasciio SEM ``microscope_type`` or a Phenom file → sem; the image's own
+    detector (Velox ``BinaryResult/Detector``, the signal's title), then any Velox/TIA
+    detector name (HAADF, ADF, BF-S... → stem; Ceta, Falcon, K2/K3, OneView,
+    UltraScan, Orius... → tem); a rosettasciio TEM ``microscope_type`` → tem.
 
     Examples
     --------
@@ -54,6 +57,16 @@ def guess_modality(metadata: dict) -> str | None:
             return "stem"
     if metadata.get("calibration_source") in ("fei", "zeiss"):
         return "sem"
+    if metadata.get("microscope_type") == "SEM" or metadata.get("format") in _SEM_FORMATS:
+        return "sem"
+    # the detector that made this image (Velox's BinaryResult, the signal's title)
+    # before the list of every detector the microscope has
+    for path, value in items:
+        if path in ("/title", "/detector") or path.endswith("/binaryresult/detector"):
+            if _STEM_DETECTORS.search(value):
+                return "stem"
+            if _TEM_CAMERAS.search(value):
+                return "tem"
     for path, value in items:
         leaf = path.rsplit("/", 1)[-1]
         if leaf in ("detector", "detectorname", "detector_name"):
@@ -65,4 +78,6 @@ def guess_modality(metadata: dict) -> str | None:
         leaf = path.rsplit("/", 1)[-1]
         if leaf == "operation mode" and value.strip().upper() == "IMAGING":
             return "tem"
+    if metadata.get("microscope_type") == "TEM":
+        return "tem"
     return None
