@@ -116,6 +116,7 @@ _LENGTH_ALIASES = {
 
 _TIME_TO_S = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, "us": 1e-6}
 _TIME_TO_S.update({"ns": 1e-9, "min": 60.0, "minute": 60.0, "minutes": 60.0})
+_TIME_TO_S.update({"millisecond": 1e-3, "microsecond": 1e-6, "nanosecond": 1e-9})  # UDUNITS
 
 _UNCALIBRATED = {"", "pixel", "pixels", "px", "pix", "none", "[]", "unknown", "<auto>"}
 

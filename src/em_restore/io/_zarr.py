@@ -1,10 +1,13 @@
-"""Zarr stores for results: chunked, written chunk by chunk, OME-Zarr-style metadata.
+"""Zarr stores for results: OME-Zarr (NGFF 0.5), chunked, written chunk by chunk.
 
-Layout: a group whose ``"0"`` array holds the pixels, with NGFF 0.4
-``multiscales`` attributes (axes and their scale, so OME-Zarr viewers place it
-correctly) and our own ``"em_restore"`` attribute (axes, scale, units, metadata)
-that :func:`read_zarr` restores exactly. Written to a temporary folder and
-renamed into place, so a failed write never leaves a store that looks complete.
+Layout: a Zarr v3 group whose ``"0"`` array holds the pixels (one frame per chunk,
+``dimension_names`` = the axes), with the NGFF 0.5 ``ome`` attribute (``multiscales``:
+axes with their type and unit — ``nanometer``, ``second`` — and the scale of the
+one level), so napari-ome-zarr, ome-zarr-py and other OME-Zarr readers place it at
+its physical size, and our own ``"em_restore"`` attribute (axes, scale, units,
+metadata) that :func:`read_zarr` restores exactly. NGFF 0.5 is the version for Zarr
+v3 (0.4 is Zarr v2 only). Written to a temporary folder and renamed into place, so a
+failed write never leaves a store that looks complete.
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from ._image import EMImage, jsonable, unsupported
+from ._image import EMImage, jsonable, spatial_to_nm, time_to_s, unsupported
 from ._tiff import _check_axes, _pixel_sizes, _scales
 
 _NGFF_TYPES = {"t": "time", "z": "space", "y": "space", "x": "space", "c": "channel"}
 _NGFF_UNITS = {"nm": "nanometer", "s": "second"}
+_NGFF_VERSION = "0.5"
+# NGFF orders axes time, channel, then space (z, y, x); colour last (yxc) is not allowed
+_NGFF_ORDER = "tczyx"
 
 
 def write_zarr(
@@ -57,8 +63,12 @@ def write_zarr(
     array = array.rechunk((1,) * (array.ndim - frame_ndim) + array.shape[-frame_ndim:])
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
     try:
-        group = zarr.open_group(str(tmp), mode="w")
-        group.attrs["multiscales"] = [_ngff(axes, scale, units)]
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        if _ngff_axes_ok(axes):
+            group.attrs["ome"] = {
+                "version": _NGFF_VERSION,
+                "multiscales": [_ngff(axes, scale, units)],
+            }
         group.attrs["em_restore"] = {
             "version": 1,
             "axes": axes,
@@ -69,7 +79,11 @@ def write_zarr(
             "metadata": jsonable(metadata or {}),
         }
         target = group.create_array(
-            "0", shape=array.shape, chunks=array.chunksize, dtype=array.dtype
+            "0",
+            shape=array.shape,
+            chunks=array.chunksize,
+            dtype=array.dtype,
+            dimension_names=list(axes),
         )
         _store_joined(array, target)
         if path.exists():
@@ -98,7 +112,14 @@ def _store_joined(array: da.Array, target) -> None:
         dask.compute(lazy, scheduler="threads", pool=pool)
 
 
+def _ngff_axes_ok(axes: str) -> bool:
+    """NGFF wants 2 to 5 axes, at least 2 spatial, in the order t, c, z, y, x."""
+    order = [_NGFF_ORDER.index(a) for a in axes]
+    return 2 <= len(axes) <= 5 and order == sorted(order) and axes.endswith("yx")
+
+
 def _ngff(axes: str, scale: list, units: list) -> dict:
+    """One NGFF ``multiscales`` entry: the axes, their units, one full-resolution level."""
     ngff_axes = []
     for letter, unit in zip(axes, units, strict=True):
         entry = {"name": letter, "type": _NGFF_TYPES.get(letter, "space")}
@@ -106,10 +127,15 @@ def _ngff(axes: str, scale: list, units: list) -> dict:
             entry["unit"] = _NGFF_UNITS[unit]
         ngff_axes.append(entry)
     return {
-        "version": "0.4",
+        "name": "em_restore",
         "axes": ngff_axes,
         "datasets": [
-            {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}
+            {
+                "path": "0",
+                "coordinateTransformations": [
+                    {"type": "scale", "scale": [float(v) for v in scale]}
+                ],
+            }
         ],
     }
 
@@ -128,8 +154,11 @@ def read_zarr(path: str | os.PathLike) -> EMImage:
         ) from exc
     ours = dict(group.attrs.get("em_restore", {}))
     data = da.from_zarr(array)
+    ngff = _ngff_calibration(group.attrs, data.ndim)
     if ours.get("axes") and len(ours["axes"]) == data.ndim:
         axes, scale, units = ours["axes"], ours["scale"], ours["units"]
+    elif ngff is not None:  # an OME-Zarr image written by another tool
+        axes, scale, units = ngff
     else:
         axes = ("tzyx"[-data.ndim :]) if data.ndim <= 4 else None
         if axes is None:
@@ -143,3 +172,29 @@ def read_zarr(path: str | os.PathLike) -> EMImage:
         **ours.get("metadata", {}),
     }
     return EMImage(data, axes, tuple(scale), tuple(units), metadata)
+
+
+def _ngff_calibration(attrs: Any, ndim: int) -> tuple[str, list, list] | None:
+    """Axes, scale and units (nm, s) of the first level of NGFF 0.4/0.5 ``multiscales``."""
+    try:
+        multiscales = attrs.get("ome", {}).get("multiscales") or attrs.get("multiscales")
+        entry = multiscales[0]
+        names = [str(a["name"]).lower() for a in entry["axes"]]
+        level = entry["datasets"][0]
+        if level["path"] != "0" or len(names) != ndim or any(n not in "tczyx" for n in names):
+            return None
+        scale = next(t["scale"] for t in level["coordinateTransformations"] if t["type"] == "scale")
+    except (AttributeError, IndexError, KeyError, TypeError, StopIteration):
+        return None
+    steps, units = [], []
+    for name, axis, step in zip(names, entry["axes"], scale, strict=True):
+        unit = axis.get("unit", "")
+        if name == "t":
+            value, out = time_to_s(step, unit or "frame")
+        elif name == "c":
+            value, out = 1.0, "pixel"
+        else:
+            value, out = spatial_to_nm(step, unit)
+        steps.append(value)
+        units.append(out)
+    return "".join(names), steps, units
