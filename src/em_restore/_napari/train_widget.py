@@ -62,6 +62,17 @@ MIN_SIDE = 32  # the datasets' smallest image side (px)
 PREVIEW_NAME = "training preview"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _LAYER_EVENTS = ("inserted", "removed", "reordered")
+#: Export… choices: label -> kind, file suffix, file-dialog filter
+EXPORT_FORMATS = {
+    "BioImage Model Zoo (.zip)": {"kind": "bmz", "suffix": ".zip", "filter": "BMZ package (*.zip)"},
+    "ONNX (.onnx)": {"kind": "onnx", "suffix": ".onnx", "filter": "ONNX model (*.onnx)"},
+}
+
+
+def _export_models(_widget: Any = None) -> list[str]:
+    from em_restore.backend.models import list_models
+
+    return [e.name for e in list_models()]
 
 
 def _is_preview(layer: Any) -> bool:
@@ -233,6 +244,11 @@ class TrainWidget(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = status_label()
         self.curves = TrainingCurves()
+        # Export… (docs/exchange.md): any listed model, as a BMZ package or an ONNX file
+        self.export_model_combo = ComboBox(label="export model", choices=_export_models)
+        self.export_format_combo = ComboBox(label="export as", choices=list(EXPORT_FORMATS))
+        self.export_button = PushButton(text="Export…")
+        self.export_job: Job | None = None
 
         self.extend(
             [
@@ -264,6 +280,7 @@ class TrainWidget(Container):
                 self.status,
             ]
         )
+        self.extend([self.export_model_combo, self.export_format_combo, self.export_button])
         self.native.layout().addWidget(self.curves)
         self.mode_combo.changed.connect(self._options_changed)
         self.task_combo.changed.connect(self._task_changed)
@@ -271,6 +288,8 @@ class TrainWidget(Container):
         self.resume_check.changed.connect(self._resume_changed)
         self.train_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
+        self.export_button.changed.connect(lambda _v=None: self.export())
+        user_models.changed.connect(self.export_model_combo.reset_choices)
         for event in _LAYER_EVENTS:
             getattr(self.viewer.layers.events, event).connect(self._refresh_layers)
         on_close(self, self._disconnect)
@@ -539,6 +558,51 @@ class TrainWidget(Container):
         self.job = job
         return job.start()
 
+    def export(self, path: str | Path | None = None) -> Job | None:
+        """Export the chosen model to ``path`` (default: ask with a file dialog)."""
+        fmt = EXPORT_FORMATS[self.export_format_combo.value]
+        spec = self.export_model_combo.value
+        if spec is None:
+            self._refuse("Export: no model to export; train one first")
+            return None
+        if path is None:
+            from qtpy.QtWidgets import QFileDialog
+
+            default = str(Path.home() / f"{spec}{fmt['suffix']}")
+            path, _ = QFileDialog.getSaveFileName(
+                self.native, "Export model", default, fmt["filter"]
+            )
+            if not path:
+                return None
+        path = Path(path)
+        if path.suffix.lower() != fmt["suffix"]:
+            path = path.with_name(path.name + fmt["suffix"])
+
+        def work() -> Generator[Any, None, Any]:
+            from em_restore.backend.denoise import Progress
+            from em_restore.backend.models import exchange
+
+            yield Progress(0, 1, f"exporting {spec}")
+            write = exchange.export_bmz if fmt["kind"] == "bmz" else exchange.export_onnx
+            return write(spec, path, overwrite=True)  # the dialog asked about replacing
+
+        written: list[Path] = []
+
+        def done(result: Any) -> None:
+            from napari.utils.notifications import show_info
+
+            written.append(result)
+            show_info(f"Export: model {spec!r} written to {result}")
+
+        def finished() -> None:  # after the Job's own "done" status
+            if written:
+                self._set_status(f"Export: {spec} -> {written[0]}")
+
+        self.export_job = Job(
+            "Export", work, on_done=done, on_status=self._set_status, on_finished=finished
+        )
+        return self.export_job.start()
+
     def cancel(self, _value: Any = None) -> None:
         """Stop at the next step; the best epoch so far stays saved."""
         if self.job is not None and self.job.running:
@@ -657,5 +721,6 @@ class TrainWidget(Container):
         self._alive = False
         for event in _LAYER_EVENTS:
             getattr(self.viewer.layers.events, event).disconnect(self._refresh_layers)
+        user_models.changed.disconnect(self.export_model_combo.reset_choices)
         if self.job is not None and self.job.running:
             self.job.cancel()
