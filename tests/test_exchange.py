@@ -196,6 +196,13 @@ def test_missing_onnxruntime_names_the_extra(packages, monkeypatch, noisy_frame,
     assert code == 2 and err.count("\n") == 1 and "[onnx]" in err
 
 
+def test_missing_bioimageio_names_the_extra(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "bioimageio.spec", None)
+    with pytest.raises(exchange.ExchangeError, match=r"pip install 'napari-em-restore\[bmz\]'"):
+        exchange.export_bmz("em-denoise-fast", tmp_path / "x.zip")
+    assert not (tmp_path / "x.zip").exists()
+
+
 # --------------------------------------------------------------------------- BMZ in
 def test_export_import_denoise_round_trip_is_identical(packages, user_models, noisy_frame, capsys):
     assert main(["import", str(packages["em-denoise-fast"]), "--name", "fast-again"]) == 0
