@@ -106,6 +106,7 @@ def test_package_describes_the_model(packages):
     y = inp["axes"][2]
     stride = load_model("em-denoise-fast", device="cpu").net.stride
     assert (y["id"], y["scale"], y["unit"], y["size"]["step"]) == ("y", 0.5, "nanometer", stride)
+    assert y["size"]["min"] == 256 and rdf["outputs"][0]["axes"][2]["halo"] == exchange.BMZ_HALO
     (scale,) = [p for p in inp["preprocessing"] if p["id"] == "scale_range"]
     assert (scale["kwargs"]["min_percentile"], scale["kwargs"]["max_percentile"]) == (0.1, 99.9)
     # the burst network: N frames in (an index axis of any size >= 2), sizes tied to frames
