@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from em_restore import __version__, _cli_export
+from em_restore import __version__, _cli_check, _cli_export
 
 EXIT_USER_ERROR = 2
 
@@ -228,6 +228,11 @@ def _run_batch(args: argparse.Namespace, one: Any, files: list[Path], out: Path)
             f"-o {str(out)!r} is a file; with several inputs -o names an output folder — "
             "give a folder name (and --format tif or zarr)"
         )
+    if getattr(args, "fidelity_out", None):
+        raise UserError(
+            "--fidelity-out names one map file; in a batch run `em-restore check` on each "
+            "output, or run one file at a time"
+        )
     if getattr(args, "psf_out", None):
         raise UserError(
             "--psf-out names one kernel file; in a batch each kernel is in its output's "
@@ -330,14 +335,22 @@ def _denoise(args: argparse.Namespace) -> int:
                 "the default model has no strength"
             )
         args.model = "auto"
+    if args.no_fallback and args.model != "auto":
+        raise UserError(
+            "--no-fallback applies to the default model (its fidelity check and classical "
+            "fallback); a --model or --method runs alone already"
+        )
     out = _check_output(args.input, args.output, args.overwrite)
+    fid_out = _cli_check.prepare_fidelity_out(args, out)
     image = io.read(args.input)
     _greyscale(image, args.input)
     shown = not args.quiet and sys.stderr.isatty()
     drive = _progress_printer(shown)
     lazy = _stream(args, image)
+    plan = None
     if args.method is None:
-        restored, record, summary = _denoise_model(args, image, drive, lazy)
+        restored, plan, summary = _denoise_model(args, image, drive, lazy)
+        record = plan.to_metadata()
     else:
         restored, record, summary = _denoise_classical(args, image, drive, backend, lazy)
     metadata = {
@@ -349,6 +362,9 @@ def _denoise(args: argparse.Namespace) -> int:
     _write_result(out, restored, image, metadata, scheduler=args.scheduler, progress=shown)
     if not args.quiet:
         print(f"denoised {args.input} with {summary} -> {out}")
+        if hasattr(plan, "notice"):
+            print(plan.notice())
+    _cli_check.write_fidelity_out(fid_out, args, out, image)
     return 0
 
 
@@ -379,6 +395,7 @@ def _denoise_classical(args, image, drive, backend, lazy=False):
 
 
 def _denoise_model(args, image, drive, lazy=False):
+    from em_restore.backend.models.guarded import GuardedPlan
     from em_restore.backend.models.inference import plan_model
 
     plan = plan_model(
@@ -388,13 +405,16 @@ def _denoise_model(args, image, drive, lazy=False):
         device=args.device,
         **({} if args.tile is None else {"tile": args.tile}),
     )
+    if args.model == "auto" and not args.no_fallback:
+        plan = GuardedPlan(plan)  # checked against the counts, classical where not supported
     restored = plan.lazy(image.data) if lazy else drive(plan.iter_apply(image.data))
     m = plan.model
+    source = getattr(plan, "model_plan", plan).modality_source
     summary = (
         f"model {m.name} (sha256 {m.sha256[:12]}, modality {plan.modality or 'tem'}: "
-        f"{plan.modality_source}, {m.device})"
+        f"{source}, {m.device}{', checked' if hasattr(plan, 'notice') else ''})"
     )
-    return restored, plan.to_metadata(), summary
+    return restored, plan, summary
 
 
 def _read_psf(spec: str) -> tuple[Any, str]:
@@ -439,6 +459,11 @@ def _deconvolve(args: argparse.Namespace) -> int:
         psf_out = _check_output(args.input, psf_out, args.overwrite)
         if psf_out.suffix.lower() == ".zarr":
             raise UserError("--psf-out must be a .tif/.tiff file (the kernel is one small image)")
+    fid_out = _cli_check.prepare_fidelity_out(args, out)
+    if fid_out is not None and args.windows != 1:
+        raise UserError(
+            "--fidelity-out needs one kernel for the whole frame; drop --windows or --fidelity-out"
+        )
     psf, source = (None, "blind") if args.psf is None else _read_psf(args.psf)
     if psf is not None and args.windows != 1:
         raise UserError("--windows applies to blind deconvolution; drop --psf or --windows")
@@ -493,6 +518,15 @@ def _deconvolve(args: argparse.Namespace) -> int:
             f"deconvolved {args.input} ({plan.solver}, {kind} kernel {k.shape[0]}x{k.shape[1]} px"
             f"{', denoised first' if plan.denoise is not None else ''}) -> {out}{extra}"
         )
+    if fid_out is not None:
+        from em_restore.backend.psf import convolve
+
+        kernel = np.asarray(plan.psf, dtype=np.float64)
+
+        def blur(x, kernel=kernel):
+            return convolve(x, kernel)
+
+        _cli_check.write_fidelity_out(fid_out, args, out, image, forward=blur)
     return 0
 
 
@@ -503,6 +537,7 @@ def _burst(args: argparse.Namespace) -> int:
     from em_restore.backend import burst as backend
 
     out = _check_output(args.input, args.output, args.overwrite)
+    fid_out = _cli_check.prepare_fidelity_out(args, out)
     if args.model is not None and args.method != "network":
         raise UserError("--model applies to --method network; drop --model or the --method")
     image = io.read(args.input)
@@ -564,6 +599,15 @@ def _burst(args: argparse.Namespace) -> int:
             f"burst {args.input}: {len(info['centres'])} frame(s) from windows of {args.frames} "
             f"(stride {args.stride}, {what}) -> {out}"
         )
+    if fid_out is not None:
+        # each output frame against its window's middle raw frame, blurred as that
+        # frame was by the stage motion the registration measured
+        from em_restore.backend.psf import convolve
+
+        kernels = [backend.motion_kernels(s, plan.exposure)[len(s) // 2] for s in shifts]
+        forwards = [lambda x, k=k: convolve(x, k) for k in kernels]
+        raw = image.data[np.asarray(info["centres"])]
+        _cli_check.write_fidelity_out(fid_out, args, out, image, raw_frames=raw, forward=forwards)
     return 0
 
 
@@ -890,6 +934,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _fidelity_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fidelity-out",
+        default=None,
+        metavar="MAP.tif",
+        help="also write where the result is not supported by the raw counts: float32 in "
+        "[0, 1], higher = less supported (see `em-restore check`)",
+    )
+
+
 def _scheduler_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scheduler",
@@ -940,6 +994,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("tem", "stem", "sem"),
         default=None,
         help="picks the default model; for filters, checks STEM/SEM noise for scan correlation",
+    )
+    den.add_argument(
+        "--no-fallback",
+        action="store_true",
+        help="the default model's result everywhere: skip its fidelity check and the "
+        "classical fallback where the counts do not support it",
     )
     den.add_argument(
         "--strength",
@@ -1137,6 +1197,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mod.set_defaults(func=_models)
     _cli_export.add_parser(sub)  # export, import (BMZ packages, ONNX)
+    _cli_check.add_parser(sub)  # check: fidelity maps
+    for command in (den, dec, bur):
+        _fidelity_option(command)
     return parser
 
 

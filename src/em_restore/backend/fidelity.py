@@ -1,0 +1,565 @@
+"""Where a restoration is not supported by the counts: fidelity maps.
+
+Under a correct restoration ``x̂`` of a raw image ``z``, the residual ``z - x̂`` is the
+detector noise, whose statistics the image's own noise model
+(:class:`~em_restore.backend.noise.NoiseModel`: Poisson–Gaussian variance function and
+spatial correlation kernel) predicts. Normalised by that model,
+
+    e = W[(z - F(x̂)) / sqrt(var(F(x̂)))]
+
+is white with zero mean and unit variance, and independent of ``x̂`` (``F`` is the
+forward model of the restoration: identity for a denoiser, the blur kernel for a
+deconvolution; ``W`` whitens correlated noise by dividing its spectrum by the
+kernel's). Where it is not, the restoration removed signal or invented it.
+
+Local tests on ``e``, over sliding square windows of ``s × s`` pixels for several
+``s`` (default 8, 12, 16 and 32), each a z-score that is standard normal under a
+correct restoration:
+
+* **mean** ``Σe / √N`` (two-sided): a region of signal added (a painted particle) or
+  removed (an erased particle);
+* **variance** ``(Σe²/N - 1) / (√Σ(2 + κ) / N)``, ``κ`` the Poisson excess kurtosis
+  of each pixel: excess variance is texture invented or fine signal removed; a
+  variance below :data:`NOISE_FITTED` of the prediction is noise kept in the
+  restoration (tested against that level, not against 1, since every denoiser keeps
+  a little of the noise);
+* **correlation with the restoration's own detail** ``-Σe·d / √Σd²`` (one-sided):
+  where the restoration paints structure ``p`` that the counts do not hold, the
+  residual holds ``-p``, exactly anticorrelated with the painted detail. ``d`` is
+  the restoration in noise units, centred twice: on 4 × 4 blocks (fine detail:
+  granules, fringes of a few pixels) and on the window (coarser detail). A positive
+  correlation (noise leaking into the restoration) is not flagged: every denoiser
+  leaks a little.
+
+The largest of these z-scores at a pixel, ``Z``, becomes the map
+``1 / (1 + exp(-(Z - Z_0) / w))``: 0.5 at ``Z_0 =`` :data:`Z_FLAG`, which is
+calibrated on correct restorations (the expected counts themselves) so that they
+flag at most ~1–2 % of their area at the 0.5 level (``benchmarks/bench_fidelity.py``,
+``docs/fidelity.md``). Sums are taken over 4 × 4 blocks first, so the map has a
+resolution of 4 px and costs a few block sums per frame; it is interpolated back
+to the frame's pixels.
+
+Pixels whose normalised residual exceeds :data:`OUTLIER` (X-ray hits, hot and dead
+pixels that the restoration rightly removed) are excluded from the tests and
+counted in the summary.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.fft
+from scipy import ndimage as ndi
+
+from ._args import _short, check_image, check_int
+from .denoise import Progress
+from .noise import NoiseModel, estimate_noise
+
+__all__ = [
+    "BLOCK",
+    "FLAG_LEVEL",
+    "MIN_SIDE",
+    "NOISE_FITTED",
+    "SCALES",
+    "Z_FLAG",
+    "Fidelity",
+    "fidelity",
+    "fidelity_lazy",
+    "fidelity_noise",
+    "iter_fidelity",
+]
+
+#: Side of the blocks the sums are taken over (the map's resolution, px).
+BLOCK = 4
+#: Window sides of the local tests (px).
+SCALES = (8, 12, 16, 32)
+#: z-score at which the map reaches 0.5 (calibrated: benchmarks/bench_fidelity.py).
+Z_FLAG = 4.0
+#: Width of the logistic that turns the z-score into the map.
+Z_WIDTH = 0.5
+#: The map level at which an area counts as flagged.
+FLAG_LEVEL = 0.5
+#: A local residual variance below this fraction of the predicted is "noise fitted".
+NOISE_FITTED = 0.5
+#: |normalised residual| beyond which a pixel is a detector defect, not a test sample.
+OUTLIER = 6.0
+#: Largest side of the crop the noise model is estimated on when none is given.
+NOISE_CROP = 384
+_TESTS = ("mean", "variance", "noise fitted", "detail")
+#: Smallest frame side the tests (and the noise estimate) work on (px).
+MIN_SIDE = 16
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """A fidelity map with its summary.
+
+    Attributes
+    ----------
+    map : ndarray
+        float32 in [0, 1], the shape of ``raw``; 1 where the data do not support the
+        restoration.
+    summary : dict
+        JSON-able: ``flagged_fraction`` (area with ``map >= 0.5``), ``chi2_ratio``
+        (mean squared normalised residual; 1 for a correct restoration, > 1 when
+        signal was removed or invented, < 1 when noise was kept), ``mean_z`` (the
+        global mean of the normalised residual as a z-score), ``outliers``
+        (defect pixels excluded), ``regions`` (the worst flagged regions, largest
+        first: ``bbox`` ``[y0, x0, y1, x1]``, ``area`` in px, ``peak`` map value,
+        ``test`` that fired most), ``tests`` (flagged area per test), the noise
+        model and the test settings.
+    """
+
+    map: np.ndarray
+    summary: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- noise
+
+
+def fidelity_noise(raw, *, modality: str | None = None) -> NoiseModel:
+    """The noise model the tests use when none is given: :func:`estimate_noise` on the
+    central crop of at most ``NOISE_CROP²`` px of a 2-D frame (the model is a property
+    of the detector, so a crop suffices and keeps the cost low)."""
+    x = check_image(raw, "raw", min_ndim=2, max_ndim=2, min_size=16)
+    h, w = x.shape
+    ch, cw = min(h, NOISE_CROP), min(w, NOISE_CROP)
+    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    return estimate_noise(x[y0 : y0 + ch, x0 : x0 + cw], modality=modality)
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def _is_scanned(noise: NoiseModel, modality: str | None) -> bool:
+    """Scanned-probe data: per-line offsets are noise (the model's kernel is 1-D along x)."""
+    ky, kx = noise.kernel.shape
+    return modality in ("stem", "sem") or (ky == 1 and kx > 1)
+
+
+def _normalised_residual(raw: np.ndarray, fit: np.ndarray, noise: NoiseModel, lines: bool):
+    """(e, sigma, kurtosis excess, valid): the residual in noise units, whitened, float32."""
+    f32 = np.float32
+    var = f32(noise.gain) * (fit.astype(f32) - f32(noise.offset)) + f32(noise.readout_sigma**2)
+    floor = max(noise.readout_sigma**2, 0.25 * noise.gain**2, 1e-12 * float(var.max()) + 1e-30)
+    var = np.maximum(var, np.float32(floor))
+    sigma = np.sqrt(var)
+    e = (raw - fit).astype(np.float32) / sigma
+    if noise.is_correlated():
+        psd = noise.psd(e.shape)[:, : e.shape[1] // 2 + 1]
+        spec = scipy.fft.rfft2(np.clip(e, -OUTLIER, OUTLIER))
+        e = scipy.fft.irfft2(spec / np.sqrt(np.maximum(psd, 0.05)), s=e.shape).astype(np.float32)
+    valid = np.ones(e.shape, bool)
+    big = np.abs(e) > OUTLIER
+    if big.any():
+        # isolated extreme pixels are detector defects (X-ray hits, hot or dead pixels)
+        # that a restoration rightly removes; a contiguous region of them is a finding
+        ys, xs = np.nonzero(big)
+        loud = np.pad(np.abs(e) > 3.0, 1)
+        near = sum(loud[ys + 1 + dy, xs + 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+        isolated = near <= 3
+        valid[ys[isolated], xs[isolated]] = False
+        e = np.where(valid, np.clip(e, -2 * OUTLIER, 2 * OUTLIER), np.float32(0))
+    if lines:
+        # scan-line offsets are detector noise that no restoration should keep; the
+        # noise model's short kernel does not describe them, so each row's mean goes
+        e = e - np.clip(e, -3, 3).mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+    # excess kurtosis of a standardised Poisson–Gaussian pixel: gain² (var - read²) / var²
+    poisson = np.maximum(var - np.float32(noise.readout_sigma**2), 0)
+    kappa = np.minimum(np.float32(noise.gain**2) * poisson / (var * var), np.float32(50))
+    return e, sigma, kappa, valid
+
+
+def _pad_to_blocks(a: np.ndarray) -> np.ndarray:
+    h, w = a.shape
+    ph, pw = (-h) % BLOCK, (-w) % BLOCK
+    return np.pad(a, ((0, ph), (0, pw)), mode="reflect") if ph or pw else a
+
+
+def _block_sum(a: np.ndarray) -> np.ndarray:
+    # strided adds: ~10x faster than a reshape-sum over two axes
+    cols = sum(a[:, i::BLOCK] for i in range(BLOCK))
+    return sum(cols[i::BLOCK] for i in range(BLOCK)).astype(np.float64)
+
+
+def _window_sums(grids: np.ndarray, ks: tuple[int, ...]) -> dict[int, np.ndarray]:
+    """Sliding sums over k × k blocks of each grid in ``grids`` (q, gh, gw), for each k.
+
+    Integral images over a reflected border: one cumulative sum for all k.
+    """
+    q, gh, gw = grids.shape
+    pad = max(ks) // 2 + 1
+    p = np.pad(grids, ((0, 0), (pad, pad), (pad, pad)), mode="symmetric")
+    c = np.zeros((q, p.shape[1] + 1, p.shape[2] + 1))
+    np.cumsum(np.cumsum(p, axis=1), axis=2, out=c[:, 1:, 1:])
+    out = {}
+    for k in ks:
+        lo = pad - k // 2
+        hi = lo + k
+        out[k] = (
+            c[:, hi : hi + gh, hi : hi + gw]
+            - c[:, lo : lo + gh, hi : hi + gw]
+            - c[:, hi : hi + gh, lo : lo + gw]
+            + c[:, lo : lo + gh, lo : lo + gw]
+        )
+    return out
+
+
+def _z_maps(e, kappa, valid, restored_n, scales) -> np.ndarray:
+    """(tests, gh, gw): the largest z-score of each test over the scales, block grid."""
+    vf = valid.astype(np.float32)
+    n_pix = _block_sum(vf)
+    s1 = _block_sum(e)
+    s2 = _block_sum(e * e)
+    sk = _block_sum((2.0 + kappa) * vf)
+    rv = restored_n * vf
+    sr = _block_sum(rv)
+    srr = _block_sum(rv * restored_n)
+    ser = _block_sum(e * restored_n)
+    nb = np.maximum(n_pix, 1.0)
+    # fine detail: the restoration centred on each block
+    fine_er = ser - s1 * sr / nb
+    fine_rr = np.maximum(srr - sr * sr / nb, 0.0)
+    ks = tuple(sorted({max(1, s // BLOCK) for s in scales}))
+    sums = _window_sums(np.stack([n_pix, s1, s2, sk, sr, srr, ser, fine_er, fine_rr]), ks)
+    out = np.full((len(_TESTS), *s1.shape), -np.inf)
+    for k in ks:
+        wn, w1, w2, wk, wr, wrr, wer, wfer, wfrr = sums[k]
+        n = np.maximum(wn, 1.0)
+        v = w2 / n
+        sd_v = np.sqrt(np.maximum(wk, 2.0)) / n
+        eps = 1e-2 * n  # a flat restoration has no detail to correlate with
+        z_fine = -wfer / np.sqrt(np.maximum(wfrr, 0.0) + eps)
+        c_er = wer - w1 * wr / n
+        c_rr = np.maximum(wrr - wr * wr / n, 0.0)
+        z_coarse = -c_er / np.sqrt(c_rr + eps)
+        tests = (
+            np.abs(w1) / np.sqrt(n),
+            (v - 1.0) / sd_v,
+            (NOISE_FITTED - v) / sd_v,
+            np.maximum(z_fine, z_coarse),
+        )
+        for i, z in enumerate(tests):
+            np.maximum(out[i], z, out=out[i])
+    return out
+
+
+def _interp_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """Linear interpolation from block centres ((BLOCK - 1) / 2 + BLOCK i) to pixels."""
+    pos = np.clip((np.arange(n_out) - (BLOCK - 1) / 2.0) / BLOCK, 0, n_in - 1)
+    lo = np.minimum(pos.astype(int), max(n_in - 2, 0))
+    frac = pos - lo
+    a = np.zeros((n_out, n_in), np.float32)
+    a[np.arange(n_out), lo] = 1 - frac
+    if n_in > 1:
+        a[np.arange(n_out), lo + 1] += frac
+    return a
+
+
+def _upsample(coarse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    ay = _interp_matrix(shape[0], coarse.shape[0])
+    ax = _interp_matrix(shape[1], coarse.shape[1])
+    return ay @ coarse.astype(np.float32) @ ax.T
+
+
+def _score(z: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-(z - Z_FLAG) / Z_WIDTH))
+
+
+def _regions(coarse: np.ndarray, which: np.ndarray, shape, k: int = 10) -> list[dict]:
+    """The worst flagged regions, from the block-grid map (bboxes in pixels)."""
+    flagged = coarse >= FLAG_LEVEL
+    labels, n = ndi.label(flagged)
+    if n == 0:
+        return []
+    idx = np.arange(1, n + 1)
+    areas = ndi.sum_labels(np.ones_like(coarse), labels, idx) * BLOCK * BLOCK
+    peaks = ndi.maximum(coarse, labels, idx)
+    boxes = ndi.find_objects(labels)
+    out = []
+    for i in np.argsort(-(areas * peaks))[:k]:
+        sl = boxes[i]
+        tests = which[sl][labels[sl] == i + 1]
+        y0, x0 = sl[0].start * BLOCK, sl[1].start * BLOCK
+        y1, x1 = min(sl[0].stop * BLOCK, shape[0]), min(sl[1].stop * BLOCK, shape[1])
+        out.append(
+            {
+                "bbox": [int(y0), int(x0), int(y1), int(x1)],
+                "area": int(min(areas[i], (y1 - y0) * (x1 - x0))),
+                "peak": round(float(peaks[i]), 4),
+                "test": _TESTS[int(np.bincount(tests, minlength=len(_TESTS)).argmax())],
+            }
+        )
+    return out
+
+
+def _check_pair(raw, restored) -> tuple[np.ndarray, np.ndarray]:
+    z = check_image(raw, "raw", min_ndim=2, max_ndim=2)
+    r = check_image(restored, "restored", min_ndim=2, max_ndim=2)
+    if z.shape != r.shape:
+        raise ValueError(
+            f"raw and restored must have the same shape; got {z.shape} and {r.shape}. "
+            "Check the restoration of the same frame (crop or resample it first)."
+        )
+    if min(z.shape) < MIN_SIDE:
+        raise ValueError(
+            f"the frame is {z.shape[0]}×{z.shape[1]} px; the fidelity tests need at least "
+            f"{MIN_SIDE}×{MIN_SIDE} px. Check a larger region."
+        )
+    return z, r
+
+
+def _check_scales(scales) -> tuple[int, ...]:
+    try:
+        out = tuple(check_int(s, "scales[i]", low=BLOCK, high=256) for s in scales)
+    except TypeError:
+        raise ValueError(
+            f"scales must be window sides in px (e.g. (8, 16, 32)); got {_short(scales)}."
+        ) from None
+    if not out:
+        raise ValueError("scales is empty; pass window sides in px, e.g. (8, 16, 32).")
+    return out
+
+
+def _frame_fidelity(
+    raw: np.ndarray,
+    restored: np.ndarray,
+    noise: NoiseModel,
+    scales: tuple[int, ...],
+    forward: Callable[[np.ndarray], np.ndarray] | None,
+    lines: bool = False,
+) -> tuple[np.ndarray, dict]:
+    """Unchecked core on one frame: (map float32, summary)."""
+    fit = restored if forward is None else np.asarray(forward(restored), dtype=np.float64)
+    e, sigma, kappa, valid = _normalised_residual(raw, fit, noise, lines)
+    # the restoration in noise units; one global scale (not the local sigma), so that
+    # an offset stays a constant that the block and window centring remove
+    scale = float(np.median(sigma))
+    restored_n = np.where(valid, (restored - float(np.mean(restored))) / scale, 0)
+    restored_n = restored_n.astype(np.float32)
+    h, w = raw.shape
+    z = _z_maps(*(_pad_to_blocks(a) for a in (e, kappa, valid, restored_n)), scales)
+    which = z.argmax(axis=0)
+    coarse = _score(z.max(axis=0))
+    m = np.clip(_upsample(coarse, (h + (-h) % BLOCK, w + (-w) % BLOCK))[:h, :w], 0, 1)
+    flagged = m >= FLAG_LEVEL
+    # area per test, on the block grid (each block's pixels in the frame)
+    cover = np.ones_like(coarse)
+    if h % BLOCK:
+        cover[-1, :] *= (h % BLOCK) / BLOCK
+    if w % BLOCK:
+        cover[:, -1] *= (w % BLOCK) / BLOCK
+    flagged_blocks = (coarse >= FLAG_LEVEL) * cover
+    per_test = {
+        t: round(float(flagged_blocks[which == i].sum() / cover.sum()), 5)
+        for i, t in enumerate(_TESTS)
+    }
+    n_valid = max(int(valid.sum()), 1)
+    summary = {
+        "flagged_fraction": round(float(flagged.mean()), 5),
+        "chi2_ratio": round(float(np.sum(e * e, dtype=np.float64) / n_valid), 5),
+        "mean_z": round(float(np.sum(e, dtype=np.float64) / math.sqrt(n_valid)), 3),
+        "outliers": int(valid.size - valid.sum()),
+        "tests": per_test,
+        "regions": _regions(coarse, which, (h, w)),
+    }
+    return m.astype(np.float32, copy=False), summary
+
+
+def _settings(noise: NoiseModel, scales, forward, lines: bool) -> dict:
+    return {
+        "noise": noise.to_dict(),
+        "scan_lines_removed": bool(lines),
+        "scales": list(scales),
+        "block": BLOCK,
+        "z_flag": Z_FLAG,
+        "flag_level": FLAG_LEVEL,
+        "forward": None if forward is None else getattr(forward, "__name__", "forward"),
+    }
+
+
+def fidelity(
+    raw,
+    restored,
+    noise_model: NoiseModel | None = None,
+    *,
+    modality: str | None = None,
+    scales=SCALES,
+    forward: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Fidelity:
+    """Map where a restoration of one frame is not supported by the raw counts.
+
+    Parameters
+    ----------
+    raw : (rows, cols) array_like
+        The raw frame in ADU (as recorded: gain and offset unknown is fine).
+    restored : (rows, cols) array_like
+        Its restoration, in the same units (any tool's).
+    noise_model : NoiseModel, optional
+        The raw data's noise; default :func:`fidelity_noise` (estimated from ``raw``).
+    modality : {"tem", "stem", "sem"}, optional
+        Prior for the noise estimate (scanned-probe noise is correlated along x).
+    scales : sequence of int
+        Window sides of the local tests, multiples of 4 px work best.
+    forward : callable, optional
+        Forward model applied to ``restored`` before the comparison (e.g. the blur
+        kernel of a deconvolution: the raw frame is the blurred image plus noise).
+
+    Returns
+    -------
+    Fidelity
+        ``map`` (float32, [0, 1], 1 = not supported) and ``summary``.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> truth = np.full((128, 128), 20.0)
+    >>> raw = rng.poisson(truth).astype(float)
+    >>> painted = truth.copy(); painted[40:80, 40:80] += 6.0   # a square the data lack
+    >>> nm = NoiseModel(gain=1.0, offset=0.0, readout_sigma=0.0)
+    >>> fidelity(raw, truth, nm).summary["flagged_fraction"] < 0.02
+    True
+    >>> bool(fidelity(raw, painted, nm).map[60, 60] > 0.9)
+    True
+    """
+    z, r = _check_pair(raw, restored)
+    scales = _check_scales(scales)
+    if noise_model is None:
+        noise_model = fidelity_noise(z, modality=modality)
+    elif not isinstance(noise_model, NoiseModel):
+        raise ValueError(
+            f"noise_model must be a NoiseModel or None; got {_short(noise_model)}. "
+            "Use em_restore.backend.noise.estimate_noise(raw), or None to estimate it."
+        )
+    if noise_model.gain <= 0 and noise_model.readout_sigma <= 0:
+        raise ValueError(
+            "noise_model has no noise (gain 0, readout_sigma 0); the residual cannot be "
+            "tested against it. Pass the detector's noise model or None to estimate it."
+        )
+    lines = _is_scanned(noise_model, modality)
+    m, summary = _frame_fidelity(z, r, noise_model, scales, forward, lines)
+    summary.update(_settings(noise_model, scales, forward, lines))
+    return Fidelity(m, summary)
+
+
+def _frames(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    return list(np.ndindex(*shape[:-2]))
+
+
+def iter_fidelity(
+    raw,
+    restored,
+    noise_model: NoiseModel | None = None,
+    *,
+    modality: str | None = None,
+    scales=SCALES,
+    forward=None,
+) -> Generator[Progress, None, Fidelity]:
+    """:func:`fidelity` over every frame of a stack, one Progress per frame.
+
+    ``raw`` and ``restored`` may be numpy or dask arrays of the same shape
+    ``(..., rows, cols)``; one frame of each is read at a time. The noise model is
+    estimated once, on the middle frame, unless given. The summary pools the
+    frames (``flagged_fraction``, ``chi2_ratio`` averaged) and lists each frame's.
+    """
+    if tuple(raw.shape) != tuple(restored.shape):
+        raise ValueError(
+            f"raw and restored must have the same shape; got {tuple(raw.shape)} and "
+            f"{tuple(restored.shape)}. Check the restoration of the same stack."
+        )
+    if len(raw.shape) < 2:
+        raise ValueError(f"raw must be a frame or a stack of frames; got shape {raw.shape}.")
+    scales = _check_scales(scales)
+    frames = _frames(tuple(raw.shape))
+    if noise_model is None:
+        mid = frames[len(frames) // 2]
+        noise_model = fidelity_noise(np.asarray(raw[mid]), modality=modality)
+    out = np.zeros(tuple(raw.shape), np.float32)
+    per_frame = []
+    for i, idx in enumerate(frames):
+        yield Progress(i, len(frames), "checking fidelity")
+        f = fidelity(
+            np.asarray(raw[idx]),
+            np.asarray(restored[idx]),
+            noise_model,
+            modality=modality,
+            scales=scales,
+            forward=forward,
+        )
+        out[idx] = f.map
+        per_frame.append(f.summary)
+    yield Progress(len(frames), len(frames), "checking fidelity")
+    if len(frames) == 1:
+        return Fidelity(out, per_frame[0])
+    summary = {
+        "flagged_fraction": round(float(np.mean([s["flagged_fraction"] for s in per_frame])), 5),
+        "chi2_ratio": round(float(np.mean([s["chi2_ratio"] for s in per_frame])), 5),
+        "outliers": int(sum(s["outliers"] for s in per_frame)),
+        "frames": [
+            {k: s[k] for k in ("flagged_fraction", "chi2_ratio", "mean_z", "regions")}
+            for s in per_frame
+        ],
+        **_settings(noise_model, scales, forward, _is_scanned(noise_model, modality)),
+    }
+    return Fidelity(out, summary)
+
+
+def fidelity_lazy(
+    raw, restored, noise_model: NoiseModel, *, modality=None, scales=SCALES, forward=None
+):
+    """The fidelity map of a stack as a dask array, one frame per chunk.
+
+    ``raw`` and ``restored`` are dask (or numpy) arrays of the same shape; the noise
+    model is required (estimate it once, e.g. with :func:`fidelity_noise` on one frame).
+    ``forward`` is one callable for every frame or a sequence of them, one per frame
+    (in C order over the leading axes), e.g. each burst window's own blur.
+    """
+    import dask.array as da
+
+    if not isinstance(noise_model, NoiseModel):
+        raise ValueError(
+            f"noise_model must be a NoiseModel; got {_short(noise_model)}. Estimate it "
+            "once with fidelity_noise(frame)."
+        )
+    if tuple(raw.shape) != tuple(restored.shape):
+        raise ValueError(
+            f"raw and restored must have the same shape; got {tuple(raw.shape)} and "
+            f"{tuple(restored.shape)}."
+        )
+    scales = _check_scales(scales)
+    lines = _is_scanned(noise_model, modality)
+    lead = len(raw.shape) - 2
+    chunks = (1,) * lead + tuple(raw.shape[-2:])
+    a = da.asarray(raw).rechunk(chunks)
+    b = da.asarray(restored).rechunk(chunks)
+
+    lead_shape = tuple(raw.shape[:-2])
+    per_frame = isinstance(forward, list | tuple)
+    if per_frame and len(forward) != int(np.prod(lead_shape, dtype=int)):
+        raise ValueError(
+            f"forward has {len(forward)} entries for {int(np.prod(lead_shape, dtype=int))} "
+            "frames; give one callable, or one per frame."
+        )
+
+    def block(x, y, block_info=None):
+        xs = x.reshape(x.shape[-2:])
+        ys = y.reshape(y.shape[-2:])
+        fwd = forward
+        if per_frame:
+            loc = tuple(block_info[0]["chunk-location"][:lead]) if block_info else (0,) * lead
+            fwd = forward[int(np.ravel_multi_index(loc, lead_shape)) if lead else 0]
+        m, _ = _frame_fidelity(
+            np.asarray(xs, np.float64),
+            np.asarray(ys, np.float64),
+            noise_model,
+            scales,
+            fwd,
+            lines,
+        )
+        return m.reshape(x.shape)
+
+    return da.map_blocks(block, a, b, dtype=np.float32)

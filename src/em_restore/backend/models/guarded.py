@@ -1,0 +1,256 @@
+"""The automatic default: the network, checked against the counts, with a classical fallback.
+
+A network restores an image in tens of milliseconds, but where the image is unlike
+anything it was trained on it can paint structure the counts do not hold. The
+classical plan (:func:`~em_restore.backend.denoise.iter_plan_denoise`) is slower and
+less sharp but does not invent. :class:`GuardedPlan` runs the network, tests its
+result with :func:`~em_restore.backend.fidelity.fidelity` against the raw frame's own
+noise model and, on every tile of :data:`FALLBACK_TILE` px whose flagged area exceeds
+:data:`FALLBACK_AREA`, uses the classical result instead, blended over
+:data:`RAMP` px across the seams. Frames the test passes cost the network plus the
+test; the classical plan is made (once, on the first frame that needs it) only when
+a tile falls back.
+
+Every decision is recorded: :meth:`GuardedPlan.to_metadata` carries the model (name
+and hash), the noise model the test used, the policy, the classical plan if one was
+made, and per frame the tiles that fell back with each tile's flagged area.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..denoise import Progress, _drain, apply_plan, iter_plan_denoise
+from ..fidelity import FLAG_LEVEL, MIN_SIDE, fidelity, fidelity_noise
+from .inference import ModelPlan, _as_frame, _check_stack_shape
+
+__all__ = ["FALLBACK_AREA", "FALLBACK_TILE", "RAMP", "GuardedPlan"]
+
+#: Side of the tiles the fallback decides on (px).
+FALLBACK_TILE = 128
+#: A tile falls back when more than this fraction of it is flagged.
+FALLBACK_AREA = 0.10
+#: Width of the blend between kept and fallen-back tiles (px).
+RAMP = 32
+
+
+def tile_decisions(fmap: np.ndarray, tile: int = FALLBACK_TILE, area: float = FALLBACK_AREA):
+    """(flagged fraction per tile, fallback per tile) on a grid of ``tile`` px tiles.
+
+    The last row and column of tiles take the remainder (a remainder under half a
+    tile joins its neighbour), so every tile has at least ``tile / 2`` px a side.
+    """
+    h, w = fmap.shape
+    ys, xs = _edges(h, tile), _edges(w, tile)
+    flagged = fmap >= FLAG_LEVEL
+    frac = np.array(
+        [
+            [flagged[y0:y1, x0:x1].mean() for x0, x1 in itertools.pairwise(xs)]
+            for y0, y1 in itertools.pairwise(ys)
+        ]
+    )
+    return frac, frac > area
+
+
+def _edges(n: int, tile: int) -> list[int]:
+    k = max(1, round(n / tile))
+    return [round(i * n / k) for i in range(k + 1)]
+
+
+def fallback_weight(decisions: np.ndarray, shape: tuple[int, int], tile: int = FALLBACK_TILE):
+    """Per-pixel weight of the fallback (1 on fallen-back tiles, linear ramps of RAMP px)."""
+    h, w = shape
+    ys, xs = _edges(h, tile), _edges(w, tile)
+    wt = np.zeros(shape, np.float32)
+    for i, (y0, y1) in enumerate(itertools.pairwise(ys)):
+        for j, (x0, x1) in enumerate(itertools.pairwise(xs)):
+            if decisions[i, j]:
+                wt[y0:y1, x0:x1] = 1.0
+    if wt.any() and not wt.all():
+        wt = ndi.uniform_filter(wt, size=RAMP, mode="nearest")
+    return wt
+
+
+class GuardedPlan:
+    """A :class:`~em_restore.backend.models.inference.ModelPlan` whose results are checked.
+
+    Same interface as the model plan (``method``, ``apply_frame``, ``iter_apply``,
+    ``lazy``, ``to_metadata``), so the CLI and the widgets use it unchanged.
+
+    Parameters
+    ----------
+    model_plan : ModelPlan
+    tile, area : int, float
+        The fallback's tile side and flagged-area threshold.
+    """
+
+    def __init__(
+        self, model_plan: ModelPlan, *, tile: int = FALLBACK_TILE, area: float = FALLBACK_AREA
+    ) -> None:
+        if not isinstance(model_plan, ModelPlan):
+            raise ValueError(
+                f"model_plan must be a ModelPlan; got {type(model_plan).__name__}. "
+                "Use plan_model(...) first."
+            )
+        self.model_plan = model_plan
+        self.model = model_plan.model
+        self.modality = model_plan.modality
+        self.tile, self.area = int(tile), float(area)
+        self.noise = None
+        self.classical = None
+        self.frames: list[dict] = []
+        self._lock = threading.Lock()
+
+    @property
+    def method(self) -> str:
+        return f"model {self.model.name}, checked"
+
+    # ------------------------------------------------------------------ parts
+    def _noise_for(self, frame: np.ndarray):
+        with self._lock:
+            if self.noise is None:
+                self.noise = fidelity_noise(frame, modality=self.modality)
+            return self.noise
+
+    def _classical_for(self, frame: np.ndarray):
+        with self._lock:
+            if self.classical is None:
+                self.classical = _drain(
+                    iter_plan_denoise(frame, "classical", modality=self.modality)
+                )
+            return self.classical
+
+    def check(self, frame, restored) -> tuple[np.ndarray, dict]:
+        """(fidelity map, summary) of a network result on one frame, with tile decisions."""
+        x = _as_frame(frame)
+        f = fidelity(x, restored, self._noise_for(x), modality=self.modality)
+        frac, fall = tile_decisions(f.map, self.tile, self.area)
+        summary = dict(f.summary)
+        summary["tile_flagged"] = np.round(frac, 4).tolist()
+        summary["tiles_fallen_back"] = int(fall.sum())
+        summary["tiles"] = int(fall.size)
+        return f.map, summary
+
+    def apply_frame_checked(self, frame, index: Any = ()) -> tuple[np.ndarray, np.ndarray, dict]:
+        """(result, fidelity map of the network result, decision record) for one frame."""
+        x = _as_frame(frame)
+        net = self.model_plan.apply_frame(x)
+        if min(x.shape) < MIN_SIDE:
+            record = {"frame": list(index), "checked": False, "tiles": 0, "tiles_fallen_back": 0}
+            record["reason"] = f"frame {x.shape[0]}×{x.shape[1]} px is under {MIN_SIDE} px a side"
+            with self._lock:
+                self.frames.append(record)
+            return net, np.zeros(x.shape, np.float32), record
+        fmap, summary = self.check(x, net)
+        fall = np.array([[v > self.area for v in row] for row in summary["tile_flagged"]])
+        record = {
+            "frame": list(index),
+            "flagged_fraction": summary["flagged_fraction"],
+            "chi2_ratio": summary["chi2_ratio"],
+            "tiles": summary["tiles"],
+            "tiles_fallen_back": summary["tiles_fallen_back"],
+            "tile_flagged": summary["tile_flagged"],
+            "regions": summary["regions"][:5],
+        }
+        out = net
+        if fall.any():
+            classical = apply_plan(x, self._classical_for(x)).astype(np.float32)
+            # fall back only where the classical result is itself better supported
+            c_frac, _ = tile_decisions(
+                fidelity(x, classical, self.noise, modality=self.modality).map, self.tile, self.area
+            )
+            n_frac = np.asarray(summary["tile_flagged"])
+            fall &= c_frac < 0.5 * n_frac
+            record["tile_flagged_classical"] = np.round(c_frac, 4).tolist()
+            record["tiles_fallen_back"] = int(fall.sum())
+            if fall.any():
+                wt = fallback_weight(fall, x.shape, self.tile)
+                out = (net * (1 - wt) + classical * wt).astype(np.float32)
+                record["fallback_area"] = round(float(wt.mean()), 4)
+        with self._lock:
+            self.frames.append(record)
+        return out, fmap, record
+
+    def apply_frame(self, frame) -> np.ndarray:
+        return self.apply_frame_checked(frame)[0]
+
+    def iter_apply(self, array) -> Generator[Progress, None, np.ndarray]:
+        """Every frame of ``array``, checked; the noise model from the middle frame."""
+        shape = tuple(int(s) for s in array.shape)
+        _check_stack_shape(shape)
+        lead = shape[:-2]
+        frames = list(np.ndindex(*lead))
+        if self.noise is None and min(shape[-2:]) >= MIN_SIDE:
+            mid = frames[len(frames) // 2]
+            self._noise_for(_as_frame(array[mid] if mid else array))
+        out = np.empty(shape, np.float32)
+        yield Progress(0, len(frames), f"restoring with {self.model.name} (checked)")
+        for k, idx in enumerate(frames):
+            out[idx] = self.apply_frame_checked(array[idx] if idx else array, idx)[0]
+            yield Progress(k + 1, len(frames), f"restoring with {self.model.name} (checked)")
+        return out
+
+    def lazy(self, array):
+        """A dask array of checked frames (one per chunk); decisions gather in ``frames``."""
+        import dask.array as da
+
+        shape = tuple(int(s) for s in array.shape)
+        _check_stack_shape(shape)
+        lead = len(shape) - 2
+        frames = list(np.ndindex(*shape[:-2]))
+        if self.noise is None and min(shape[-2:]) >= MIN_SIDE:
+            mid = frames[len(frames) // 2]
+            self._noise_for(_as_frame(array[mid] if mid else array))
+        src = da.asarray(array).rechunk((1,) * lead + shape[-2:])
+
+        def block(data: np.ndarray, block_info=None) -> np.ndarray:
+            loc = block_info[0]["chunk-location"][:lead] if block_info else ()
+            res = self.apply_frame_checked(data.reshape(shape[-2:]), tuple(loc))[0]
+            return res.reshape(data.shape)
+
+        return da.map_blocks(block, src, dtype=np.float32)
+
+    # --------------------------------------------------------------- records
+    def notice(self) -> str:
+        """One line for the user: where the network's result was not kept."""
+        n = len(self.frames)
+        fell = [f for f in self.frames if f["tiles_fallen_back"]]
+        if self.frames and not any(f.get("checked", True) for f in self.frames):
+            return f"fidelity: not checked ({self.frames[0]['reason']})"
+        if not fell:
+            worst = max((f.get("flagged_fraction", 0.0) for f in self.frames), default=0.0)
+            return (
+                f"fidelity: the network's result is supported by the counts "
+                f"({worst:.1%} of the area flagged at most, {n} frame(s))"
+            )
+        tiles = sum(f["tiles_fallen_back"] for f in fell)
+        total = sum(f["tiles"] for f in self.frames)
+        method = self.classical.method if self.classical is not None else "classical"
+        return (
+            f"fidelity: the network's result was not supported by the counts on {tiles} of "
+            f"{total} tiles in {len(fell)} of {n} frame(s); the classical plan ({method}) "
+            "was used there"
+        )
+
+    def to_metadata(self) -> dict:
+        meta = self.model_plan.to_metadata()
+        meta["checked"] = True
+        meta["fallback"] = {
+            "policy": {
+                "tile": self.tile,
+                "area": self.area,
+                "flag_level": FLAG_LEVEL,
+                "ramp": RAMP,
+            },
+            "noise": None if self.noise is None else self.noise.to_dict(),
+            "classical": None if self.classical is None else self.classical.to_metadata(),
+            "frames": sorted(self.frames, key=lambda f: f["frame"]),
+            "notice": self.notice() if self.frames else "",
+        }
+        return meta

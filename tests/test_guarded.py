@@ -1,0 +1,110 @@
+"""The automatic default: the network's result is kept where the counts support it and
+replaced by the classical plan's, tile by tile, where they do not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from em_restore.backend import denoise as dn
+from em_restore.backend import simulate as sim
+from em_restore.backend.models import plan_model
+from em_restore.backend.models.guarded import FALLBACK_TILE, GuardedPlan, fallback_weight
+
+
+@pytest.fixture(scope="module")
+def frame():
+    clean, _ = sim.nanoparticles((256, 256), pixel_size_nm=1.0, rng=11)
+    cfg = sim.AcquisitionConfig(modality="tem", dose=5.0)
+    raw, truth = sim.simulate_acquisition(clean, cfg, rng=12, return_expected=True)
+    return raw.astype(np.float64), truth
+
+
+@pytest.fixture(scope="module")
+def model_plan():
+    return plan_model(None, modality="tem", device="cpu")
+
+
+def _psnr(x, ref):
+    return 10 * np.log10(np.ptp(ref) ** 2 / np.mean((np.asarray(x, float) - ref) ** 2))
+
+
+def test_a_supported_result_is_the_network_result_exactly(frame, model_plan):
+    raw, _ = frame
+    plan = GuardedPlan(model_plan)
+    out = plan.apply_frame(raw)
+    np.testing.assert_array_equal(out, model_plan.apply_frame(raw))
+    assert plan.classical is None  # no fallback: the classical plan is never made
+    meta = plan.to_metadata()
+    assert meta["method"] == "model" and meta["checked"] is True
+    assert meta["model"]["sha256"] == model_plan.model.sha256
+    rec = meta["fallback"]["frames"][0]
+    assert rec["tiles_fallen_back"] == 0 and rec["tiles"] == 4
+    assert "supported" in plan.notice()
+
+
+def test_invented_detail_falls_back_to_the_classical_plan_on_its_tile(frame, model_plan):
+    raw, truth = frame
+
+    class Painting:
+        """The bundled network's result with a bright square painted into one tile."""
+
+        def __init__(self, inner):
+            self.inner = inner
+            self.model = inner.model
+            self.modality = inner.modality
+            self.modality_source = inner.modality_source
+
+        def apply_frame(self, x):
+            out = self.inner.apply_frame(x).copy()
+            out[20:100, 20:100] += 3.0  # 60 % of the level at 5 e-/px, in tile (0, 0)
+            return out
+
+        def to_metadata(self):
+            return self.inner.to_metadata()
+
+    plan = GuardedPlan(model_plan)
+    plan.model_plan = Painting(model_plan)
+    out = plan.apply_frame(raw)
+    rec = plan.frames[0]
+    assert rec["tile_flagged"][0][0] > 0.3
+    assert rec["tiles_fallen_back"] >= 1
+    classical = dn.apply_plan(raw, plan.classical)
+    painted = plan.model_plan.apply_frame(raw)
+    # the painted tile is the classical result; a far tile is still the network's
+    np.testing.assert_allclose(out[40:80, 40:80], classical[40:80, 40:80], rtol=1e-5)
+    np.testing.assert_array_equal(out[200:, 200:], painted[200:, 200:])
+    assert _psnr(out, truth) > _psnr(painted, truth) + 1.0
+    assert "not supported" in plan.notice()
+    meta = plan.to_metadata()["fallback"]
+    assert meta["classical"]["method"] == plan.classical.method
+    assert meta["frames"][0]["fallback_area"] > 0.1
+
+
+def test_the_blend_weight_ramps_across_tile_seams():
+    decisions = np.array([[True, False], [False, False]])
+    wt = fallback_weight(decisions, (256, 256), FALLBACK_TILE)
+    assert wt[10, 10] == 1.0 and wt[250, 250] == 0.0
+    row = wt[10, 100:160]
+    assert np.all(np.diff(row) <= 1e-6) and row[0] == 1.0 and row[-1] == 0.0
+
+
+def test_a_stack_is_checked_frame_by_frame(frame, model_plan):
+    raw, _ = frame
+    stack = np.stack([raw[:128, :128], raw[128:, 128:]])
+    plan = GuardedPlan(model_plan)
+    gen = plan.iter_apply(stack)
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        out = stop.value
+    assert out.shape == stack.shape
+    assert [f["frame"] for f in plan.to_metadata()["fallback"]["frames"]] == [[0], [1]]
+    lazy = np.asarray(GuardedPlan(model_plan).lazy(stack))
+    np.testing.assert_array_equal(lazy, out)
+
+
+def test_only_a_model_plan_can_be_guarded():
+    with pytest.raises(ValueError, match="plan_model"):
+        GuardedPlan("em-denoise-fast")
