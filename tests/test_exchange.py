@@ -132,14 +132,17 @@ def test_bmz_processing_reproduces_our_inference(packages, tmp_path):
 
 
 # --------------------------------------------------------------------------- ONNX
-def test_onnx_agrees_with_torch_within_1e4(packages):
+def test_onnx_agrees_with_torch_within_1e4(packages, tmp_path):
     import torch
 
     torch_model = load_model("em-denoise-fast", device="cpu")
     onnx_model = exchange.load_onnx(packages["onnx"])
+    test_input = np.load(_unzipped(packages["em-denoise-fast"], tmp_path) / "test_input.npy")
     rng = np.random.default_rng(0)
-    for shape in [(1, 1, 64, 96), (2, 1, 128, 80)]:  # dynamic batch and spatial size
-        x = rng.random(shape, dtype=np.float32)
+    cases = [exchange.scale_range(test_input, torch_model.config.normalisation, (2, 3))]
+    cases += [rng.random(s, dtype=np.float32) for s in [(1, 1, 64, 96), (2, 1, 128, 80)]]
+    for x in cases:  # the package's test tensor, then other batch and spatial sizes
+        shape = x.shape
         with torch.inference_mode():
             want = torch_model.net(torch.from_numpy(x)).numpy()
         got = onnx_model.net.run(x)
