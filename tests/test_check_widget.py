@@ -1,0 +1,161 @@
+"""Fidelity maps in a real napari viewer: the Check widget and the restoration widgets."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from em_restore.backend.simulate import AcquisitionConfig, nanoparticles, simulate_acquisition
+
+pytestmark = pytest.mark.gui
+
+SQUARE = (slice(60, 100), slice(80, 120))  # 40×40 px painted into the "restoration"
+
+
+@pytest.fixture(scope="module")
+def low_dose():
+    """A 5 e⁻/px TEM frame and its expected counts (the ideal restoration)."""
+    clean, _ = nanoparticles((192, 192), pixel_size_nm=1.0, diameters_nm=(12, 24), rng=3)
+    config = AcquisitionConfig.low_dose_tem(dose=5.0)
+    raw, expected = simulate_acquisition(clean, config, rng=1, return_expected=True)
+    return raw, expected.astype(np.float32)
+
+
+def _wait(qtbot, job, timeout=120_000):
+    qtbot.waitUntil(lambda: not job.running, timeout=timeout)
+
+
+def _digest(layer):
+    return hashlib.sha256(np.ascontiguousarray(layer.data).tobytes()).hexdigest()
+
+
+def _check_widget(viewer, raw, restored):
+    from em_restore._napari.check_widget import CheckWidget
+
+    widget = CheckWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.layer_combo.value = raw
+    widget.restored_combo.value = restored
+    return widget
+
+
+def test_check_widget_is_contributed_by_the_manifest(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-em-restore", "Check a restoration")
+    assert type(widget).__name__ == "CheckWidget"
+
+
+def test_expected_counts_are_supported(make_napari_viewer, qtbot, low_dose):
+    raw_data, expected = low_dose
+    viewer = make_napari_viewer()
+    raw = viewer.add_image(raw_data, name="raw", scale=(0.5, 0.5), translate=(3, 4))
+    restored = viewer.add_image(expected, name="ideal", scale=(0.5, 0.5), translate=(3, 4))
+    digest = _digest(raw)
+    widget = _check_widget(viewer, raw, restored)
+
+    _wait(qtbot, widget.run())
+
+    fmap = viewer.layers["ideal fidelity"]
+    assert widget.last_map is fmap and fmap.data.shape == raw_data.shape
+    assert fmap.data.dtype == np.float32 and 0 <= fmap.data.min() <= fmap.data.max() <= 1
+    assert tuple(fmap.contrast_limits) == (0.0, 1.0) and fmap.blending == "additive"
+    np.testing.assert_allclose(fmap.scale, raw.scale)
+    np.testing.assert_allclose(fmap.translate, raw.translate)
+    summary = fmap.metadata["em_restore"]["fidelity"]
+    assert summary["flagged_fraction"] <= 0.05
+    assert float((fmap.data >= 0.5).mean()) <= 0.05
+    assert 0.9 < summary["chi2_ratio"] < 1.1
+    assert restored.metadata["em_restore"]["fidelity"]["flagged_fraction"] <= 0.05
+    assert widget.summary_label.value.startswith("flagged ")
+    assert "χ² ratio" in widget.summary_label.value
+    json.dumps(fmap.metadata["em_restore"])
+    assert _digest(raw) == digest  # the raw layer is never written
+
+
+def test_painted_square_is_flagged_and_outlined(make_napari_viewer, qtbot, low_dose):
+    raw_data, expected = low_dose
+    painted = expected.copy()
+    painted[SQUARE] += 3.0
+    viewer = make_napari_viewer()
+    raw = viewer.add_image(raw_data, name="raw")
+    restored = viewer.add_image(painted, name="painted")
+    digest = _digest(raw)
+    widget = _check_widget(viewer, raw, restored)
+
+    _wait(qtbot, widget.run())
+
+    fmap = viewer.layers["painted fidelity"].data
+    inside = fmap[SQUARE]
+    assert float(inside.mean()) > 0.9 and float(np.median(inside)) > 0.95
+    outside = np.ones(fmap.shape, bool)
+    outside[48:112, 68:132] = False  # the square and its 12 px rim (4 px blocks, windows)
+    assert float((fmap[outside] >= 0.5).mean()) <= 0.05
+    shapes = viewer.layers["painted fidelity regions"]
+    assert widget.last_regions is shapes and len(shapes.data) >= 1
+    assert set(shapes.shape_type) == {"rectangle"}
+    np.testing.assert_allclose(shapes.edge_color[0], [1, 0, 0, 1])
+    tests = list(shapes.features["test"])
+    assert all(t in {"mean", "variance", "noise fitted", "detail"} for t in tests)
+
+    def overlap(rect):  # area shared with the square, in px
+        (y0, x0), (y1, x1) = rect.min(0) + 0.5, rect.max(0) + 0.5
+        dy = min(y1, 100) - max(y0, 60)
+        dx = min(x1, 120) - max(x0, 80)
+        return max(dy, 0) * max(dx, 0)
+
+    assert overlap(shapes.data[0]) >= 0.8 * 40 * 40  # the worst region is the square
+    summary = widget.summary
+    assert summary["flagged_fraction"] >= 0.8 * 40 * 40 / fmap.size
+    assert "worst region" in widget.summary_label.value
+    assert _digest(raw) == digest
+
+
+def test_frame_of_a_stack_is_checked_on_screen(make_napari_viewer, qtbot, low_dose):
+    raw_data, expected = low_dose
+    painted = expected.copy()
+    painted[SQUARE] += 3.0
+    raw_stack = np.stack([raw_data, raw_data])
+    viewer = make_napari_viewer()
+    raw = viewer.add_image(raw_stack, name="raw")
+    restored = viewer.add_image(np.stack([expected, painted]), name="two")
+    viewer.dims.set_current_step(0, 1)
+    widget = _check_widget(viewer, raw, restored)
+
+    _wait(qtbot, widget.run())
+
+    layer = viewer.layers["two fidelity"]
+    assert layer.data.shape == raw_data.shape  # the frame on screen
+    assert layer.metadata["em_restore"]["frame_index"] == [1]
+    assert float(layer.data[SQUARE].mean()) > 0.9
+    assert "(frame 1)" in widget.summary_label.value
+
+
+@pytest.mark.parametrize(
+    ("raw_shape", "restored_shape", "words"),
+    [
+        ((64, 64), (64, 48), "same image"),
+        ((12, 64), (12, 64), "at least 16"),
+        ((64, 64, 3), (64, 64), "RGB"),
+        (None, (64, 64), "choose a raw layer"),
+    ],
+)
+def test_bad_input_warns_and_adds_no_layer(
+    make_napari_viewer, monkeypatch, raw_shape, restored_shape, words
+):
+    viewer = make_napari_viewer()
+    raw = None
+    if raw_shape is not None:
+        raw = viewer.add_image(np.ones(raw_shape, np.uint8), name="raw", rgb=len(raw_shape) == 3)
+    restored = viewer.add_image(np.ones(restored_shape, np.float32), name="restored")
+    widget = _check_widget(viewer, raw, restored)
+    messages = []
+    monkeypatch.setattr("napari.utils.notifications.show_warning", messages.append)
+    names = [layer.name for layer in viewer.layers]
+
+    assert widget.run() is None
+
+    assert len(messages) == 1 and words in messages[0] and "\n" not in messages[0]
+    assert [layer.name for layer in viewer.layers] == names
