@@ -302,3 +302,22 @@ def test_multi_signal_file_opens_one_layer_per_signal_in_viewer(make_napari_view
     bcf = viewer.open(str(FORMATS / "bruker/test_TEM.bcf"), plugin="napari-em-restore")
     assert len(bcf) == 1
     assert bcf[0].metadata["em_restore"]["other_signals"][0]["kind"] == "spectrum image"
+
+
+def test_ccp4_map_is_read_as_mrc(tmp_path):
+    """``.map`` is JEOL's elemental map and also CCP4/MRC's density map: the header decides."""
+    import struct
+
+    header = bytearray(1024)
+    struct.pack_into("<4i", header, 0, 4, 3, 1, 2)
+    struct.pack_into("<3i", header, 28, 4, 3, 1)
+    struct.pack_into("<6f", header, 40, 8.0, 6.0, 1.0, 90.0, 90.0, 90.0)
+    struct.pack_into("<3i", header, 64, 1, 2, 3)
+    header[208:216] = b"MAP DD\x00\x00"
+    data = np.arange(12, dtype=np.float32).reshape(3, 4)
+    path = tmp_path / "density.map"
+    path.write_bytes(bytes(header) + data.tobytes())
+    assert io.can_read(path)
+    image = io.read(path)
+    assert image.scale == pytest.approx((0.2, 0.2))  # 2 Å
+    np.testing.assert_array_equal(image.data.compute(), data)

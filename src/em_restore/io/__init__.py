@@ -235,6 +235,8 @@ def read_all(path: str | os.PathLike) -> list[EMImage]:
         return [read_zarr(path)]
     ext = _check_path(path)
     _check_content(path, ext)
+    if ext == ".map" and _is_mrc(_head(path)):  # a CCP4/MRC density map, not a JEOL map
+        ext = ".mrc"
     name, module, function = _READERS[ext]
     try:
         if module == "_rsciio":

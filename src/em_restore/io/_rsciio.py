@@ -401,8 +401,11 @@ def calibration_from_tiff(path: Path) -> EMImage | None:
     """rosettasciio's reading of a TIFF's calibration (Zeiss, JEOL SightX, FEI, Hamamatsu...).
 
     Used when our TIFF reader finds none: the vendors' private tags that rosettasciio
-    knows. Returns None when it finds none either, or cannot parse the file.
+    knows. Returns None when it finds none either, or cannot parse the file. A TIFF
+    with none of those tags costs one IFD read, not an import of rosettasciio.
     """
+    if not _has_vendor_tags(path):
+        return None
     try:
         with _quiet_rsciio():
             signals = importlib.import_module("rsciio.tiff").file_reader(str(path), lazy=True)
@@ -415,6 +418,24 @@ def calibration_from_tiff(path: Path) -> EMImage | None:
     finally:
         _close_tiff_files(signals)
     return image if image.units[-1] != "pixel" else None
+
+
+# private tags whose calibration rosettasciio reads: Zeiss CZ_SEM, FEI SFEG/Helios,
+# Olympus SIS, TVIPS; JEOL SightX and Hamamatsu are known by their Make / Artist
+_VENDOR_TAG_CODES = {34118, 34680, 34682, 33560, 37706}
+
+
+def _has_vendor_tags(path: Path) -> bool:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            tags = tif.pages.first.tags
+            codes = {tag.code for tag in tags}
+            make, artist = str(tags.valueof(271) or ""), str(tags.valueof(315) or "")
+    except Exception:
+        return False
+    return bool(codes & _VENDOR_TAG_CODES) or make == "JEOL Ltd." or "Hamamatsu" in artist
 
 
 def _close_tiff_files(signals: list[dict]) -> None:
