@@ -69,7 +69,7 @@ MAGICS: dict[str, tuple[bytes, ...]] = {
 #: otherwise be loaded into memory at open time.
 EAGER_LIMIT_BYTES = 2 * 1024**3
 
-_REEXPORT = "re-export it from the acquisition software as TIFF and open the TIFF"
+_REEXPORT = "convert it to TIFF in the acquisition software (or with HyperSpy) and open the TIFF"
 
 
 @contextlib.contextmanager
@@ -205,7 +205,7 @@ def images_from_signals(
         raise unsupported(
             path,
             f"{fmt} file holds no image to restore, only {kinds}",
-            "open it in HyperSpy for spectra and 4-D data, or export an image as TIFF",
+            "use HyperSpy for spectra and 4-D data, or export an image from them as TIFF",
         )
     others = [s for s in summaries if s["kind"] not in ("image", "stack")]
     titles = [im.metadata["title"] for im in images]
