@@ -321,3 +321,12 @@ def test_ccp4_map_is_read_as_mrc(tmp_path):
     image = io.read(path)
     assert image.scale == pytest.approx((0.2, 0.2))  # 2 Å
     np.testing.assert_array_equal(image.data.compute(), data)
+
+
+def test_reader_patterns_cover_every_extension():
+    import yaml
+
+    manifest = yaml.safe_load((Path(__file__).resolve().parents[1] / "napari.yaml").read_text())
+    (reader,) = manifest["contributions"]["readers"]
+    patterns = {p.removeprefix("*") for p in reader["filename_patterns"]}
+    assert patterns == set(io.SUPPORTED_EXTENSIONS)
