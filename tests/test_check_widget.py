@@ -159,3 +159,103 @@ def test_bad_input_warns_and_adds_no_layer(
 
     assert len(messages) == 1 and words in messages[0] and "\n" not in messages[0]
     assert [layer.name for layer in viewer.layers] == names
+
+
+# ------------------------------------------------------------ restoration widgets
+def _denoise_widget(viewer, raw):
+    from em_restore._napari.denoise_widget import DenoiseWidget
+
+    widget = DenoiseWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.layer_combo.value = raw
+    return widget
+
+
+def test_fidelity_map_is_on_for_models_and_off_for_filters(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = _denoise_widget(viewer, None)
+    assert widget.method_combo.value == "default model" and widget.fidelity_check.value
+    widget.method_combo.value = "gaussian"
+    assert not widget.fidelity_check.value
+    widget.fidelity_check.value = True  # the user's choice holds until the method changes
+    widget.modality_combo.value = "sem"
+    assert widget.fidelity_check.value
+    widget.method_combo.value = "default model"
+    widget.method_combo.value = "classical"
+    assert not widget.fidelity_check.value
+
+
+def test_default_model_is_guarded_and_its_result_checked(
+    make_napari_viewer, qtbot, monkeypatch, low_dose
+):
+    from em_restore.backend.models import default_model_name
+
+    raw_data, expected = low_dose
+    viewer = make_napari_viewer()
+    raw = viewer.add_image(raw_data, name="raw", scale=(0.5, 0.5), translate=(3, 4))
+    digest = _digest(raw)
+    widget = _denoise_widget(viewer, raw)
+    widget.modality_combo.value = "tem"
+    infos = []
+    monkeypatch.setattr("napari.utils.notifications.show_info", infos.append)
+
+    _wait(qtbot, widget.run())
+
+    name = default_model_name("tem")
+    result = viewer.layers[f"raw denoised (model {name}, checked)"]
+    fmap = viewer.layers[f"{result.name} fidelity"]
+    assert widget.last_fidelity is fmap and fmap.data.shape == raw_data.shape
+    np.testing.assert_allclose(fmap.scale, raw.scale)
+    np.testing.assert_allclose(fmap.translate, raw.translate)
+    assert tuple(fmap.contrast_limits) == (0.0, 1.0) and fmap.blending == "additive"
+    meta = result.metadata["em_restore"]
+    record = meta["denoise"]
+    assert record["checked"] is True and record["model"]["name"] == name
+    frames = record["fallback"]["frames"]
+    assert len(frames) == 1 and frames[0]["tiles"] >= 1
+    assert record["fallback"]["noise"]["gain"] == pytest.approx(1.0, rel=0.15)
+    summary = meta["fidelity"]
+    assert summary == fmap.metadata["em_restore"]["fidelity"]
+    assert 0 <= summary["flagged_fraction"] <= 0.10  # the network is supported here
+    assert summary["flagged_fraction"] == pytest.approx(float((fmap.data >= 0.5).mean()), abs=1e-4)
+    assert any(m.startswith("fidelity: ") for m in infos)  # the guarded plan's notice
+    json.dumps(meta)
+    truth_err = float(np.sqrt(np.mean((result.data - expected) ** 2)))
+    raw_err = float(np.sqrt(np.mean((raw_data - expected) ** 2)))
+    assert truth_err < 0.5 * raw_err
+    assert _digest(raw) == digest
+
+
+def test_filters_get_no_map_and_a_guarded_stack_a_filling_one(make_napari_viewer, qtbot, low_dose):
+    raw_data, _expected = low_dose
+    rng = np.random.default_rng(0)
+    stack = np.stack([raw_data, rng.poisson(raw_data.mean(), raw_data.shape)]).astype(np.uint16)
+    viewer = make_napari_viewer()
+    raw = viewer.add_image(stack, name="raw")
+    digest = _digest(raw)
+    widget = _denoise_widget(viewer, raw)
+    widget.method_combo.value = "gaussian"
+    _wait(qtbot, widget.run())
+    assert [layer.name for layer in viewer.layers] == ["raw", "raw denoised (gaussian)"]
+
+    widget.method_combo.value = "default model"  # the map is on for it
+    viewer.dims.set_current_step(0, 1)
+    _wait(qtbot, widget.run())
+
+    result = widget.last_result[1]
+    fmap = viewer.layers[f"{result.name} fidelity"]
+    assert fmap.data.shape == stack.shape
+    assert fmap.metadata["em_restore"]["status"] == "complete"
+    assert result.metadata["em_restore"]["status"] == "complete"
+    data = np.asarray(fmap.data)
+    assert np.isfinite(data).all() and 0 <= data.min() <= data.max() <= 1
+    summary = result.metadata["em_restore"]["fidelity"]
+    assert summary["frame"] == [1]
+    stack_record = summary["stack"]
+    assert stack_record["frames_flagged"] == [
+        pytest.approx(float((data[i] >= 0.5).mean()), abs=1e-4) for i in range(2)
+    ]
+    assert summary["flagged_fraction"] <= 0.10  # the frame on screen: flat Poisson counts
+    frames = result.metadata["em_restore"]["denoise"]["fallback"]["frames"]
+    assert [f["frame"] for f in frames] == [[0], [1]]  # recorded once every frame was done
+    assert _digest(raw) == digest

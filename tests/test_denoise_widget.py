@@ -154,7 +154,7 @@ def test_default_model_is_listed_and_runs_with_its_hash_in_metadata(
     _wait(qtbot, job)
 
     name = default_model_name("tem")
-    result = viewer.layers[f"raw denoised (model {name})"]
+    result = viewer.layers[f"raw denoised (model {name}, checked)"]  # the guarded default
     record = result.metadata["em_restore"]["denoise"]
     entry = {e.name: e for e in list_models()}[name]
     assert record["method"] == "model" and record["model"]["name"] == name

@@ -8,6 +8,13 @@ the result is a new layer beside it with the plan (model name and weights hash,
 or method, parameters and noise model) in metadata. A stack is computed lazily
 (``denoise_lazy`` / ``ModelPlan.lazy``) into a layer that fills frame by frame
 (:mod:`._fill`), so a long stack is never loaded and the result shows at once.
+
+The default model runs as a :class:`~em_restore.backend.models.guarded.GuardedPlan`
+(a new one per run): tiles whose network result the counts do not support are
+restored by the classical plan instead, the decisions go into the metadata and a
+one-line notice is shown. With "fidelity map" (on for models), the result is then
+checked against the raw layer in the worker and its map added over it
+(:mod:`._fidelity`).
 """
 
 from __future__ import annotations
@@ -20,6 +27,13 @@ from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, PushButton
 
 from em_restore import __version__
 from em_restore._napari._base import JobWidget
+from em_restore._napari._fidelity import (
+    add_fidelity_layer,
+    fidelity_checkbox,
+    frame_summary,
+    iter_result_fidelity,
+    record_fidelity,
+)
 from em_restore._napari._fill import Filling, Streaming
 from em_restore._napari._jobs import Job
 from em_restore._napari._layers import (
@@ -78,10 +92,35 @@ def cached_model_plan(
 
 
 def _model_plan(request: dict[str, Any]) -> Generator[Any, None, Any]:
-    """In the worker: the model chosen in the method menu (:func:`cached_model_plan`)."""
+    """In the worker: the model chosen in the method menu (:func:`cached_model_plan`).
+
+    The default model is checked against the counts (a new GuardedPlan per job: it
+    gathers that job's decisions), as in the CLI.
+    """
     method = request["method"]
     spec = None if method == DEFAULT_MODEL else method[len(MODEL_PREFIX) :]
-    return (yield from cached_model_plan(spec, request["modality"], request["file_metadata"]))
+    plan = yield from cached_model_plan(spec, request["modality"], request["file_metadata"])
+    if method == DEFAULT_MODEL:
+        from em_restore.backend.models.guarded import GuardedPlan
+
+        plan = GuardedPlan(plan)
+    return plan
+
+
+def _fidelity_modality(request: dict[str, Any], plan: Any) -> str | None:
+    """The modality the result is checked under: the plan's, else the chosen or the file's."""
+    from em_restore.io import guess_modality
+
+    modality = getattr(plan, "modality", None) or request["modality"]
+    return modality or guess_modality(request["file_metadata"])
+
+
+def _notify(plan: Any) -> None:
+    """The guarded default's one-line notice (where the network was not kept)."""
+    if hasattr(plan, "notice"):
+        from napari.utils.notifications import show_info
+
+        show_info(plan.notice())
 
 
 def _plan_on_frame(request: dict[str, Any]) -> Generator[Any, None, tuple[np.ndarray, Any]]:
@@ -108,15 +147,28 @@ class DenoiseWidget(JobWidget):
             label="strength", value=1.0, min=0.01, max=100.0, step=0.1, enabled=False
         )
         self.preview_button = PushButton(text="Preview frame")
+        self.fidelity_check = fidelity_checkbox(True)
+        self.last_fidelity: Any = None
         self._arrange(
-            [self.method_combo, self.modality_combo, self.auto_strength, self.strength],
+            [
+                self.method_combo,
+                self.modality_combo,
+                self.auto_strength,
+                self.strength,
+                self.fidelity_check,
+            ],
             [self.preview_button],
         )
         self.method_combo.changed.connect(self._method_changed)
         self.auto_strength.changed.connect(self._method_changed)
+        self.method_combo.changed.connect(self._fidelity_default)
         self.preview_button.changed.connect(self.preview)
         user_models.changed.connect(self._models_changed)
         self._method_changed()
+
+    def _fidelity_default(self, _value: Any = None) -> None:
+        """On for a network result (any model), off for a classical filter; then the user's."""
+        self.fidelity_check.value = self.method_combo.value not in backend.METHODS
 
     def _models_changed(self) -> None:
         """A model was trained: list it (the current choice stays if it still exists)."""
@@ -165,6 +217,7 @@ class DenoiseWidget(JobWidget):
             "modality": modality,
             "file_metadata": file_metadata,
             "params": params,
+            "fidelity": bool(self.fidelity_check.value),
         }
 
     # ---------------------------------------------------------------- actions
@@ -177,12 +230,21 @@ class DenoiseWidget(JobWidget):
         def work() -> Generator[Any, None, Any]:
             frame, plan = yield from _plan_on_frame(request)
             if request["is_model"]:
-                return plan, plan.apply_frame(frame)
-            return plan, backend.apply_plan(frame, plan)
+                restored = plan.apply_frame(frame)
+            else:
+                restored = backend.apply_plan(frame, plan)
+            fid = None
+            if request["fidelity"]:
+                yield backend.Progress(0, 1, "checking fidelity")
+                fid = frame_summary(frame, restored, modality=_fidelity_modality(request, plan))
+            return plan, restored, fid
 
-        def done(result: tuple[Any, np.ndarray]) -> None:
-            plan, restored = result
-            self._add_preview(request, plan, restored)
+        def done(result: tuple[Any, np.ndarray, Any]) -> None:
+            plan, restored, fid = result
+            layer = self._add_preview(request, plan, restored)
+            if fid is not None:
+                self._add_fidelity(layer, fid.map, fid.summary)
+            _notify(plan)
 
         return self._start("Denoise preview", work, done)
 
@@ -204,24 +266,67 @@ class DenoiseWidget(JobWidget):
                 filling = Filling(lazy.astype(np.float32))
                 yield Streaming(filling, lambda f: self._add_result(request, plan, f.array))
                 yield from filling.run("frames denoised")
-                return plan, filling
-            if request["is_model"]:
+                restored = filling
+            elif request["is_model"]:
                 restored = yield from plan.iter_apply(data)
             else:
                 restored = yield from backend.iter_denoise(data, plan)
-            return plan, restored
+            if not request["fidelity"]:
+                return plan, restored, None
+            fid = yield from iter_result_fidelity(
+                data,
+                restored.array if isinstance(restored, Filling) else restored,
+                request["frame_index"],
+                lambda f: self._show_fidelity(restored, plan, f.array),
+                modality=_fidelity_modality(request, plan),
+            )
+            return plan, restored, fid
 
-        def done(result: tuple[Any, Any]) -> None:
-            plan, restored = result
+        def done(result: tuple[Any, Any, Any]) -> None:
+            plan, restored, fid = result
             if isinstance(restored, Filling):
                 restored.mark_complete()
+                layer = restored.layer
+                self._record_plan(layer, plan)
             else:
-                self._add_result(request, plan, restored)
+                layer = self._add_result(request, plan, restored)
+            if fid is not None:
+                fmap, summary = fid
+                if isinstance(fmap, Filling):
+                    fmap.mark_complete()
+                    record_fidelity(fmap.layer, summary)
+                    record_fidelity(layer, summary)
+                else:
+                    self._add_fidelity(layer, fmap, summary)
+            _notify(plan)
 
         return self._start("Denoise", work, done)
 
     def _start_buttons(self) -> list[Any]:
         return [self.preview_button, self.run_button]
+
+    # ---------------------------------------------------------------- fidelity
+    def _add_fidelity(self, result: Any, fmap: np.ndarray, summary: dict) -> Any:
+        """The map over ``result`` and the summary in both layers' metadata."""
+        record_fidelity(result, summary)
+        self.last_fidelity = add_fidelity_layer(self.viewer, result, fmap, summary)
+        return self.last_fidelity
+
+    def _show_fidelity(self, restored: Filling, plan: Any, fmap: Any) -> Any:
+        """A stack's map starts filling: its result is complete (with its decisions)."""
+        restored.mark_complete()
+        self._record_plan(restored.layer, plan)
+        self.last_fidelity = add_fidelity_layer(self.viewer, restored.layer, fmap, None)
+        return self.last_fidelity
+
+    @staticmethod
+    def _record_plan(layer: Any, plan: Any) -> None:
+        """A stack's plan record once every frame is done (the guarded decisions)."""
+        meta = dict(layer.metadata)
+        record = dict(meta.get("em_restore", {}))
+        record["denoise"] = plan.to_metadata()
+        meta["em_restore"] = record
+        layer.metadata = meta
 
     def _metadata(self, request: dict[str, Any], plan: Any, **extra: Any) -> dict[str, Any]:
         return {
@@ -244,6 +349,7 @@ class DenoiseWidget(JobWidget):
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)
         self.last_preview = self.viewer.add_image(restored, **kwargs)
+        return self.last_preview
 
     def _add_result(self, request: dict[str, Any], plan: Any, restored: Any) -> Any:
         source = request["layer"]
