@@ -259,3 +259,39 @@ def test_filters_get_no_map_and_a_guarded_stack_a_filling_one(make_napari_viewer
     frames = result.metadata["em_restore"]["denoise"]["fallback"]["frames"]
     assert [f["frame"] for f in frames] == [[0], [1]]  # recorded once every frame was done
     assert _digest(raw) == digest
+
+
+def test_deconvolution_is_checked_through_its_kernel(make_napari_viewer, qtbot):
+    from em_restore._napari.deconvolve_widget import DeconvolveWidget
+    from em_restore.backend import simulate as sim
+    from em_restore.backend.fidelity import fidelity
+    from em_restore.backend.psf import convolve, gaussian_psf
+
+    clean, _ = sim.nanoparticles((128, 128), pixel_size_nm=1.0, rng=0)
+    counts = np.random.default_rng(0).poisson(20 * convolve(clean, gaussian_psf(1.5)))
+    viewer = make_napari_viewer()
+    raw = viewer.add_image(counts.astype(np.float32), name="raw", scale=(0.5, 0.5))
+    digest = _digest(raw)
+    widget = DeconvolveWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget.fidelity_check.value  # the default pipeline denoises with the model
+    widget.denoise_check.value = False
+    assert not widget.fidelity_check.value
+    widget.fidelity_check.value = True
+    widget.layer_combo.value = raw
+    widget.psf_combo.value = "gaussian"
+    widget.psf_size.value = 1.5
+
+    _wait(qtbot, widget.run())
+
+    result = widget.last_result[1]
+    fmap = viewer.layers[f"{result.name} fidelity"]
+    assert widget.last_fidelity is fmap and fmap.data.shape == counts.shape
+    np.testing.assert_allclose(fmap.scale, raw.scale)
+    summary = result.metadata["em_restore"]["fidelity"]
+    assert summary["forward"] is not None  # compared after blurring by the kernel
+    assert summary["flagged_fraction"] <= 0.10 and 0.6 < summary["chi2_ratio"] < 1.2
+    # without the kernel the sharpened result is not what the counts recorded
+    unblurred = fidelity(counts.astype(float), np.asarray(result.data, float))
+    assert unblurred.summary["flagged_fraction"] > 0.5
+    assert _digest(raw) == digest

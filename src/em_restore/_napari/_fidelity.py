@@ -138,6 +138,25 @@ def add_fidelity_layer(viewer: Any, result: Any, fmap: Any, summary: dict | None
     return viewer.add_image(fmap, **kwargs)
 
 
+def show_stack_map(viewer: Any, result: Filling, fmap: Any) -> Any:
+    """Main thread, as a stack's map starts filling: its result is complete; add the map."""
+    result.mark_complete()
+    return add_fidelity_layer(viewer, result.layer, fmap, None)
+
+
+def finish_fidelity(viewer: Any, result: Any, fmap: Any, summary: dict) -> Any:
+    """Main thread, at the job's end: the map layer (added now for a frame; a stack's,
+    already filling, marked complete) with ``summary`` in its and ``result``'s metadata."""
+    if isinstance(fmap, Filling):
+        fmap.mark_complete()
+        layer = fmap.layer
+        record_fidelity(layer, summary)
+    else:
+        layer = add_fidelity_layer(viewer, result, fmap, summary)
+    record_fidelity(result, summary)
+    return layer
+
+
 def record_fidelity(layer: Any, summary: dict, **extra: Any) -> None:
     """``layer.metadata["em_restore"]["fidelity"] = summary`` (and ``extra`` beside it)."""
     meta = dict(layer.metadata)

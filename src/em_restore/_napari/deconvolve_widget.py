@@ -7,7 +7,9 @@ fills frame by frame, :mod:`._fill`), run by :class:`._jobs.Job` in a napari
 thread worker. The raw layer is never modified;
 the result is a new layer beside it with the plan (kernel(s), solver and its
 parameters, denoise stage) in metadata, and the kernel used is shown as its own
-small layer, in pixels.
+small layer, in pixels. With "fidelity map" (on when a model denoises first), the
+result, blurred by the kernel, is checked against the raw layer in the worker and its
+map added over it (:mod:`._fidelity`; one kernel for the whole frame only).
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ from magicgui.widgets import (
 
 from em_restore import __version__
 from em_restore._napari._base import JobWidget
+from em_restore._napari._fidelity import (
+    fidelity_checkbox,
+    finish_fidelity,
+    iter_result_fidelity,
+    show_stack_map,
+)
 from em_restore._napari._fill import Filling, Streaming
 from em_restore._napari._jobs import Job
 from em_restore._napari._layers import (
@@ -55,12 +63,21 @@ def psf_spec(kind: str, size: float, angle: float) -> str | None:
     return f"{kind}:{round(float(size), 3)}"
 
 
+def _blur_by(kernel: np.ndarray) -> Any:
+    """The forward model of a deconvolution: its result blurred by the kernel it removed."""
+    from em_restore.backend.psf import convolve
+
+    k = np.asarray(kernel, dtype=np.float64)
+    return lambda x: convolve(x, k)
+
+
 class DeconvolveWidget(JobWidget):
     """Blind or non-blind deconvolution of an image layer, in the background."""
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__(napari_viewer)
         self.last_kernel: Any = None
+        self.last_fidelity: Any = None
         self.scope_combo = ComboBox(label="apply to", choices=list(SCOPES), value=SCOPES[0])
         self.psf_combo = ComboBox(label="kernel", choices=list(PSF_KINDS), value=BLIND)
         self.psf_size = FloatSpinBox(
@@ -84,6 +101,7 @@ class DeconvolveWidget(JobWidget):
             "1: one kernel for the whole frame; n: one kernel per window of an n×n grid "
             "(spatially varying blur; blind estimation only)"
         )
+        self.fidelity_check = fidelity_checkbox(self._model_stage())
         self._arrange(
             [
                 self.scope_combo,
@@ -95,11 +113,21 @@ class DeconvolveWidget(JobWidget):
                 self.denoiser_combo,
                 self.modality_combo,
                 self.windows_spin,
+                self.fidelity_check,
             ]
         )
         self.psf_combo.changed.connect(self._options_changed)
         self.denoise_check.changed.connect(self._options_changed)
+        self.denoise_check.changed.connect(self._fidelity_default)
+        self.denoiser_combo.changed.connect(self._fidelity_default)
         self._options_changed()
+
+    def _fidelity_default(self, _value: Any = None) -> None:
+        """On when a network denoises first, off for a classical pipeline; then the user's."""
+        self.fidelity_check.value = self._model_stage()
+
+    def _model_stage(self) -> bool:
+        return bool(self.denoise_check.value) and DENOISERS[self.denoiser_combo.value] == "model"
 
     def _options_changed(self, _value: Any = None) -> None:
         kind = self.psf_combo.value
@@ -127,6 +155,8 @@ class DeconvolveWidget(JobWidget):
                 "convert it to greyscale first"
             )
             return None
+        from em_restore.io import guess_modality
+
         spec = psf_spec(self.psf_combo.value, self.psf_size.value, self.psf_angle.value)
         n = int(self.windows_spin.value) if spec is None else 1
         denoise = DENOISERS[self.denoiser_combo.value] if self.denoise_check.value else None
@@ -142,6 +172,8 @@ class DeconvolveWidget(JobWidget):
             "modality": modality if denoise is not None else None,
             "file_metadata": dict(layer.metadata.get("em_restore", {})),
             "windows": (n, n),
+            "fidelity": bool(self.fidelity_check.value),
+            "fidelity_modality": modality or guess_modality(layer.metadata.get("em_restore", {})),
         }
 
     # ---------------------------------------------------------------- actions
@@ -174,21 +206,46 @@ class DeconvolveWidget(JobWidget):
                 filling = Filling(backend.deconvolve_lazy(data, plan).astype(np.float32))
                 yield Streaming(filling, lambda f: self._add_result(request, plan, f.array))
                 yield from filling.run("frames deconvolved")
-                return plan, filling
-            if request["whole_stack"]:
+                restored = filling
+            elif request["whole_stack"]:
                 restored = yield from backend.iter_deconvolve(data, plan)
             else:
                 restored = yield from backend.iter_apply_deconv_plan(frame, plan)
-            return plan, restored
+            if not request["fidelity"] or len(plan.psfs) != 1:
+                return plan, restored, None
+            stack = isinstance(restored, Filling)
+            fid = yield from iter_result_fidelity(
+                data if request["whole_stack"] else frame,
+                restored.array if stack else restored,
+                request["frame_index"],
+                lambda f: self._show_fidelity(restored, f.array),
+                modality=request["fidelity_modality"],
+                forward=_blur_by(plan.psf),
+            )
+            return plan, restored, fid
 
-        def done(result: tuple[backend.DeconvPlan, Any]) -> None:
-            plan, restored = result
+        def done(result: tuple[backend.DeconvPlan, Any, Any]) -> None:
+            plan, restored, fid = result
             if isinstance(restored, Filling):
                 restored.mark_complete()
+                layer = restored.layer
             else:
-                self._add_result(request, plan, restored)
+                layer = self._add_result(request, plan, restored)
+            if fid is not None:
+                self.last_fidelity = finish_fidelity(self.viewer, layer, *fid)
+            elif request["fidelity"]:
+                from napari.utils.notifications import show_info
+
+                show_info(
+                    f"Deconvolve: no fidelity map with {len(plan.psfs)} kernels (one per "
+                    "window); it needs one kernel for the whole frame — set windows to 1"
+                )
 
         return self._start("Deconvolve", work, done)
+
+    def _show_fidelity(self, restored: Filling, fmap: Any) -> Any:
+        self.last_fidelity = show_stack_map(self.viewer, restored, fmap)
+        return self.last_fidelity
 
     def _add_result(self, request: dict[str, Any], plan: backend.DeconvPlan, restored: Any) -> Any:
         source = request["layer"]

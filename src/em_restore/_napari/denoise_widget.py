@@ -28,11 +28,11 @@ from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, PushButton
 from em_restore import __version__
 from em_restore._napari._base import JobWidget
 from em_restore._napari._fidelity import (
-    add_fidelity_layer,
     fidelity_checkbox,
+    finish_fidelity,
     frame_summary,
     iter_result_fidelity,
-    record_fidelity,
+    show_stack_map,
 )
 from em_restore._napari._fill import Filling, Streaming
 from em_restore._napari._jobs import Job
@@ -243,7 +243,7 @@ class DenoiseWidget(JobWidget):
             plan, restored, fid = result
             layer = self._add_preview(request, plan, restored)
             if fid is not None:
-                self._add_fidelity(layer, fid.map, fid.summary)
+                self.last_fidelity = finish_fidelity(self.viewer, layer, fid.map, fid.summary)
             _notify(plan)
 
         return self._start("Denoise preview", work, done)
@@ -291,13 +291,7 @@ class DenoiseWidget(JobWidget):
             else:
                 layer = self._add_result(request, plan, restored)
             if fid is not None:
-                fmap, summary = fid
-                if isinstance(fmap, Filling):
-                    fmap.mark_complete()
-                    record_fidelity(fmap.layer, summary)
-                    record_fidelity(layer, summary)
-                else:
-                    self._add_fidelity(layer, fmap, summary)
+                self.last_fidelity = finish_fidelity(self.viewer, layer, *fid)
             _notify(plan)
 
         return self._start("Denoise", work, done)
@@ -305,18 +299,10 @@ class DenoiseWidget(JobWidget):
     def _start_buttons(self) -> list[Any]:
         return [self.preview_button, self.run_button]
 
-    # ---------------------------------------------------------------- fidelity
-    def _add_fidelity(self, result: Any, fmap: np.ndarray, summary: dict) -> Any:
-        """The map over ``result`` and the summary in both layers' metadata."""
-        record_fidelity(result, summary)
-        self.last_fidelity = add_fidelity_layer(self.viewer, result, fmap, summary)
-        return self.last_fidelity
-
     def _show_fidelity(self, restored: Filling, plan: Any, fmap: Any) -> Any:
         """A stack's map starts filling: its result is complete (with its decisions)."""
-        restored.mark_complete()
         self._record_plan(restored.layer, plan)
-        self.last_fidelity = add_fidelity_layer(self.viewer, restored.layer, fmap, None)
+        self.last_fidelity = show_stack_map(self.viewer, restored, fmap)
         return self.last_fidelity
 
     @staticmethod
