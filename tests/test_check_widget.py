@@ -295,3 +295,41 @@ def test_deconvolution_is_checked_through_its_kernel(make_napari_viewer, qtbot):
     unblurred = fidelity(counts.astype(float), np.asarray(result.data, float))
     assert unblurred.summary["flagged_fraction"] > 0.5
     assert _digest(raw) == digest
+
+
+def test_burst_frames_are_checked_through_their_motion_blur(make_napari_viewer, qtbot):
+    from em_restore._napari.burst_widget import BurstWidget
+    from em_restore.backend import simulate as sim
+
+    spec, _ = sim.random_specimen((120, 200), rng=0, kinds=("nanoparticles",))
+    noisy, _sharp, _ = sim.moving_stage_stream(
+        spec, n_frames=6, frame_shape=(64, 64), velocity_px_per_frame=(0.0, 4.0), dose=100, rng=1
+    )
+    viewer = make_napari_viewer()
+    raw = viewer.add_image(noisy.astype(np.float32), name="raw", scale=(2.0, 0.5, 0.5))
+    digest = _digest(raw)
+    viewer.dims.set_current_step(0, 3)
+    widget = BurstWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.method_combo.value = "network"
+    assert widget.fidelity_check.value  # on for the network, off for the fusions
+    widget.method_combo.value = "classical"
+    assert not widget.fidelity_check.value
+    widget.fidelity_check.value = True
+    widget.layer_combo.value = raw
+    widget.frames_spin.value = 5
+
+    _wait(qtbot, widget.run())
+
+    result = viewer.layers["raw burst (classical)"]
+    fmap = viewer.layers["raw burst (classical) fidelity"]
+    assert widget.last_fidelity is fmap and fmap.data.shape == result.data.shape == (2, 64, 64)
+    np.testing.assert_allclose(fmap.scale, result.scale)
+    np.testing.assert_allclose(fmap.translate, result.translate)  # on the centre frames
+    assert fmap.metadata["em_restore"]["status"] == "complete"
+    summary = result.metadata["em_restore"]["fidelity"]
+    assert summary["frame"] == [1]  # output 1 sits at raw frame 3, the one on screen
+    assert summary["forward"] is not None and 0.8 < summary["chi2_ratio"] < 1.2
+    assert summary["stack"]["flagged_fraction"] <= 0.05
+    assert len(summary["stack"]["frames_flagged"]) == 2
+    assert _digest(raw) == digest

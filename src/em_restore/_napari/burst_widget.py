@@ -11,6 +11,10 @@ shifts) in metadata. Output frame
 ``i`` is registered to input frame ``centres[i]`` (its window's middle), so its
 time axis is the source's, ``stride`` times coarser and starting at
 ``centres[0]``: every restored frame sits at the time of its middle input frame.
+
+With "fidelity map" (on for the network), each restored frame, blurred by its
+window's motion kernel, is checked against its middle raw frame in the worker and the
+map added over the result (:mod:`._fidelity`), as ``em-restore burst --fidelity-out``.
 """
 
 from __future__ import annotations
@@ -28,9 +32,15 @@ from magicgui.widgets import (
 
 from em_restore import __version__
 from em_restore._napari._base import JobWidget
+from em_restore._napari._fidelity import (
+    fidelity_checkbox,
+    finish_fidelity,
+    iter_result_fidelity,
+    show_stack_map,
+)
 from em_restore._napari._fill import Filling, Streaming, default_batch, iter_batches
 from em_restore._napari._jobs import Job
-from em_restore._napari._layers import result_layer_kwargs
+from em_restore._napari._layers import current_frame_index, result_layer_kwargs
 from em_restore._napari._models import user_models
 from em_restore.backend import burst as backend
 from em_restore.backend.denoise import Progress
@@ -78,6 +88,8 @@ class BurstWidget(JobWidget):
         self.lazy_check.tooltip = (
             "add the result at once and restore each frame only when it is shown"
         )
+        self.fidelity_check = fidelity_checkbox(self.method_combo.value == "network")
+        self.last_fidelity: Any = None
         self._arrange(
             [
                 self.frames_spin,
@@ -86,15 +98,21 @@ class BurstWidget(JobWidget):
                 self.model_combo,
                 self.exposure_spin,
                 self.lazy_check,
+                self.fidelity_check,
             ]
         )
         self.method_combo.changed.connect(self._options_changed)
+        self.method_combo.changed.connect(self._fidelity_default)
         user_models.changed.connect(self.model_combo.reset_choices)
         self._options_changed()
 
     def _disconnect(self, _obj: Any = None) -> None:
         user_models.changed.disconnect(self.model_combo.reset_choices)
         super()._disconnect(_obj)
+
+    def _fidelity_default(self, _value: Any = None) -> None:
+        """On for the network's result, off for the classical fusions; then the user's."""
+        self.fidelity_check.value = self.method_combo.value == "network"
 
     def _models(self, _widget: Any = None) -> list[str]:
         return burst_model_names()
@@ -115,6 +133,8 @@ class BurstWidget(JobWidget):
     def _request(self) -> dict[str, Any] | None:
         """The user's choices, checked on the main thread; None (and a message) if invalid."""
         from napari.utils.notifications import show_warning
+
+        from em_restore.io import guess_modality
 
         layer = self.layer_combo.value
         if layer is None:
@@ -163,6 +183,9 @@ class BurstWidget(JobWidget):
             "stride": int(self.stride_spin.value),
             "model": model,
             "exposure": float(self.exposure_spin.value),
+            "frame_index": current_frame_index(layer, self.viewer.dims.point),
+            "fidelity": bool(self.fidelity_check.value),
+            "modality": guess_modality(layer.metadata.get("em_restore", {})),
         }
 
     @staticmethod
@@ -183,6 +206,13 @@ class BurstWidget(JobWidget):
             return None
         if self.lazy_check.value:
             self._add_lazy(request)
+            if request["fidelity"]:
+                from napari.utils.notifications import show_info
+
+                show_info(
+                    "Burst: no fidelity map on demand (the frames are not computed yet); "
+                    "untick 'on demand' to get one"
+                )
             return None
 
         data = request["data"]
@@ -205,12 +235,53 @@ class BurstWidget(JobWidget):
             filling = Filling(backend.burst_lazy(data, plan, shifts))
             yield Streaming(filling, lambda f: self._add_result(request, plan, f.array, info))
             yield from filling.run("frames fused")
-            return plan, filling, info
+            fid = None
+            if request["fidelity"]:
+                fid = yield from self._iter_fidelity(request, plan, filling, shifts, info)
+            return plan, filling, fid
 
-        def done(result: tuple[backend.BurstPlan, Filling, dict]) -> None:
-            result[1].mark_complete()
+        def done(result: tuple[backend.BurstPlan, Filling, Any]) -> None:
+            _plan, filling, fid = result
+            filling.mark_complete()
+            if fid is not None:
+                self.last_fidelity = finish_fidelity(self.viewer, filling.layer, *fid)
 
         return self._start("Burst", work, done)
+
+    def _iter_fidelity(
+        self,
+        request: dict[str, Any],
+        plan: backend.BurstPlan,
+        filling: Filling,
+        shifts: np.ndarray,
+        info: dict[str, Any],
+    ) -> Generator[Any, None, Any]:
+        """In the worker: each output against its window's middle raw frame, blurred as
+        that frame was by the stage motion the registration measured (as the CLI)."""
+        import dask.array as da
+
+        from em_restore.backend.psf import convolve
+
+        centres = np.asarray(info["centres"])
+        kernels = [backend.motion_kernels(s, plan.exposure)[len(s) // 2] for s in shifts]
+        forwards = [lambda x, k=k: convolve(x, k) for k in kernels]
+        raw = da.asarray(request["data"])[centres]  # lazy: one frame read at a time
+        t = request["frame_index"][0] if request["frame_index"] else int(centres[0])
+        nearest = int(np.argmin(np.abs(centres - t)))  # the output shown beside frame t
+        return (
+            yield from iter_result_fidelity(
+                raw,
+                filling.array,
+                (nearest,),
+                lambda f: self._show_fidelity(filling, f.array),
+                modality=request["modality"],
+                forward=forwards,
+            )
+        )
+
+    def _show_fidelity(self, filling: Filling, fmap: Any) -> Any:
+        self.last_fidelity = show_stack_map(self.viewer, filling, fmap)
+        return self.last_fidelity
 
     def _add_lazy(self, request: dict[str, Any]) -> None:
         """Plan on the main thread (fast) and add a dask-backed result; no job."""
