@@ -223,6 +223,15 @@ def test_default_model_is_guarded_and_its_result_checked(
     truth_err = float(np.sqrt(np.mean((result.data - expected) ** 2)))
     raw_err = float(np.sqrt(np.mean((raw_data - expected) ** 2)))
     assert truth_err < 0.5 * raw_err
+
+    infos.clear()
+    _wait(qtbot, widget.preview())  # a new guarded plan: its own record, its own map
+    preview = widget.last_preview
+    assert preview.metadata["em_restore"]["denoise"]["fallback"]["frames"][0]["frame"] == []
+    pmap = viewer.layers[f"{preview.name} fidelity"]
+    assert pmap.data.shape == raw_data.shape
+    assert preview.metadata["em_restore"]["fidelity"]["flagged_fraction"] <= 0.10
+    assert len(infos) == 1 and infos[0].startswith("fidelity: ")
     assert _digest(raw) == digest
 
 
@@ -333,3 +342,25 @@ def test_burst_frames_are_checked_through_their_motion_blur(make_napari_viewer, 
     assert summary["stack"]["flagged_fraction"] <= 0.05
     assert len(summary["stack"]["frames_flagged"]) == 2
     assert _digest(raw) == digest
+
+
+def test_cancel_while_the_map_fills_keeps_a_complete_result(make_napari_viewer, qtbot):
+    stack = np.random.default_rng(0).poisson(5.0, (60, 128, 128)).astype(np.uint16)
+    viewer = make_napari_viewer()
+    raw = viewer.add_image(stack, name="raw")
+    widget = _denoise_widget(viewer, raw)
+    widget.method_combo.value = "gaussian"
+    widget.fidelity_check.value = True
+
+    job = widget.run()
+    qtbot.waitUntil(lambda: widget.last_fidelity is not None, timeout=60_000)
+    widget.cancel()
+    _wait(qtbot, job)
+
+    result, fmap = widget.last_result[1], widget.last_fidelity
+    assert result.metadata["em_restore"]["status"] == "complete"
+    assert "fidelity" not in result.metadata["em_restore"]  # no summary of a partial map
+    record = fmap.metadata["em_restore"]
+    assert record["status"] == "partial" and "(partial " in fmap.name
+    assert 0 <= record["frames_done"] < 60
+    assert "cancelled" in widget.status.value
