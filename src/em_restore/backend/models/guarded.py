@@ -6,8 +6,9 @@ classical plan (:func:`~em_restore.backend.denoise.iter_plan_denoise`) is slower
 less sharp but does not invent. :class:`GuardedPlan` runs the network, tests its
 result with :func:`~em_restore.backend.fidelity.fidelity` against the raw frame's own
 noise model and, on every tile of :data:`FALLBACK_TILE` px whose flagged area exceeds
-:data:`FALLBACK_AREA`, uses the classical result instead, blended over
-:data:`RAMP` px across the seams. Frames the test passes cost the network plus the
+:data:`FALLBACK_AREA` (and where the classical result is itself flagged on less than
+half that area), uses the classical result in the flagged regions (with a margin of
+:data:`MARGIN` px), blended over :data:`RAMP` px. Frames the test passes cost the network plus the
 test; the classical plan is made (once, on the first frame that needs it) only when
 a tile falls back.
 
@@ -30,14 +31,16 @@ from ..denoise import Progress, _drain, apply_plan, iter_plan_denoise
 from ..fidelity import FLAG_LEVEL, MIN_SIDE, fidelity, fidelity_noise
 from .inference import ModelPlan, _as_frame, _check_stack_shape
 
-__all__ = ["FALLBACK_AREA", "FALLBACK_TILE", "RAMP", "GuardedPlan"]
+__all__ = ["FALLBACK_AREA", "FALLBACK_TILE", "MARGIN", "RAMP", "GuardedPlan", "fallback_weight"]
 
 #: Side of the tiles the fallback decides on (px).
 FALLBACK_TILE = 128
 #: A tile falls back when more than this fraction of it is flagged.
 FALLBACK_AREA = 0.10
-#: Width of the blend between kept and fallen-back tiles (px).
+#: Width of the blend between the network's and the classical result (px).
 RAMP = 32
+#: Flagged regions are replaced with this margin around them (px).
+MARGIN = 8
 
 
 def tile_decisions(fmap: np.ndarray, tile: int = FALLBACK_TILE, area: float = FALLBACK_AREA):
@@ -63,8 +66,15 @@ def _edges(n: int, tile: int) -> list[int]:
     return [round(i * n / k) for i in range(k + 1)]
 
 
-def fallback_weight(decisions: np.ndarray, shape: tuple[int, int], tile: int = FALLBACK_TILE):
-    """Per-pixel weight of the fallback (1 on fallen-back tiles, linear ramps of RAMP px)."""
+def fallback_weight(
+    decisions: np.ndarray, shape: tuple[int, int], tile: int = FALLBACK_TILE, fmap=None
+) -> np.ndarray:
+    """Per-pixel weight of the fallback: 1 where it replaces the network, ramps of RAMP px.
+
+    Without ``fmap``, whole fallen-back tiles; with it, only the flagged regions of
+    those tiles (``fmap >= FLAG_LEVEL``, dilated by :data:`MARGIN` px), so a flagged
+    patch does not take its whole tile, nor the strip it spills into a neighbour.
+    """
     h, w = shape
     ys, xs = _edges(h, tile), _edges(w, tile)
     wt = np.zeros(shape, np.float32)
@@ -72,6 +82,9 @@ def fallback_weight(decisions: np.ndarray, shape: tuple[int, int], tile: int = F
         for j, (x0, x1) in enumerate(itertools.pairwise(xs)):
             if decisions[i, j]:
                 wt[y0:y1, x0:x1] = 1.0
+    if fmap is not None and wt.any():
+        flagged = ndi.binary_dilation(fmap >= FLAG_LEVEL, iterations=MARGIN)
+        wt *= flagged
     if wt.any() and not wt.all():
         wt = ndi.uniform_filter(wt, size=RAMP, mode="nearest")
     return wt
@@ -170,7 +183,7 @@ class GuardedPlan:
             record["tile_flagged_classical"] = np.round(c_frac, 4).tolist()
             record["tiles_fallen_back"] = int(fall.sum())
             if fall.any():
-                wt = fallback_weight(fall, x.shape, self.tile)
+                wt = fallback_weight(fall, x.shape, self.tile, fmap)
                 out = (net * (1 - wt) + classical * wt).astype(np.float32)
                 record["fallback_area"] = round(float(wt.mean()), 4)
         with self._lock:
@@ -246,6 +259,7 @@ class GuardedPlan:
                 "tile": self.tile,
                 "area": self.area,
                 "flag_level": FLAG_LEVEL,
+                "margin": MARGIN,
                 "ramp": RAMP,
             },
             "noise": None if self.noise is None else self.noise.to_dict(),
