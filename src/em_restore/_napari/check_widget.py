@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 MODALITIES = ("auto", "tem", "stem", "sem")
 #: Smallest frame side the fidelity tests work on (px); the backend's MIN_SIDE.
 MIN_SIDE = 16
-#: How many of the worst regions are outlined.
-MAX_REGIONS = 10
+#: How many of the worst regions are outlined (all are in the summary).
+MAX_REGIONS = 5
 
 
 def region_rectangles(regions: list[dict]) -> list[np.ndarray]:
