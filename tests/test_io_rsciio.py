@@ -330,3 +330,20 @@ def test_reader_patterns_cover_every_extension():
     (reader,) = manifest["contributions"]["readers"]
     patterns = {p.removeprefix("*") for p in reader["filename_patterns"]}
     assert patterns == set(io.SUPPORTED_EXTENSIONS)
+
+
+def test_missing_optional_package_is_named(tmp_path, monkeypatch):
+    import importlib
+
+    real = importlib.import_module
+
+    def no_mrcz(name, *args):
+        if name == "rsciio.mrcz":
+            raise ModuleNotFoundError("No module named 'mrcz'", name="mrcz")
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", no_mrcz)
+    path = tmp_path / "a.mrcz"
+    path.write_bytes(b"\x01" * 2000)
+    with pytest.raises(io.UnsupportedFileError, match=r"package 'mrcz'.*pip install mrcz"):
+        io.read_all(path)

@@ -182,6 +182,12 @@ def read_signals(path: Path, fmt: str, modules: tuple[str, ...]) -> list[EMImage
             raise
         except MemoryError:
             raise
+        except ModuleNotFoundError as exc:  # an optional package of rosettasciio's
+            raise unsupported(
+                path,
+                f"reading {fmt} needs the Python package '{exc.name}', which is not installed",
+                f"install it (e.g. pip install {exc.name}) and open the file again",
+            ) from exc
         except Exception as exc:  # a parser failure: try the next reader, then report
             error = exc
     else:
