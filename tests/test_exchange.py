@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import zipfile
@@ -230,7 +231,7 @@ def test_a_bundled_name_is_not_taken(packages, user_models):
 
 
 def test_foreign_denoiser_with_onnx_weights_is_imported(
-    packages, user_models, tmp_path, noisy_frame
+    packages, user_models, tmp_path, noisy_frame, capsys
 ):
     folder = _unzipped(packages["em-denoise-fast"], tmp_path)
 
@@ -250,6 +251,11 @@ def test_foreign_denoiser_with_onnx_weights_is_imported(
     assert model.net.stride == original.net.stride  # from the package's axis step
     want = predict_frame(original, noisy_frame)
     assert _psnr(predict_frame(model, noisy_frame), want) >= 60.0
+    # listed with the other models, as an ONNX user model
+    assert main(["models", "--json", "--task", "denoise"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["their-denoiser"]["architecture"] == "onnx"
+    assert rows["their-denoiser"]["path"].endswith(exchange.ONNX_FILE)
 
 
 def test_a_package_that_needs_code_is_refused_in_one_line(packages, user_models, tmp_path, capsys):

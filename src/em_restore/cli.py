@@ -791,6 +791,22 @@ def _models(args: argparse.Namespace) -> int:
                 "description": e.config.description,
             }
         )
+    if args.task in (None, "denoise"):
+        from em_restore.backend.models.exchange import ONNX_FILE, onnx_user_models
+
+        for folder in onnx_user_models():  # imported ONNX denoisers (onnxruntime)
+            rows.append(
+                {
+                    "name": folder.name,
+                    "source": "user",
+                    "task": "denoise",
+                    "architecture": "onnx",
+                    "modalities": [],
+                    "default_for": [],
+                    "path": str(folder / ONNX_FILE),
+                    "description": "imported ONNX model, run with onnxruntime on the CPU",
+                }
+            )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

@@ -67,6 +67,7 @@ __all__ = [
     "import_bmz",
     "load_onnx",
     "onnx_model_path",
+    "onnx_user_models",
 ]
 
 ONNX_FILE = "model.onnx"
@@ -291,6 +292,19 @@ def onnx_model_path(spec) -> Path | None:
         ):
             return folder / ONNX_FILE
     return None
+
+
+def onnx_user_models() -> list[Path]:
+    """The user model folders that hold an imported ONNX denoiser (``model.onnx``, no
+    ``config.json``), by name; listed by ``em-restore models`` beside the torch models."""
+    root = user_model_dir()
+    if not root.is_dir():
+        return []
+    return sorted(
+        f
+        for f in root.iterdir()
+        if f.is_dir() and (f / ONNX_FILE).is_file() and not (f / CONFIG_FILE).exists()
+    )
 
 
 def _onnx_config(meta: dict, path: Path) -> tuple[OnnxConfig, int]:
