@@ -347,3 +347,21 @@ def test_missing_optional_package_is_named(tmp_path, monkeypatch):
     path.write_bytes(b"\x01" * 2000)
     with pytest.raises(io.UnsupportedFileError, match=r"package 'mrcz'.*pip install mrcz"):
         io.read_all(path)
+
+
+def test_velox_spectrum_image_beside_one_image_is_listed(tmp_path):
+    """One image (our Velox reader) and an EDS spectrum image: the SI is listed."""
+    import h5py
+
+    path = tmp_path / "si.emd"
+    column = np.zeros(4096, np.uint8)
+    column[:2] = list(b"{}")
+    with h5py.File(path, "w") as h5:
+        image = h5.create_group("Data/Image/aaaa")
+        image["Data"] = np.zeros((4, 5, 1), np.uint16)
+        image["Metadata"] = column[:, None]
+        h5.create_group("Data/SpectrumStream/bbbb")["Data"] = np.zeros((1000, 1), np.uint16)
+    (only,) = io.read_all(path)
+    assert only.data.shape == (4, 5)
+    (other,) = only.metadata["other_signals"]
+    assert (other["kind"], other["shape"]) == ("spectrum image", [1000, 1])

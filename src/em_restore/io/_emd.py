@@ -196,8 +196,42 @@ def _velox_extra(meta: dict, images: list, group: h5py.Group) -> dict[str, Any]:
         "velox_image": group.name,
         "velox_other_images": [g.name for g in images if g.name != group.name],
         "velox_metadata": meta,
+        "other_signals": _velox_others(group.file),
     }
     return {k: v for k, v in extra.items() if v is not None}
+
+
+# Velox /Data groups that hold signals which are not images to restore
+_VELOX_OTHER_KINDS = {
+    "SpectrumImage": "spectrum image",
+    "SpectrumStream": "spectrum image",
+    "Spectrum": "spectrum",
+    "Line": "spectrum",
+}
+
+
+def _velox_others(h5file: h5py.File) -> list[dict[str, Any]]:
+    """The spectra and spectrum images beside the image, as ``io.read_all`` lists them."""
+    others = []
+    for kind, label in _VELOX_OTHER_KINDS.items():
+        if kind not in h5file["Data"]:
+            continue
+        for name, group in h5file["Data"][kind].items():
+            data = group.get("Data") if isinstance(group, h5py.Group) else None
+            if not isinstance(data, h5py.Dataset):
+                continue
+            others.append(
+                {
+                    "index": len(others),
+                    "title": f"{kind} {name}",
+                    "kind": label,
+                    "signal_type": "",
+                    "shape": [int(n) for n in data.shape],
+                    "dtype": str(data.dtype),
+                    "axes": [],
+                }
+            )
+    return others
 
 
 # -- NCEM --------------------------------------------------------------------
