@@ -113,6 +113,7 @@ def _restored_low_dose(viewer: napari.Viewer) -> tuple[Any, Any]:
     denoise = DenoiseWidget(viewer)
     denoise.layer_combo.value = raw
     denoise.method_combo.value = DEFAULT_MODEL
+    denoise.fidelity_check.value = False  # the profile and compare shots show the result only
     _run_job(denoise, "Denoise (default model) on the nanoparticles sample", timeout=300)
     return raw, denoise.last_result[1]
 
