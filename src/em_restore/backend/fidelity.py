@@ -208,14 +208,20 @@ def _window_sums(grids: np.ndarray, ks: tuple[int, ...]) -> dict[int, np.ndarray
     return out
 
 
-def _z_maps(e, kappa, valid, restored_n, scales) -> np.ndarray:
-    """(tests, gh, gw): the largest z-score of each test over the scales, block grid."""
-    vf = valid.astype(np.float32)
-    n_pix = _block_sum(vf)
+def _z_maps(e, kappa, valid, restored_n, scales) -> tuple[np.ndarray, tuple[float, float]]:
+    """((tests, gh, gw) largest z-score of each test over the scales on the block grid,
+    (Σe, Σe²) over the frame). ``valid`` None: every pixel is a sample."""
+    if valid is None:
+        n_pix = np.full((e.shape[0] // BLOCK, e.shape[1] // BLOCK), float(BLOCK * BLOCK))
+        sk = _block_sum(2.0 + kappa)
+        rv = restored_n
+    else:
+        vf = valid.astype(np.float32)
+        n_pix = _block_sum(vf)
+        sk = _block_sum((2.0 + kappa) * vf)
+        rv = restored_n * vf
     s1 = _block_sum(e)
     s2 = _block_sum(e * e)
-    sk = _block_sum((2.0 + kappa) * vf)
-    rv = restored_n * vf
     sr = _block_sum(rv)
     srr = _block_sum(rv * restored_n)
     ser = _block_sum(e * restored_n)
@@ -244,25 +250,27 @@ def _z_maps(e, kappa, valid, restored_n, scales) -> np.ndarray:
         )
         for i, z in enumerate(tests):
             np.maximum(out[i], z, out=out[i])
-    return out
+    return out, (float(s1.sum()), float(s2.sum()))
 
 
-def _interp_matrix(n_out: int, n_in: int) -> np.ndarray:
-    """Linear interpolation from block centres ((BLOCK - 1) / 2 + BLOCK i) to pixels."""
-    pos = np.clip((np.arange(n_out) - (BLOCK - 1) / 2.0) / BLOCK, 0, n_in - 1)
-    lo = np.minimum(pos.astype(int), max(n_in - 2, 0))
-    frac = pos - lo
-    a = np.zeros((n_out, n_in), np.float32)
-    a[np.arange(n_out), lo] = 1 - frac
-    if n_in > 1:
-        a[np.arange(n_out), lo + 1] += frac
-    return a
+def _upsample_axis(c: np.ndarray, axis: int) -> np.ndarray:
+    """Linear interpolation by BLOCK along ``axis``, block centres at (BLOCK - 1) / 2 +
+    BLOCK i, constant beyond the first and last centre (no BLAS: slices only)."""
+    c = np.moveaxis(c, axis, 0)
+    n = c.shape[0]
+    prev = np.concatenate([c[:1], c[:-1]])
+    nxt = np.concatenate([c[1:], c[-1:]])
+    out = np.empty((n * BLOCK, *c.shape[1:]), np.float32)
+    for r in range(BLOCK):
+        o = (r - (BLOCK - 1) / 2.0) / BLOCK  # offset of pixel r from its block centre
+        out[r::BLOCK] = c + (o * (nxt - c) if o > 0 else -o * (prev - c))
+    return np.moveaxis(out, 0, axis)
 
 
 def _upsample(coarse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    ay = _interp_matrix(shape[0], coarse.shape[0])
-    ax = _interp_matrix(shape[1], coarse.shape[1])
-    return ay @ coarse.astype(np.float32) @ ax.T
+    """Block grid -> pixels of ``shape`` (a multiple of BLOCK), bilinear."""
+    c = coarse.astype(np.float32)
+    return _upsample_axis(_upsample_axis(c, 0), 1)[: shape[0], : shape[1]]
 
 
 def _score(z: np.ndarray) -> np.ndarray:
@@ -338,11 +346,25 @@ def _frame_fidelity(
     e, sigma, kappa, valid = _normalised_residual(raw, fit, noise, lines)
     # the restoration in noise units; one global scale (not the local sigma), so that
     # an offset stays a constant that the block and window centring remove
-    scale = float(np.median(sigma))
-    restored_n = np.where(valid, (restored - float(np.mean(restored))) / scale, 0)
-    restored_n = restored_n.astype(np.float32)
+    # (any constant centres it; a subsample gives the scale to well under a percent)
+    scale = float(np.median(sigma[::4, ::4]))
+    centre = float(np.mean(restored[::4, ::4]))
+    restored_n = ((restored - centre) / scale).astype(np.float32)
+    all_valid = bool(valid.all())
+    if not all_valid:
+        restored_n[~valid] = 0
     h, w = raw.shape
-    z = _z_maps(*(_pad_to_blocks(a) for a in (e, kappa, valid, restored_n)), scales)
+    padded = bool(h % BLOCK or w % BLOCK)
+    z, (sum_e, sum_e2) = _z_maps(
+        _pad_to_blocks(e),
+        _pad_to_blocks(kappa),
+        None if all_valid else _pad_to_blocks(valid),
+        _pad_to_blocks(restored_n),
+        scales,
+    )
+    if padded:  # the block sums hold reflected border pixels: sum the frame itself
+        sum_e = float(np.sum(e, dtype=np.float64))
+        sum_e2 = float(np.sum(e * e, dtype=np.float64))
     which = z.argmax(axis=0)
     coarse = _score(z.max(axis=0))
     m = np.clip(_upsample(coarse, (h + (-h) % BLOCK, w + (-w) % BLOCK))[:h, :w], 0, 1)
@@ -358,12 +380,12 @@ def _frame_fidelity(
         t: round(float(flagged_blocks[which == i].sum() / cover.sum()), 5)
         for i, t in enumerate(_TESTS)
     }
-    n_valid = max(int(valid.sum()), 1)
+    n_valid = valid.size if all_valid else max(int(valid.sum()), 1)
     summary = {
         "flagged_fraction": round(float(flagged.mean()), 5),
-        "chi2_ratio": round(float(np.sum(e * e, dtype=np.float64) / n_valid), 5),
-        "mean_z": round(float(np.sum(e, dtype=np.float64) / math.sqrt(n_valid)), 3),
-        "outliers": int(valid.size - valid.sum()),
+        "chi2_ratio": round(sum_e2 / n_valid, 5),
+        "mean_z": round(sum_e / math.sqrt(n_valid), 3),
+        "outliers": 0 if all_valid else int(valid.size - valid.sum()),
         "tests": per_test,
         "regions": _regions(coarse, which, (h, w)),
     }
