@@ -64,6 +64,7 @@ __all__ = [
     "METHODS",
     "AlignedWindow",
     "BurstPlan",
+    "FrameSpectrum",
     "align_window",
     "burst",
     "burst_lazy",
@@ -73,7 +74,9 @@ __all__ = [
     "iter_burst",
     "motion_kernels",
     "output_centres",
+    "phase_shift",
     "plan_burst",
+    "register_fast",
     "register_window",
     "registrations_lazy",
     "window_velocity",
@@ -251,6 +254,154 @@ def _check_window(frames) -> np.ndarray:
             "of consecutive frames of the stream."
         )
     return x
+
+
+# --------------------------------------------------------------------------- fast registration
+FAST_SIDE = 512  # px: phase correlation runs on frames binned to at most this
+FAST_SIGMA = 2.5  # px (binned): Gaussian low-pass of the cross-power spectrum
+FAST_TAPER = 0.15  # Tukey window of the refinement: fraction of each side tapered
+FAST_UPSAMPLE = 20  # sub-pixel search step 1/20 binned px, then a parabola
+
+
+class FrameSpectrum:
+    """One frame prepared for :func:`phase_shift`: binned, windowed, Fourier transformed.
+
+    Made once per frame; a stream registers each new frame against the previous
+    one's spectrum, so every frame is prepared exactly once.
+    """
+
+    __slots__ = ("bin", "binned", "shape", "spectrum")
+
+    def __init__(self, frame: np.ndarray, *, side: int = FAST_SIDE) -> None:
+        x = np.asarray(frame, dtype=np.float64)
+        self.shape = x.shape
+        self.bin = max(1, math.ceil(max(x.shape) / side))
+        x = _bin(x, self.bin) if self.bin > 1 else x
+        self.binned = x - x.mean()
+        self.spectrum = sfft.fft2(self.binned * _hann2(self.binned.shape))
+
+
+def _hann2(shape: tuple[int, int]) -> np.ndarray:
+    wy, wx = (np.hanning(n + 2)[1:-1] for n in shape)  # never exactly 0 inside
+    return wy[:, None] * wx[None, :]
+
+
+def _tukey(n: int) -> np.ndarray:
+    """Flat top, cosine tapers over :data:`FAST_TAPER` of ``n`` (more signal than Hann)."""
+    x = np.minimum(np.arange(n), np.arange(n)[::-1]) + 0.5
+    edge = max(FAST_TAPER * n / 2, 1.0)
+    return np.sin(0.5 * np.pi * np.clip(x / edge, 0.0, 1.0)) ** 2
+
+
+def _overlap_spectra(ref: np.ndarray, mov: np.ndarray, m: np.ndarray):
+    """Spectra of ``ref`` and ``mov`` windowed on the specimen area both see at shift ``m``.
+
+    A window fixed to the frame biases phase correlation towards zero shift (the
+    window's own edges correlate); windowing the common area in each frame removes it.
+    """
+    h, w = ref.shape
+    dy, dx = int(m[0]), int(m[1])
+    ry = slice(max(0, dy), h + min(0, dy))  # mov(q) = ref(q + m): rows of ref mov sees
+    rx = slice(max(0, dx), w + min(0, dx))
+    my = slice(max(0, -dy), h - max(0, dy))
+    mx = slice(max(0, -dx), w - max(0, dx))
+    a, b = ref[ry, rx], mov[my, mx]
+    win = _tukey(a.shape[0])[:, None] * _tukey(a.shape[1])[None, :]
+    a = (a - a.mean()) * win
+    b = (b - b.mean()) * win
+    return sfft.fft2(a), sfft.fft2(b)
+
+
+def _lowpass(shape: tuple[int, int], sigma: float) -> np.ndarray:
+    fy = sfft.fftfreq(shape[0])[:, None]
+    fx = sfft.fftfreq(shape[1])[None, :]
+    return np.exp(-2 * (np.pi * sigma) ** 2 * (fy**2 + fx**2))
+
+
+def _upsampled_peak(cross: np.ndarray, centre: np.ndarray, up: int) -> np.ndarray:
+    """Peak of the inverse DFT of ``cross`` on a grid of step ``1/up`` around ``centre``.
+
+    Matrix-multiply DFT of a ±1.5 px neighbourhood (Guizar-Sicairos et al., 2008), then
+    a parabola through the best sample and its neighbours on each axis.
+    """
+    n = math.ceil(1.5 * up) * 2 + 1
+    offs = (np.arange(n) - n // 2) / up
+    h, w = cross.shape
+    ky = sfft.ifftshift(np.arange(h) - h // 2)
+    kx = sfft.ifftshift(np.arange(w) - w // 2)
+    ey = np.exp(2j * np.pi * np.outer(centre[0] + offs, ky) / h)  # (n, h)
+    ex = np.exp(2j * np.pi * np.outer(kx, centre[1] + offs) / w)  # (w, n)
+    c = (ey @ cross @ ex).real
+    iy, ix = np.unravel_index(int(np.argmax(c)), c.shape)
+    peak = np.array([offs[iy], offs[ix]], dtype=np.float64)
+    for axis, i in ((0, iy), (1, ix)):
+        if 0 < i < n - 1:
+            line = c[i - 1 : i + 2, ix] if axis == 0 else c[iy, i - 1 : i + 2]
+            den = line[0] - 2 * line[1] + line[2]
+            if den < 0:
+                peak[axis] += 0.5 * (line[0] - line[2]) / den / up
+    return centre + peak
+
+
+def _smoothed_cross(ref_f: np.ndarray, mov_f: np.ndarray) -> np.ndarray:
+    # Not whitened: at a few e-/px phase-only correlation is dominated by noise
+    # (median error 1.0 px against 0.12 px on bench_burst's windows).
+    return ref_f * np.conj(mov_f) * _lowpass(ref_f.shape, FAST_SIGMA)
+
+
+def phase_shift(ref: FrameSpectrum, mov: FrameSpectrum) -> np.ndarray:
+    """The translation ``s`` with ``mov(p - s) ≈ ref(p)``, by FFT cross-correlation.
+
+    The cross-power spectrum of the Hann-windowed frames is low-passed by a Gaussian
+    of :data:`FAST_SIGMA` binned px (the shot noise lives at high frequencies); one
+    inverse FFT gives the integer peak. Then both frames are windowed again, with a
+    flat-topped Tukey window, on the specimen area they share at that shift (a
+    window fixed to the frame biases the peak towards zero) and the peak is refined
+    by an upsampled DFT around it (:data:`FAST_UPSAMPLE`) and a parabola. Cost at
+    1024²: three 512² FFTs, one inverse, two small matrix products.
+    """
+    if ref.shape != mov.shape:
+        raise ValueError(
+            f"frames to register must have the same shape; got {ref.shape} and {mov.shape}."
+        )
+    cross = _smoothed_cross(ref.spectrum, mov.spectrum)
+    corr = sfft.ifft2(cross).real
+    iy, ix = np.unravel_index(int(np.argmax(corr)), corr.shape)
+    h, w = corr.shape
+    coarse = np.array([iy - h if iy > h // 2 else iy, ix - w if ix > w // 2 else ix], float)
+    if abs(coarse[0]) > h // 2 - 4 or abs(coarse[1]) > w // 2 - 4:
+        return coarse * ref.bin  # almost no overlap: nothing better to refine on
+    fa, fb = _overlap_spectra(ref.binned, mov.binned, coarse)
+    residual = _upsampled_peak(_smoothed_cross(fa, fb), np.zeros(2), FAST_UPSAMPLE)
+    return (coarse + residual) * ref.bin
+
+
+def register_fast(frames, *, reference: int | None = None) -> np.ndarray:
+    """:func:`register_window`'s contract, by chained phase correlation (each frame once).
+
+    Every frame is transformed once (:class:`FrameSpectrum`) and registered to the
+    previous one (:func:`phase_shift`); the shifts to the reference are the running
+    sums of those steps. About 20× faster than :func:`register_window` at 1024²,
+    within 0.15 px median on ``benchmarks/bench_burst.py``'s windows (measured in
+    ``benchmarks/bench_live.py``).
+
+    Examples
+    --------
+    >>> import scipy.ndimage as ndi
+    >>> scene = ndi.gaussian_filter(np.random.default_rng(0).random((90, 120)), 2)
+    >>> window = np.stack([scene[10:70, 10 + 5 * k : 70 + 5 * k] for k in range(3)])
+    >>> np.round(register_fast(window), 1).tolist()
+    [[0.0, -5.0], [0.0, 0.0], [0.0, 5.0]]
+    """
+    x = _check_window(frames)
+    t = x.shape[0]
+    ref = t // 2 if reference is None else check_int(reference, "reference", low=0, high=t - 1)
+    spectra = [FrameSpectrum(f) for f in x]
+    steps = np.zeros((t, 2))
+    for k in range(1, t):
+        steps[k] = phase_shift(spectra[k - 1], spectra[k])
+    position = np.cumsum(steps, axis=0)
+    return position - position[ref]
 
 
 # --------------------------------------------------------------------------- alignment
