@@ -286,3 +286,86 @@ def test_live_zarr_stays_readable_after_an_interrupt(tmp_path):
     assert meta["status"] == "complete" and meta["input_frames"] == done
     with pytest.raises(FileExistsError, match="overwrite"):
         L.LiveZarr(out, (32, 32))
+
+
+# --------------------------------------------------------------------------- CLI
+def test_cli_live_stop_after_writes_a_readable_store(tmp_path, capsys):
+    from em_restore.cli import main
+
+    out = tmp_path / "out.zarr"
+    spec = "synthetic:fps=200,size=64,pool=8,dose=30"
+    rc = main(
+        [
+            "live",
+            spec,
+            "-o",
+            str(out),
+            "--burst",
+            "3",
+            "--method",
+            "mean",
+            "--stop-after",
+            "9",
+            "-q",
+        ]
+    )
+    assert rc == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("live: 9 frames done") and "fps" in line and "p95" in line
+    image = io.read(out)
+    assert image.data.shape == (9, 64, 64)
+    meta = image.metadata
+    assert meta["status"] == "complete" and meta["input_frames"] == list(range(1, 10))
+    assert meta["live"]["stopped"] == "stop-after" and meta["source"] == spec
+    assert main(["live", spec, "-o", str(out), "--stop-after", "2", "-q"]) == 2  # exists
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["live", spec, "-o", str(tmp_path / "x.tif"), "-q"]) == 2
+    assert "OUT.zarr" in capsys.readouterr().err
+
+
+def test_cli_live_folder_idle_timeout(tmp_path, capsys):
+    from em_restore.cli import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(4):
+        tifffile.imwrite(folder / f"f{k:03d}.tif", np.full((32, 32), k + 1, np.float32))
+    out = tmp_path / "out.zarr"
+    rc = main(
+        ["live", str(folder), "-o", str(out), "--method", "gaussian", "--idle-timeout", "0.5", "-q"]
+    )
+    assert rc == 0
+    assert "(idle timeout)" in capsys.readouterr().out
+    assert io.read(out).data.shape == (4, 32, 32)
+
+
+def test_cli_live_ctrl_c_leaves_every_frame_done(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "out.zarr"
+    cmd = [sys.executable, "-m", "em_restore.cli", "live", "synthetic:fps=20,size=64,pool=8"]
+    proc = subprocess.Popen(
+        [*cmd, "-o", str(out), "--burst", "3", "--method", "mean"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            if io.read(out).data.shape[0] >= 5:
+                break
+        except (ValueError, OSError):
+            pass
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    last = stdout.strip().splitlines()[-1]
+    image = io.read(out)
+    n = image.data.shape[0]
+    assert n >= 5 and last.startswith(f"live: {n} frames done") and "(interrupted)" in last
+    assert image.metadata["status"] == "complete" and len(image.metadata["input_frames"]) == n
+    assert np.isfinite(np.asarray(image.data)).all() and np.asarray(image.data)[-1].std() > 0

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from em_restore import __version__, _cli_check, _cli_export
+from em_restore import __version__, _cli_check, _cli_export, _cli_live
 
 EXIT_USER_ERROR = 2
 
@@ -1214,6 +1214,7 @@ def build_parser() -> argparse.ArgumentParser:
     mod.set_defaults(func=_models)
     _cli_export.add_parser(sub)  # export, import (BMZ packages, ONNX)
     _cli_check.add_parser(sub)  # check: fidelity maps
+    _cli_live.add_parser(sub)  # live: restore while recording
     for command in (den, dec, bur):
         _fidelity_option(command)
     return parser

@@ -245,11 +245,12 @@ class _FirstFramePlan(DenoiseRestorer):
         self.method = method
 
     def push(self, frame: np.ndarray) -> np.ndarray:
-        if self.plan is None:
-            from .denoise import plan_denoise
+        from .denoise import apply_plan, plan_denoise
 
-            self.plan = plan_denoise(np.asarray(frame, dtype=np.float64), self.method)
-        return super().push(frame)
+        x = np.asarray(frame, dtype=np.float64)
+        if self.plan is None:
+            self.plan = plan_denoise(x, self.method)
+        return np.asarray(apply_plan(x, self.plan), dtype=np.float32)
 
     def to_metadata(self) -> dict:
         if self.plan is None:
@@ -334,11 +335,12 @@ class LiveRecord:
     dropped: int  # frames dropped so far
     queued: int  # frames waiting after this one was taken
     done: int  # outputs so far, this one included
-    elapsed_s: float  # since the first frame arrived
+    elapsed_s: float  # since the first output
 
     @property
     def fps(self) -> float:
-        return self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        """Sustained output rate: outputs after the first per second since the first."""
+        return (self.done - 1) / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -372,9 +374,10 @@ def _reader(source, queue: FrameQueue) -> None:
 
 
 def summarise(latencies, frames_in, frames_out, dropped, elapsed, peak, stopped) -> LiveSummary:
+    """The run's figures; ``elapsed``: seconds from the first output to the last."""
     lat = np.asarray(latencies, dtype=np.float64) * 1e3
     p50, p95 = (float(np.percentile(lat, q)) if lat.size else 0.0 for q in (50, 95))
-    fps = frames_out / elapsed if elapsed > 0 else 0.0
+    fps = (frames_out - 1) / elapsed if elapsed > 0 else 0.0
     return LiveSummary(frames_in, frames_out, dropped, fps, p50, p95, peak, stopped)
 
 
@@ -403,7 +406,7 @@ def iter_live(
     raws: deque = deque(maxlen=getattr(restorer, "delay", 0) + 1)
     latencies: list[float] = []
     frames_in = done = 0
-    t_first = None
+    t_first = t_last = None  # first and last output
     stopped = "closed"
     last_arrival = time.monotonic()
     thread.start()
@@ -423,12 +426,12 @@ def iter_live(
                 continue
             last_arrival = now
             frames_in += 1
-            t_first = item.t_arrival if t_first is None else t_first
             raws.append(item)
             out = restorer.push(item.frame)
             if out is None:
                 continue
-            t_done = time.monotonic()
+            t_done = t_last = time.monotonic()
+            t_first = t_done if t_first is None else t_first
             latencies.append(t_done - item.t_arrival)
             done += 1
             shown = raws[0]
@@ -450,7 +453,7 @@ def iter_live(
         source.close()
         queue.close()
         thread.join(timeout=5.0)
-    elapsed = (time.monotonic() - t_first) if t_first is not None else 0.0
+    elapsed = t_last - t_first if t_first is not None else 0.0
     return summarise(latencies, frames_in, done, queue.dropped, elapsed, queue.peak, stopped)
 
 
