@@ -131,15 +131,33 @@ def periodic_pad(image: np.ndarray, margin: int) -> np.ndarray:
     """
     m = check_int(margin, "margin", low=1)
     frame = check_image(image, "image", max_ndim=2)
-    padded = np.pad(frame, m, mode="symmetric")
+    return _taper_pad(frame, ((m, m), (m, m)))
+
+
+def _taper_pad(frame: np.ndarray, pads: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
+    """:func:`periodic_pad` with per-side widths; the taper is the narrower side's width."""
+    padded = np.pad(frame, pads, mode="symmetric")
     c = float(np.mean(frame))
 
-    def ramp(n: int) -> np.ndarray:
+    def ramp(n: int, m: int) -> np.ndarray:
         d = np.minimum(np.arange(n), np.arange(n)[::-1]) + 0.5
         return np.sin(0.5 * np.pi * np.clip(d / m, 0.0, 1.0)) ** 2
 
-    w = np.outer(ramp(padded.shape[0]), ramp(padded.shape[1]))
+    w = np.outer(ramp(padded.shape[0], min(pads[0])), ramp(padded.shape[1], min(pads[1])))
     return c + w * (padded - c)
+
+
+def _fast_pads(shape: tuple[int, ...], margin: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Pads of at least ``margin`` whose padded sides are fast FFT lengths (2, 3, 5-smooth).
+
+    An FFT of a side with a large prime factor (1024 + 2·31 = 2·3·181) takes several
+    times longer than one of the next 5-smooth length; the extra pixels go after
+    the frame.
+    """
+    n0, n1 = shape[-2:]
+    e0 = sfft.next_fast_len(n0 + 2 * margin, real=True) - n0 - 2 * margin
+    e1 = sfft.next_fast_len(n1 + 2 * margin, real=True) - n1 - 2 * margin
+    return (margin, margin + e0), (margin, margin + e1)
 
 
 def _check_psf(psf: Any, name: str = "psf") -> np.ndarray:
@@ -318,8 +336,10 @@ def iter_richardson_lucy(
     span = float(np.ptp(y)) or 1.0
     shift = -min(float(y.min()), 0.0) + 0.01 * span
     m = max(k.shape) + 8
-    yp = periodic_pad(y + shift, m)
+    pads = _fast_pads(y.shape, m)
+    yp = _taper_pad(y + shift, pads)
     shape = yp.shape
+    inner = (slice(m, m + y.shape[0]), slice(m, m + y.shape[1]))
     otf = _psf.psf_to_otf(k, shape, real=True)
     otf_adj = np.conj(otf)
     floor = 1e-6 * span
@@ -331,7 +351,7 @@ def iter_richardson_lucy(
     # Bertero–Boccacci boundary: the object extends over the pad, the data term counts the
     # observed pixels only, and the update is normalised by Kᵀ(mask).
     mask = np.zeros(shape)
-    mask[m:-m, m:-m] = 1.0
+    mask[inner] = 1.0
     norm = np.maximum(conv(mask, otf_adj), 1e-3)
     x = yp.copy()
     x_prev: np.ndarray | None = None
@@ -355,7 +375,6 @@ def iter_richardson_lucy(
         x_new = np.maximum(z * corr, floor)
         g2, g1 = g1, x_new - z
         x_prev, x = x, x_new
-        inner = (slice(m, -m), slice(m, -m))
         change = float(
             np.linalg.norm(x[inner] - x_prev[inner])
             / max(float(np.linalg.norm(x_prev[inner])), 1e-300)
@@ -363,7 +382,7 @@ def iter_richardson_lucy(
         yield Progress(it, max_iter, f"RL iteration {it}, change {change:.2e}")
         if change < tol:
             break
-    return x[m:-m, m:-m] - shift
+    return x[inner] - shift
 
 
 def richardson_lucy(image, psf, **kw) -> np.ndarray:
@@ -398,14 +417,16 @@ def _l0_latent(y: np.ndarray, otf: np.ndarray, lam: float) -> np.ndarray:
         keep = (gx * gx + gy * gy) >= lam / beta
         gx *= keep
         gy *= keep
-        num = num0 + beta * (np.conj(dx) * sfft.rfft2(gx) + np.conj(dy) * sfft.rfft2(gy))
+        # conj(D̂x) ĝx + conj(D̂y) ĝy is the spectrum of Dxᵀ gx + Dyᵀ gy: one FFT, not two.
+        div = np.roll(gx, 1, axis=1) - gx + np.roll(gy, 1, axis=0) - gy
+        num = num0 + beta * sfft.rfft2(div)
         x = sfft.irfft2(num / (den0 + beta * dden), s=shape)
         beta *= 2.0
     return x
 
 
 def _normal_equations(
-    pairs: list[tuple[np.ndarray, np.ndarray]], size: int, margin: int
+    pairs: list[tuple[np.ndarray, np.ndarray]], size: int, margin: int | tuple[slice, slice]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Normal equations of ``min Σ_pairs ‖g ⊛ k − b‖²`` over the interior, ``size²`` unknowns.
 
@@ -420,7 +441,10 @@ def _normal_equations(
         sfft.next_fast_len(h + 2 * size, real=True),
         sfft.next_fast_len(w + 2 * size, real=True),
     )
-    inner = (slice(margin, h - margin), slice(margin, w - margin))
+    if isinstance(margin, tuple):
+        inner = margin
+    else:
+        inner = (slice(margin, h - margin), slice(margin, w - margin))
     lags = np.arange(-(size - 1), size)
     offs = np.arange(-r, r + 1)
     auto = np.zeros((2 * size - 1, 2 * size - 1))
@@ -485,7 +509,9 @@ def _add_ridge(normal: np.ndarray, gamma: float) -> np.ndarray:
     return normal
 
 
-def _kernel_step(x: np.ndarray, y: np.ndarray, size: int, gamma: float, margin: int) -> np.ndarray:
+def _kernel_step(
+    x: np.ndarray, y: np.ndarray, size: int, gamma: float, margin: int | tuple[slice, slice]
+) -> np.ndarray:
     """``argmin Σ_d ‖∂_d x ⊛ k − ∂_d y‖²_interior + γ‖k‖²`` (normal equations, size² unknowns)."""
     pairs = [
         (np.diff(x, axis=1)[:-1, :], np.diff(y, axis=1)[:-1, :]),
@@ -708,12 +734,14 @@ def iter_estimate_kernel(
         ys = ndi.zoom(y, scale, order=1, grid_mode=True, mode="nearest") if scale < 1 else y
         k = _psf.gaussian_psf(0.5, size=size) if k is None else _resize_kernel(k, size)
         margin = size
-        yp = periodic_pad(ys, margin)
+        yp = _taper_pad(ys, _fast_pads(ys.shape, margin))
+        # The data's gradients (one shorter than the frame), away from the pad.
+        inner = (slice(margin, margin + ys.shape[0] - 1), slice(margin, margin + ys.shape[1] - 1))
         weight = lam
         for _ in range(iterations):
             otf = _psf.psf_to_otf(k, yp.shape, real=True)
             x = _l0_latent(yp, otf, weight)
-            k = _kernel_step(x, yp, size, gamma, margin)
+            k = _kernel_step(x, yp, size, gamma, inner)
             weight = max(weight * 0.9, 1e-4)
             done += 1
             yield Progress(done, total, f"kernel estimate, scale {size}px")
