@@ -65,7 +65,9 @@ badly when the cores are shared with other work.
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections import OrderedDict
 
 import numpy as np
 import scipy.fft
@@ -81,6 +83,8 @@ _WIENER_GROUP_FACTOR = 2  # stage-2 group size = 2 · max_matches (BM3D: 16 / 32
 _EXCLUDE_CORRELATION = 0.5  # skip candidate offsets whose noise correlates more than this
 _BAND_BYTES = 24e6  # size of one band's table of matching distances (float32)
 _BATCH_COEFS = 1 << 18  # 3-D coefficients per filtering batch (per array)
+_MEMO_PIXELS = 256 * 256  # stage-1 matches of images up to this size are remembered
+_MEMO_ENTRIES = 16
 _KERNEL_TOL = 1e-6  # tolerance on sum(kernel**2) == 1
 _SQRT_HALF = math.sqrt(0.5)
 
@@ -432,6 +436,20 @@ class _Stage:
         return self.num.reshape(h, w) / den
 
 
+# Stage-1 matches depend on the noisy image and the geometry only, not on the
+# strength: the calibration of a plan filters the same small crops at several
+# strengths, and looks them up here (keyed by the image's bytes, so exact).
+_MATCHES: OrderedDict = OrderedDict()
+
+
+def _match_memo(img: np.ndarray, geometry: tuple, excluded) -> tuple | None:
+    if img.size > _MEMO_PIXELS:
+        return None
+    digest = hashlib.blake2b(np.ascontiguousarray(img).tobytes(), digest_size=16).digest()
+    mask = b"" if excluded is None else np.packbits(excluded).tobytes()
+    return (img.shape, img.dtype.str, digest, geometry, mask)
+
+
 def _collaborative(z, match_img, pilot, *, var2d, strength, p, r, step, n, origin, excluded):
     h, w = z.shape
     ys_all = _grid(h, p, step, origin[0])
@@ -441,8 +459,20 @@ def _collaborative(z, match_img, pilot, *, var2d, strength, p, r, step, n, origi
     nd = 2 * r + 1
     band_rows = max(1, int(_BAND_BYTES // (4 * xs.size * nd * nd)))
     per_batch = max(1, _BATCH_COEFS // (n * p * p))
-    for b0 in range(0, ys_all.size, band_rows):
-        qy, qx = _match(match_img, ys_all[b0 : b0 + band_rows], xs, p, r, n, excluded)
+    memo = _match_memo(match_img, (p, r, step, n, origin), excluded) if pilot is None else None
+    bands = _MATCHES.get(memo) if memo is not None else None
+    if bands is None:
+        bands = [
+            _match(match_img, ys_all[b0 : b0 + band_rows], xs, p, r, n, excluded)
+            for b0 in range(0, ys_all.size, band_rows)
+        ]
+        if memo is not None:
+            _MATCHES[memo] = bands
+            while len(_MATCHES) > _MEMO_ENTRIES:
+                _MATCHES.popitem(last=False)
+    else:
+        _MATCHES.move_to_end(memo)
+    for qy, qx in bands:
         stage.set_band(int(qy.min()), int(qy.max()) + 1)
         for i in range(0, qy.shape[0], per_batch):
             stage.filter(qy[i : i + per_batch], qx[i : i + per_batch])

@@ -946,10 +946,15 @@ def _make_calibrator(x, z, spikes, probe: DenoisePlan, base, line: float = 0.0) 
             lattices.append(_make_lattice(patch, radii, stride, divmod(p, stride[1])))
         crops.append(_Crop(z=patch, weight=wgt, variance=variance, lattices=lattices))
 
+    # The stabilised, despiked input of each crop and lattice is the same for every
+    # candidate: computed once (keyed by identity: the crops own these arrays).
+    work: dict[int, np.ndarray] = {}
+
     def run(method, kwargs, y):
         # The whole pipeline of a plan, so candidates are scored on what they output.
-        zz = _despike(_to_work(y, probe), probe.params)
-        return _from_work(_run_filter(method, zz, kwargs, kernel), probe)
+        if id(y) not in work:
+            work[id(y)] = _despike(_to_work(y, probe), probe.params)
+        return _from_work(_run_filter(method, work[id(y)], kwargs, kernel), probe)
 
     return _Calibrator(crops=crops, corr=corr, base=base, line=line, run=run)
 
