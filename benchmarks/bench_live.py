@@ -78,9 +78,8 @@ class Sampler(threading.Thread):
             self.samples.append(rss_mb())
 
 
-def microscope(folder: Path, spec: S.SyntheticSpec, stop: threading.Event, written: list):
+def microscope(folder: Path, spec: S.SyntheticSpec, loop, stop: threading.Event, written: list):
     """Write the synthetic microscope's frames as files at spec.fps (a thread)."""
-    loop, _ = S.synthetic_loop(spec)
     t0 = time.monotonic() + 0.5
     for k in range(spec.frames):
         due = t0 + k / spec.fps
@@ -100,16 +99,20 @@ def run_one(size: int, fps: float, mode: str, frames: int, restorer) -> dict:
     spec = S.SyntheticSpec(fps=fps, size=size, frames=frames, pool=pool, seed=1)
     folder = Path(tempfile.mkdtemp(prefix="bench_live_"))
     stop, written = threading.Event(), []
-    writer = threading.Thread(target=microscope, args=(folder, spec, stop, written), daemon=True)
+    loop, _ = S.synthetic_loop(spec)  # simulated before the clock starts
+    writer = threading.Thread(
+        target=microscope, args=(folder, spec, loop, stop, written), daemon=True
+    )
     sampler = Sampler()
     source = S.FolderSource(folder, suffixes=(".tif",), poll=0.005)
     gen = L.iter_live(source, restorer, policy="drop", queue_size=8, idle_timeout=3.0)
     writer.start()
     sampler.start()
+    restore = []
     try:
         while True:
             try:
-                next(gen)
+                restore.append(next(gen).restore_s)
             except StopIteration as end:
                 summary = end.value
                 break
@@ -119,6 +122,7 @@ def run_one(size: int, fps: float, mode: str, frames: int, restorer) -> dict:
         sampler.stop.set()
         sampler.join()
         shutil.rmtree(folder, ignore_errors=True)
+    del loop
     rss = np.array(sampler.samples)
     tenth = max(len(rss) // 10, 1)
     lost = len(written) - summary.frames_in - summary.dropped
@@ -132,6 +136,7 @@ def run_one(size: int, fps: float, mode: str, frames: int, restorer) -> dict:
         "sustained_fps": round(summary.fps, 2),
         "latency_p50_ms": round(summary.latency_p50_ms, 1),
         "latency_p95_ms": round(summary.latency_p95_ms, 1),
+        "restore_ms_median": round(1e3 * float(np.median(restore)), 1) if restore else None,
         "dropped": summary.dropped,
         "lost": lost,
         "peak_rss_mb": round(float(rss.max()), 1),

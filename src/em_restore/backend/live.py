@@ -336,6 +336,7 @@ class LiveRecord:
     queued: int  # frames waiting after this one was taken
     done: int  # outputs so far, this one included
     elapsed_s: float  # since the first output
+    restore_s: float = 0.0  # time in the restorer for this frame
 
     @property
     def fps(self) -> float:
@@ -427,6 +428,7 @@ def iter_live(
             last_arrival = now
             frames_in += 1
             raws.append(item)
+            t_push = time.monotonic()
             out = restorer.push(item.frame)
             if out is None:
                 continue
@@ -445,6 +447,7 @@ def iter_live(
                 len(queue),
                 done,
                 t_done - t_first,
+                t_done - t_push,
             )
             if stop_after is not None and done >= stop_after:
                 stopped = "stop-after"

@@ -23,6 +23,7 @@ frame waited for us. Sources never hold more than the frame they are handing ove
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -77,8 +78,7 @@ class _Polling:
         return self._closed.wait(max(seconds, 0.0))
 
 
-def _is_temporary(path: Path) -> bool:
-    name = path.name
+def _is_temporary(name: str) -> bool:
     return name.startswith(".") or name.lower().endswith(TEMPORARY_SUFFIXES)
 
 
@@ -132,15 +132,19 @@ class FolderSource(_Polling):
         self.suffixes = suffixes
         self.retries = check_int(retries, "retries", low=0)
         self.name = f"folder {self.folder}"
-        self._done: set[str] = set() if existing else {p.name for p in self._candidates()}
+        self._done: set[str] = set() if existing else set(self._candidates())
         self.skipped: list[str] = []
 
-    def _candidates(self) -> list[Path]:
-        return sorted(
-            p
-            for p in self.folder.iterdir()
-            if p.is_file() and not _is_temporary(p) and p.suffix.lower() in self.suffixes
-        )
+    def _candidates(self) -> list[str]:
+        """Names of the image files now in the folder, sorted (no stat: scandir's types)."""
+        with os.scandir(self.folder) as entries:
+            return sorted(
+                e.name
+                for e in entries
+                if not _is_temporary(e.name)
+                and os.path.splitext(e.name)[1].lower() in self.suffixes
+                and e.is_file()
+            )
 
     def __iter__(self) -> Iterator[Frame]:
         index = 0
@@ -148,16 +152,19 @@ class FolderSource(_Polling):
         failures: dict[str, int] = {}
         while not self.closed:
             ready = []
-            for p in self._candidates():
-                if p.name in self._done:
+            names = self._candidates()
+            self._done.intersection_update(names)  # forget deleted files: memory stays flat
+            for name in names:
+                if name in self._done:
                     continue
+                p = self.folder / name
                 try:
                     size = p.stat().st_size
                 except FileNotFoundError:
                     continue
-                if size > 0 and sizes.get(p.name) == size:
+                if size > 0 and sizes.get(name) == size:
                     ready.append(p)
-                sizes[p.name] = size
+                sizes[name] = size
             for p in ready:  # name order; a later file never overtakes an unread one
                 try:
                     frame = _read_frame(p)
