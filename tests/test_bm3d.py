@@ -288,3 +288,37 @@ def test_bad_input_names_the_parameter(name):
     kwargs = {"sigma": 1.0, **changes}
     with pytest.raises(ValueError, match=param):
         bm3d(image, **kwargs)
+
+
+def test_patch_spectra_are_the_2d_dct_of_every_patch():
+    from em_restore.backend.bm3d import _dct_matrix, _patch_spectra
+
+    img = np.random.default_rng(7).standard_normal((30, 27))
+    p, row0, row1 = 8, 4, 15
+    c = _dct_matrix(p)
+    spectra = _patch_spectra(img, row0, row1, c)
+    assert spectra.shape == (row1 - row0, 27 - p + 1, p * p)
+    for y, x in [(row0, 0), (row0 + 3, 11), (row1 - 1, 27 - p)]:
+        patch = img[y : y + p, x : x + p]
+        expected = scipy.fft.dctn(patch, norm="ortho").ravel()  # (k_y, k_x) raster order
+        np.testing.assert_allclose(spectra[y - row0, x], expected, rtol=0, atol=1e-12)
+
+
+def test_remembered_matches_give_the_result_of_a_fresh_match():
+    from em_restore.backend import bm3d as module
+
+    _, noisy = _white_noisy("vesicles", seed=3)
+    noisy = noisy[:80, :88]
+    module._MATCHES.clear()
+    first = {s: bm3d(noisy, sigma=SIGMA, strength=s) for s in (0.8, 1.2)}
+    assert len(module._MATCHES) == 1  # stage 1 matched once for both strengths
+    module._MATCHES.clear()
+    # The other strength first: its matches are fresh, the remembered ones then serve 0.8.
+    again = {s: bm3d(noisy, sigma=SIGMA, strength=s) for s in (1.2, 0.8)}
+    for s in first:
+        np.testing.assert_array_equal(first[s], again[s])
+    assert np.std(first[1.2]) < np.std(first[0.8])
+    # A different image, or the same one at another origin, is not confused with it.
+    shifted = bm3d(noisy, sigma=SIGMA, strength=0.8, origin=(1, 2))
+    assert len(module._MATCHES) == 2
+    assert not np.array_equal(shifted, first[0.8])

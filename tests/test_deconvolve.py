@@ -304,3 +304,29 @@ def test_bad_input_is_one_clear_error(call, match):
     with pytest.raises(ValueError, match=match) as info:
         call()
     assert "\n" not in str(info.value)
+
+
+def test_fast_pads_reach_5_smooth_sides_and_keep_the_frame():
+    import scipy.fft
+
+    frame = np.random.default_rng(1).random((1024, 37))
+    pads = D._fast_pads(frame.shape, 31)
+    padded = D._taper_pad(frame, pads)
+    for axis, n in enumerate(frame.shape):
+        side = padded.shape[axis]
+        assert pads[axis][0] == 31 and pads[axis][1] >= 31
+        assert side == n + sum(pads[axis]) == scipy.fft.next_fast_len(n + 62, real=True)
+    assert padded.shape == (1125, 100)  # 1024 + 62 = 2·3·181 would be slow; 1125 = 3²·5³
+    np.testing.assert_array_equal(padded[31 : 31 + 1024, 31 : 31 + 37], frame)
+    # Symmetric pads are periodic_pad exactly.
+    np.testing.assert_array_equal(D._taper_pad(frame, ((6, 6), (6, 6))), D.periodic_pad(frame, 6))
+
+
+def test_rl_on_an_awkward_frame_size_inverts_a_known_blur(particles):
+    # 107 + 2·(15 + 8) = 153 = 9·17: padded to 160 (and 109 → 160), the frame still restored.
+    truth = particles[:107, :109]
+    k = P.gaussian_psf(1.5, size=15)
+    blurred = sim.blur(truth, k)
+    out = D.richardson_lucy(blurred, k, tv=0.0, max_iter=60)
+    assert out.shape == truth.shape
+    assert psnr(out, truth) > psnr(blurred, truth) + 3.0

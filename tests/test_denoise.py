@@ -345,3 +345,19 @@ def test_strength_names_match_the_filters():
 
     assert {k: v for k, v in dn.STRENGTH_PARAM.items() if k != "bm3d"} == filters.STRENGTH_PARAM
     assert dn.STRENGTH_PARAM["bm3d"] == "strength"
+
+
+def test_calibration_stabilises_and_despikes_each_crop_once(tem, monkeypatch):
+    calls = []
+    original = dn._despike
+
+    def counting(z, params):
+        calls.append(z.shape)
+        return original(z, params)
+
+    monkeypatch.setattr(dn, "_despike", counting)
+    plan = dn.plan_denoise(tem[0], "classical", modality="tem")
+    scored = len(plan.calibration["scores"])
+    assert scored > 20
+    # One per crop and per blind-spot lattice, not one per candidate and input.
+    assert len(calls) == plan.calibration["crops"] * (1 + dn._MAX_PHASES)
