@@ -108,3 +108,12 @@ def test_a_stack_is_checked_frame_by_frame(frame, model_plan):
 def test_only_a_model_plan_can_be_guarded():
     with pytest.raises(ValueError, match="plan_model"):
         GuardedPlan("em-denoise-fast")
+
+
+def test_a_guarded_plan_travels_to_a_worker(frame, model_plan):
+    import pickle
+
+    raw, _ = frame
+    plan = GuardedPlan(model_plan)
+    copy = pickle.loads(pickle.dumps(plan))
+    np.testing.assert_array_equal(copy.apply_frame(raw), plan.apply_frame(raw))

@@ -80,6 +80,16 @@ def test_distributed_model_inference_is_identical(stack_tif, tmp_path, cluster):
     np.testing.assert_array_equal(_data(tmp_path / "m1.zarr"), _data(tmp_path / "m2.zarr"))
 
 
+def test_distributed_default_denoiser_is_checked_and_identical(stack_tif, tmp_path, cluster):
+    """The default (the model checked against the counts) travels to the workers."""
+    pytest.importorskip("torch")
+    base = ["denoise", str(stack_tif), "--device", "cpu", "-q"]
+    assert main([*base, "-o", str(tmp_path / "a1.zarr")]) == 0
+    assert main([*base, "-o", str(tmp_path / "a2.zarr"), "--scheduler", cluster]) == 0
+    np.testing.assert_array_equal(_data(tmp_path / "a1.zarr"), _data(tmp_path / "a2.zarr"))
+    assert io.read(tmp_path / "a2.zarr").metadata["denoise"]["checked"] is True
+
+
 def test_scheduler_needs_zarr_and_a_reachable_address(stack_tif, tmp_path, capsys):
     args = ["denoise", str(stack_tif), "-o", str(tmp_path / "o.tif"), *DENOISE]
     assert main([*args, "--scheduler", "tcp://127.0.0.1:1"]) == 2

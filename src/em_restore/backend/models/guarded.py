@@ -120,6 +120,17 @@ class GuardedPlan:
         self.frames: list[dict] = []
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict:
+        # a dask.distributed worker gets a copy (its decisions stay there: a streamed
+        # run's metadata holds the policy and the noise model, not per-frame records)
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @property
     def method(self) -> str:
         return f"model {self.model.name}, checked"
