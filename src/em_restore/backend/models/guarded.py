@@ -244,6 +244,11 @@ class GuardedPlan:
     def notice(self) -> str:
         """One line for the user: where the network's result was not kept."""
         n = len(self.frames)
+        if n == 0:
+            return (
+                "fidelity: each frame was checked where it was computed (on the cluster's "
+                "workers); run `em-restore check` on the result for its map"
+            )
         fell = [f for f in self.frames if f["tiles_fallen_back"]]
         if self.frames and not any(f.get("checked", True) for f in self.frames):
             return f"fidelity: not checked ({self.frames[0]['reason']})"
