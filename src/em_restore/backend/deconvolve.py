@@ -406,10 +406,12 @@ def _l0_latent(y: np.ndarray, otf: np.ndarray, lam: float) -> np.ndarray:
     """``argmin ‖k ⊛ x − y‖² + λ‖∇x‖₀`` by half-quadratic splitting (closed form per step)."""
     shape = y.shape
     dx, dy = _grad_otfs(shape)
-    num0 = np.conj(otf) * sfft.rfft2(y)
-    den0 = np.abs(otf) ** 2
-    dden = np.abs(dx) ** 2 + np.abs(dy) ** 2
-    x = y
+    # Single precision: the latent only guides the kernel step (solved in double), and
+    # its FFTs and updates take about half the time.
+    num0 = (np.conj(otf) * sfft.rfft2(y)).astype(np.complex64)
+    den0 = (np.abs(otf) ** 2).astype(np.float32)
+    dden = (np.abs(dx) ** 2 + np.abs(dy) ** 2).astype(np.float32)
+    x = y.astype(np.float32)
     beta = 2.0 * lam
     while beta < 1e5:
         gx = np.roll(x, -1, axis=1) - x
@@ -422,7 +424,7 @@ def _l0_latent(y: np.ndarray, otf: np.ndarray, lam: float) -> np.ndarray:
         num = num0 + beta * sfft.rfft2(div)
         x = sfft.irfft2(num / (den0 + beta * dden), s=shape)
         beta *= 2.0
-    return x
+    return x.astype(np.float64)
 
 
 def _normal_equations(
