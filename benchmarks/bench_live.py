@@ -33,7 +33,7 @@ per 1024² output; registration median within 0.15 px. Run from the repository
 root (the full run: 12 configurations × 2000 frames, about 40 min)::
 
     .venv/bin/python benchmarks/bench_live.py [--frames 2000] [--sizes 512,1024]
-        [--rates 10,20,50] [--modes denoise,burst] [--registration] [--threads 1]
+        [--rates 10,20,50] [--modes denoise,burst] [--registration] [--threads 1] [--workers 2]
         [--json OUT.json]
 """
 
@@ -94,7 +94,7 @@ def microscope(folder: Path, spec: S.SyntheticSpec, loop, stop: threading.Event,
             old.unlink()
 
 
-def run_one(size: int, fps: float, mode: str, frames: int, restorer) -> dict:
+def run_one(size: int, fps: float, mode: str, frames: int, restorer, workers: int = 1) -> dict:
     pool = 32 if size >= 1024 else 48
     spec = S.SyntheticSpec(fps=fps, size=size, frames=frames, pool=pool, seed=1)
     folder = Path(tempfile.mkdtemp(prefix="bench_live_"))
@@ -105,7 +105,10 @@ def run_one(size: int, fps: float, mode: str, frames: int, restorer) -> dict:
     )
     sampler = Sampler()
     source = S.FolderSource(folder, suffixes=(".tif",), poll=0.005)
-    gen = L.iter_live(source, restorer, policy="drop", queue_size=8, idle_timeout=3.0)
+    workers = workers if mode == "denoise" else 1  # burst frames chain: one worker
+    gen = L.iter_live(
+        source, restorer, policy="drop", queue_size=8, idle_timeout=3.0, workers=workers
+    )
     writer.start()
     sampler.start()
     restore = []
@@ -130,6 +133,7 @@ def run_one(size: int, fps: float, mode: str, frames: int, restorer) -> dict:
         "size": size,
         "rate_fps": fps,
         "mode": mode,
+        "workers": workers,
         "frames_written": len(written),
         "frames_in": summary.frames_in,
         "frames_out": summary.frames_out,
@@ -222,6 +226,9 @@ def main() -> None:
         default=None,
         help="torch intra-op threads (default torch's; 1 is steadier on a loaded machine)",
     )
+    ap.add_argument(
+        "--workers", type=int, default=1, help="denoise frames restored at once (iter_live)"
+    )
     args = ap.parse_args()
     import torch
 
@@ -242,7 +249,7 @@ def main() -> None:
         for size in (int(s) for s in args.sizes.split(",")):
             for fps in (float(r) for r in args.rates.split(",")):
                 restorer = L.plan_live(mode)
-                row = run_one(size, fps, mode, args.frames, restorer)
+                row = run_one(size, fps, mode, args.frames, restorer, args.workers)
                 result["runs"].append(row)
                 print(json.dumps(row), flush=True)
     if args.json:

@@ -112,6 +112,7 @@ def test_burst_rejects_a_frame_size_change():
 # --------------------------------------------------------------------------- queue / policy
 class SlowRestorer:
     delay = 0
+    independent = True
 
     def __init__(self, seconds):
         self.seconds = seconds
@@ -150,6 +151,15 @@ def test_queue_policy_keeps_every_frame_in_bounded_memory():
     assert summary.stopped == "source ended"
     # latency grows as the paced source waits for the slow restorer (not asserted in ms)
     assert records[-1].latency_s > records[0].latency_s
+
+
+def test_workers_restore_concurrently_in_order():
+    source = S.IteratorSource(_frames(24))
+    records, summary = _drain(L.iter_live(source, SlowRestorer(0.02), workers=3))
+    assert [r.index for r in records] == list(range(24)) and summary.frames_out == 24
+    assert all(r.restored[0, 0] == 2 * r.index for r in records)
+    with pytest.raises(ValueError, match="workers=1"):
+        next(L.iter_live(S.IteratorSource(_frames(3)), L.BurstRestorer(3), workers=2))
 
 
 def test_bad_policy_names_the_choices():

@@ -11,7 +11,10 @@ Ctrl-C, and the last line gives frames done, fps and latency p50/p95.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +65,15 @@ def add_parser(sub: Any) -> None:
         "the oldest (counted)",
     )
     live.add_argument("--queue", type=int, default=8, help="queue length in frames (default 8)")
+    live.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="denoise: frames restored at once (default 1; 2 with --threads 1 on a 2-core CPU)",
+    )
+    live.add_argument(
+        "--threads", type=int, default=None, help="torch threads per frame (default torch's)"
+    )
     live.add_argument("--overwrite", action="store_true", help="replace an existing OUT.zarr")
     live.add_argument("-q", "--quiet", action="store_true", help="print only the last line")
     live.set_defaults(func=run)
@@ -92,6 +104,10 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
         device=args.device,
     )
+    if args.threads is not None and mode == "denoise" and args.method in (None, "network"):
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))
     source = open_source(args.source)
     gen = L.iter_live(
         source,
@@ -100,10 +116,20 @@ def run(args: argparse.Namespace) -> int:
         queue_size=args.queue,
         stop_after=args.stop_after,
         idle_timeout=args.idle_timeout,
+        workers=args.workers,
     )
     store = None
-    latencies: list[float] = []
-    last = None
+    interrupted = threading.Event()
+
+    def on_sigint(_signum, _frame) -> None:
+        # Ctrl-C: the source ends, the frames in hand are finished and written; a
+        # second Ctrl-C interrupts at once.
+        interrupted.set()
+        source.close()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_sigint) if in_main else None
     summary = None
     try:
         while True:
@@ -117,8 +143,6 @@ def run(args: argparse.Namespace) -> int:
                 meta["em_restore_version"] = __version__
                 store = L.LiveZarr(out, rec.restored.shape, metadata=meta, overwrite=args.overwrite)
             store.append(rec.restored, rec.index)
-            latencies.append(rec.latency_s)
-            last = rec
             if not args.quiet and rec.done % 10 == 0:
                 print(
                     f"\rlive: {rec.done} frames, {rec.fps:.1f} fps, latency "
@@ -126,13 +150,12 @@ def run(args: argparse.Namespace) -> int:
                     end="",
                     file=sys.stderr,
                 )
-    except KeyboardInterrupt:
-        gen.close()  # stops the reader and the source
-        elapsed = last.elapsed_s if last is not None else 0.0
-        dropped = last.dropped if last is not None else 0
-        n = len(latencies)
-        summary = L.summarise(latencies, n, n, dropped, elapsed, 0, "interrupted")
     finally:
+        gen.close()
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
+        if summary is not None and interrupted.is_set():
+            summary = dataclasses.replace(summary, stopped="interrupted")
         if store is not None:
             store.close(summary)
     if not args.quiet:
