@@ -245,6 +245,47 @@ def test_growing_tiff_stack_is_followed(tmp_path):
     assert [int(r.raw[0, 0]) for r in records] == [1, 2, 3, 4, 5, 6]
 
 
+def _mrc_header(nz, ny, nx) -> bytes:
+    import struct
+
+    header = bytearray(1024)
+    struct.pack_into("<4i", header, 0, nx, ny, nz, 2)  # float32
+    struct.pack_into("<3i", header, 28, nx, ny, nz)
+    struct.pack_into("<6f", header, 40, 10.0, 10.0, 1.0, 90.0, 90.0, 90.0)
+    struct.pack_into("<3i", header, 64, 1, 2, 3)
+    header[208:216] = b"MAP DD\x00\x00"
+    return bytes(header)
+
+
+def test_growing_mrc_stack_is_followed_when_its_header_comes_last(tmp_path):
+    path = tmp_path / "movie.mrc"
+    frames = [np.full((16, 16), k + 1, dtype=np.float32) for k in range(5)]
+    path.write_bytes(_mrc_header(1, 16, 16) + frames[0].tobytes())
+
+    def writer():  # data first, then the frame count in the header, as a camera may
+        for k, f in enumerate(frames[1:], start=2):
+            time.sleep(0.1)
+            with open(path, "r+b") as fh:
+                fh.seek(0, 2)
+                fh.write(f.tobytes()[:300])
+                fh.flush()
+                time.sleep(0.06)  # a frame half-written for a few polls
+                fh.write(f.tobytes()[300:])
+                fh.flush()
+                time.sleep(0.06)
+                fh.seek(0)
+                fh.write(_mrc_header(k, 16, 16))
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    records, _ = _drain(
+        L.iter_live(S.StackSource(path, poll=0.02), SlowRestorer(0), idle_timeout=1.0)
+    )
+    thread.join()
+    assert [float(r.raw[0, 0]) for r in records] == [1, 2, 3, 4, 5]
+    assert all((r.raw == r.raw[0, 0]).all() for r in records)  # never a half frame
+
+
 def test_synthetic_microscope_drifts_as_it_says():
     src = S.SyntheticSource("synthetic:fps=1000,size=96,frames=14,pool=12,speed=2.5,dose=40")
     assert src.loop.shape == (12, 96, 96) and src.loop.dtype == np.float32

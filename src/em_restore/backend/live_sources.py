@@ -220,7 +220,9 @@ class StackSource(_Polling):
                     data = self._open()
                 except (ValueError, OSError):
                     data = None  # mid-write header: retry at the next poll
-                if data is not None:
+                if data is not None and data.shape[0] > seen:
+                    # A read that found nothing new is retried at the next poll: an MRC
+                    # writer may append the frame first and update the header after.
                     read_at = size
                     while seen < data.shape[0]:
                         yield Frame(seen, np.asarray(data[seen]), time.monotonic())
