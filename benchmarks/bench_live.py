@@ -146,6 +146,7 @@ def run_one(size: int, fps: float, mode: str, frames: int, restorer, workers: in
         "peak_rss_mb": round(float(rss.max()), 1),
         "rss_first_tenth_mb": round(float(np.median(rss[:tenth])), 1),
         "rss_last_tenth_mb": round(float(np.median(rss[-tenth:])), 1),
+        "rss_by_tenth_mb": [round(float(np.median(c)), 1) for c in np.array_split(rss, 10)],
     }
 
 
