@@ -449,18 +449,19 @@ def _normal_equations(
         inner = (slice(margin, h - margin), slice(margin, w - margin))
     lags = np.arange(-(size - 1), size)
     offs = np.arange(-r, r + 1)
-    auto = np.zeros((2 * size - 1, 2 * size - 1))
-    cross = np.zeros((size, size))
-    for g, b in pairs:
+    power = cross_power = 0.0
+    for g, b in pairs:  # the pairs' spectra are summed: one inverse FFT each for all pairs
         gm = np.zeros_like(g)
         gm[inner] = g[inner]
         bm = np.zeros_like(b)
         bm[inner] = b[inner]
         spec_gm = sfft.rfft2(gm, shape)
-        ac = sfft.irfft2(spec_gm * np.conj(spec_gm), shape)
-        cc = sfft.irfft2(sfft.rfft2(bm, shape) * np.conj(sfft.rfft2(g, shape)), shape)
-        auto += ac[np.ix_(lags % shape[0], lags % shape[1])]
-        cross += cc[np.ix_(offs % shape[0], offs % shape[1])]
+        power = power + (spec_gm.real**2 + spec_gm.imag**2)
+        cross_power = cross_power + sfft.rfft2(bm, shape) * np.conj(sfft.rfft2(g, shape))
+    ac = sfft.irfft2(power, shape)
+    cc = sfft.irfft2(cross_power, shape)
+    auto = ac[np.ix_(lags % shape[0], lags % shape[1])]
+    cross = cc[np.ix_(offs % shape[0], offs % shape[1])]
     oy, ox = (a.ravel() for a in np.meshgrid(offs, offs, indexing="ij"))
     normal = auto[(oy[None, :] - oy[:, None]) + size - 1, (ox[None, :] - ox[:, None]) + size - 1]
     return normal, cross.ravel()
