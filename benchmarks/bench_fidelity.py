@@ -464,7 +464,7 @@ def cost() -> dict:
     restored = predict_frame(model, raw)
     nm = fidelity_noise(raw, modality="tem")
 
-    def clock(fn, n=7):
+    def clock(fn, n=21):
         fn()
         ts = []
         for _ in range(n):
@@ -474,18 +474,22 @@ def cost() -> dict:
         return statistics.median(ts) * 1e3
 
     t_net = clock(lambda: predict_frame(model, raw))
+    # in use the check follows the network; its added time is the operative cost
+    t_both = clock(lambda: fidelity(raw, predict_frame(model, raw), nm))
     t_test = clock(lambda: fidelity(raw, restored, nm))
     t_noise = clock(lambda: fidelity_noise(raw, modality="tem"))
     t_net2 = clock(lambda: predict_frame(model, raw))
     t_net = min(t_net, t_net2)
-    print("\n(d) Cost at 512² (median of 7, this machine):\n")
+    added = t_both - t_net
+    print("\n(d) Cost at 512² (median of 21, this machine):\n")
     print("| step | ms | ratio to the network |")
     print("|---|---|---|")
     print(f"| network (em-denoise-fast, predict_frame) | {t_net:.1f} | 1.00 |")
-    print(f"| fidelity tests, noise model given | {t_test:.1f} | {t_test / t_net:.2f} |")
+    print(f"| network, then the check (noise model given) | {t_both:.1f} | {t_both / t_net:.2f} |")
+    print(f"| **the check, added to the network** | {added:.1f} | {added / t_net:.2f} |")
+    print(f"| the check alone, in a loop of its own | {t_test:.1f} | {t_test / t_net:.2f} |")
     print(f"| noise model estimate (once per stack) | {t_noise:.1f} | {t_noise / t_net:.2f} |")
-    print(f"| tests + estimate | {t_test + t_noise:.1f} | {(t_test + t_noise) / t_net:.2f} |")
-    return {"net_ms": t_net, "test_ms": t_test, "noise_ms": t_noise}
+    return {"net_ms": t_net, "net_check_ms": t_both, "test_ms": t_test, "noise_ms": t_noise}
 
 
 def main() -> None:

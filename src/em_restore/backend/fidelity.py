@@ -141,13 +141,14 @@ def _is_scanned(noise: NoiseModel, modality: str | None) -> bool:
 
 
 def _normalised_residual(raw: np.ndarray, fit: np.ndarray, noise: NoiseModel, lines: bool):
-    """(e, sigma, kurtosis excess, valid): the residual in noise units, whitened, float32."""
+    """(e, sigma, var, valid): the residual in noise units, whitened, float32."""
     f32 = np.float32
-    var = f32(noise.gain) * (fit.astype(f32) - f32(noise.offset)) + f32(noise.readout_sigma**2)
+    fit32 = fit.astype(f32, copy=False)
+    var = f32(noise.gain) * (fit32 - f32(noise.offset)) + f32(noise.readout_sigma**2)
     floor = max(noise.readout_sigma**2, 0.25 * noise.gain**2, 1e-12 * float(var.max()) + 1e-30)
     var = np.maximum(var, np.float32(floor))
     sigma = np.sqrt(var)
-    e = (raw - fit).astype(np.float32) / sigma
+    e = (raw.astype(f32, copy=False) - fit32) / sigma
     if noise.is_correlated():
         psd = noise.psd(e.shape)[:, : e.shape[1] // 2 + 1]
         spec = scipy.fft.rfft2(np.clip(e, -OUTLIER, OUTLIER))
@@ -167,10 +168,14 @@ def _normalised_residual(raw: np.ndarray, fit: np.ndarray, noise: NoiseModel, li
         # scan-line offsets are detector noise that no restoration should keep; the
         # noise model's short kernel does not describe them, so each row's mean goes
         e = e - np.clip(e, -3, 3).mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
-    # excess kurtosis of a standardised Poisson–Gaussian pixel: gain² (var - read²) / var²
-    poisson = np.maximum(var - np.float32(noise.readout_sigma**2), 0)
-    kappa = np.minimum(np.float32(noise.gain**2) * poisson / (var * var), np.float32(50))
-    return e, sigma, kappa, valid
+    return e, sigma, var, valid
+
+
+def _kurtosis(var: np.ndarray, noise: NoiseModel) -> np.ndarray:
+    """Excess kurtosis of a standardised Poisson–Gaussian pixel, gain² (var - read²) / var²
+    (evaluated on block means of the variance: it varies slowly)."""
+    poisson = np.maximum(var - noise.readout_sigma**2, 0.0)
+    return np.minimum(noise.gain**2 * poisson / (var * var), 50.0)
 
 
 def _pad_to_blocks(a: np.ndarray) -> np.ndarray:
@@ -208,18 +213,18 @@ def _window_sums(grids: np.ndarray, ks: tuple[int, ...]) -> dict[int, np.ndarray
     return out
 
 
-def _z_maps(e, kappa, valid, restored_n, scales) -> tuple[np.ndarray, tuple[float, float]]:
+def _z_maps(e, var, valid, restored_n, scales, noise) -> tuple[np.ndarray, tuple[float, float]]:
     """((tests, gh, gw) largest z-score of each test over the scales on the block grid,
     (Σe, Σe²) over the frame). ``valid`` None: every pixel is a sample."""
+    kappa = _kurtosis(_block_sum(var) / (BLOCK * BLOCK), noise)
     if valid is None:
         n_pix = np.full((e.shape[0] // BLOCK, e.shape[1] // BLOCK), float(BLOCK * BLOCK))
-        sk = _block_sum(2.0 + kappa)
         rv = restored_n
     else:
         vf = valid.astype(np.float32)
         n_pix = _block_sum(vf)
-        sk = _block_sum((2.0 + kappa) * vf)
         rv = restored_n * vf
+    sk = n_pix * (2.0 + kappa)
     s1 = _block_sum(e)
     s2 = _block_sum(e * e)
     sr = _block_sum(rv)
@@ -343,13 +348,13 @@ def _frame_fidelity(
 ) -> tuple[np.ndarray, dict]:
     """Unchecked core on one frame: (map float32, summary)."""
     fit = restored if forward is None else np.asarray(forward(restored), dtype=np.float64)
-    e, sigma, kappa, valid = _normalised_residual(raw, fit, noise, lines)
+    e, sigma, var, valid = _normalised_residual(raw, fit, noise, lines)
     # the restoration in noise units; one global scale (not the local sigma), so that
     # an offset stays a constant that the block and window centring remove
     # (any constant centres it; a subsample gives the scale to well under a percent)
     scale = float(np.median(sigma[::4, ::4]))
     centre = float(np.mean(restored[::4, ::4]))
-    restored_n = ((restored - centre) / scale).astype(np.float32)
+    restored_n = (restored.astype(np.float32) - np.float32(centre)) * np.float32(1.0 / scale)
     all_valid = bool(valid.all())
     if not all_valid:
         restored_n[~valid] = 0
@@ -357,10 +362,11 @@ def _frame_fidelity(
     padded = bool(h % BLOCK or w % BLOCK)
     z, (sum_e, sum_e2) = _z_maps(
         _pad_to_blocks(e),
-        _pad_to_blocks(kappa),
+        _pad_to_blocks(var),
         None if all_valid else _pad_to_blocks(valid),
         _pad_to_blocks(restored_n),
         scales,
+        noise,
     )
     if padded:  # the block sums hold reflected border pixels: sum the frame itself
         sum_e = float(np.sum(e, dtype=np.float64))
