@@ -337,6 +337,28 @@ def psnr(x, truth) -> float:
     return float(10 * np.log10(r * r / np.mean((np.asarray(x, float) - truth) ** 2)))
 
 
+def choice_row(family, modality, dose, truth, net, classical, auto, rec) -> dict:
+    """One frame of (c): PSNR of each choice and what the check decided; printed."""
+    row = {
+        "family": family,
+        "modality": modality,
+        "dose": dose,
+        "network": psnr(net, truth),
+        "classical": psnr(classical, truth),
+        "auto": psnr(auto, truth),
+        "fallen": rec["tiles_fallen_back"],
+        "tiles": rec["tiles"],
+        "flagged": rec["flagged_fraction"],
+    }
+    print(
+        f"| {family} | {modality.upper()} | {dose:g} | {row['network']:.2f} | "
+        f"{row['classical']:.2f} | {row['auto']:.2f} | {row['fallen']}/{row['tiles']} | "
+        f"{row['flagged']:.1%} |",
+        flush=True,
+    )
+    return row
+
+
 def automatic(quick: bool) -> list[dict]:
     from em_restore.backend import denoise as dn
     from em_restore.backend.models import plan_model
@@ -355,25 +377,7 @@ def automatic(quick: bool) -> list[dict]:
         classical = dn.denoise(raw, "classical", modality=modality)
         gp = GuardedPlan(mp)
         auto = gp.apply_frame(raw)
-        rec = gp.frames[-1]
-        row = {
-            "family": fam,
-            "modality": modality,
-            "dose": dose,
-            "network": psnr(net, truth),
-            "classical": psnr(classical, truth),
-            "auto": psnr(auto, truth),
-            "fallen": rec["tiles_fallen_back"],
-            "tiles": rec["tiles"],
-            "flagged": rec["flagged_fraction"],
-        }
-        rows.append(row)
-        print(
-            f"| {fam} | {modality.upper()} | {dose:g} | {row['network']:.2f} | "
-            f"{row['classical']:.2f} | {row['auto']:.2f} | {row['fallen']}/{row['tiles']} | "
-            f"{row['flagged']:.1%} |",
-            flush=True,
-        )
+        rows.append(choice_row(fam, modality, dose, truth, net, classical, auto, gp.frames[-1]))
     rows += painted_network(quick)
     held = [r for r in rows if not r["family"].startswith("painted")]
     ok = [r["auto"] >= max(r["network"], r["classical"]) - 0.3 for r in held]
@@ -428,24 +432,8 @@ def painted_network(quick: bool) -> list[dict]:
         net = gp.model_plan.apply_frame(raw)
         auto = gp.apply_frame(raw)
         classical = dn.denoise(raw, "classical", modality=modality)
-        rec = gp.frames[-1]
-        row = {
-            "family": f"painted {fam}",
-            "modality": modality,
-            "dose": dose,
-            "network": psnr(net, truth),
-            "classical": psnr(classical, truth),
-            "auto": psnr(auto, truth),
-            "fallen": rec["tiles_fallen_back"],
-            "tiles": rec["tiles"],
-            "flagged": rec["flagged_fraction"],
-        }
-        rows.append(row)
-        print(
-            f"| {row['family']} | {modality.upper()} | {dose:g} | {row['network']:.2f} | "
-            f"{row['classical']:.2f} | {row['auto']:.2f} | {row['fallen']}/{row['tiles']} | "
-            f"{row['flagged']:.1%} |",
-            flush=True,
+        rows.append(
+            choice_row(f"painted {fam}", modality, dose, truth, net, classical, auto, gp.frames[-1])
         )
     return rows
 
