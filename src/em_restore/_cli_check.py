@@ -115,24 +115,30 @@ def write_map(out: Path, fmap: Any, like: Any, metadata: dict) -> None:
     )
 
 
-def _frame_regions(raw: Any, restored: Any, noise: Any, modality: str | None, forward=None):
-    """The full summary (χ², regions) of a single frame."""
+def check_image_pair(raw: Any, restored: Any, modality: str | None, forward=None):
+    """(map, summary) of a restoration against its raw data: a frame once, in full (χ²,
+    regions); a stack lazily, frame by frame, with the flagged area per frame."""
     import numpy as np
 
     from em_restore.backend.fidelity import fidelity
 
-    f = fidelity(
-        np.asarray(raw, dtype=np.float64),
-        np.asarray(restored, dtype=np.float64),
-        noise,
-        modality=modality,
-        forward=forward,
-    )
-    return f.summary
+    if len(raw.shape) == 2:
+        one = forward[0] if isinstance(forward, list | tuple) else forward
+        x = np.asarray(raw, dtype=np.float64)
+        f = fidelity(
+            x,
+            np.asarray(restored, dtype=np.float64),
+            _noise_of(x, modality),
+            modality=modality,
+            forward=one,
+        )
+        return f.map, f.summary
+    fmap, noise = fidelity_stack(raw, restored, modality, forward)
+    fmap = fmap.persist() if fmap.nbytes < 2**30 else fmap
+    return fmap, summarise(fmap, noise)
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
 
     from em_restore import io
 
@@ -156,13 +162,7 @@ def run(args: argparse.Namespace) -> int:
             f"the frames are {raw.data.shape[-2]}×{raw.data.shape[-1]} px; the fidelity tests "
             "need at least 16×16 px — check a larger image"
         )
-    fmap, noise = fidelity_stack(raw.data, restored.data, args.modality)
-    if raw.data.ndim == 2:
-        summary = _frame_regions(raw.data, restored.data, noise, args.modality)
-        fmap = np.asarray(fmap)
-    else:
-        fmap = fmap.persist() if fmap.nbytes < 2**30 else fmap
-        summary = summarise(fmap, noise)
+    fmap, summary = check_image_pair(raw.data, restored.data, args.modality)
     metadata = {
         "operation": "fidelity",
         "raw": str(args.raw),
@@ -218,20 +218,13 @@ def write_fidelity_out(
     """
     if out is None:
         return None
-    import numpy as np
 
     from em_restore import io
 
     result = io.read(output)
     raw = image.data if raw_frames is None else raw_frames
     modality = getattr(args, "modality", None)
-    fmap, noise = fidelity_stack(raw, result.data, modality, forward)
-    if result.data.ndim == 2:
-        fmap = np.asarray(fmap)
-        one = forward[0] if isinstance(forward, list | tuple) else forward
-        summary = _frame_regions(raw, result.data, noise, modality, one)
-    else:
-        summary = summarise(fmap, noise)
+    fmap, summary = check_image_pair(raw, result.data, modality, forward)
     write_map(
         out,
         fmap,
