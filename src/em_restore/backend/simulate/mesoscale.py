@@ -489,7 +489,9 @@ def add_support(rng: np.random.Generator, image: np.ndarray, kind: str) -> tuple
         film = rng.uniform(0.05, 0.3) * (1 + power_law_field(rng, shape, rng.uniform(2.5, 4)))
         return image + np.maximum(film, 0.0), {"support": kind}
     t0, s = rng.uniform(0.0, 0.3), loguniform(rng, 0.02, 0.2)
-    grain = fourier_gaussian(power_law_field(rng, shape, rng.uniform(0, 1.5)), rng.uniform(0.4, 1.2))
+    grain = fourier_gaussian(
+        power_law_field(rng, shape, rng.uniform(0, 1.5)), rng.uniform(0.4, 1.2)
+    )
     film = np.maximum(t0 + s * _unit(grain), 0.0)
     if kind == "holey":
         holes = smooth_field(rng, shape, loguniform(rng, 8.0, 80.0))
