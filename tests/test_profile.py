@@ -12,6 +12,7 @@ from em_restore.backend.profile import (
     LineProfile,
     analyse_profile,
     measure_line,
+    pair_resolution,
     sample_profile,
     sphere_profile,
 )
@@ -185,3 +186,93 @@ def test_low_dose_particle_is_sized_within_a_few_percent_after_averaging():
     _, res = measure_line(noisy, line, width=5, unit="px")
     (p,) = res.particles
     assert p.diameter == pytest.approx(36.0, rel=0.03)
+
+
+# ----------------------------------------------------------------- pair resolution
+
+
+def _pair(gap, *, radii=(10.0, 10.0), sigma=1.0, background=1.0, step=1.0):
+    """Dark touching pair (bright-field attenuation), surfaces ``gap`` apart; returns
+    (positions, expected intensity, true centres)."""
+    x = np.arange(0.0, 110.0, step)
+    c = (40.0, 40.0 + radii[0] + radii[1] + gap)
+    y = sphere_profile(x, centers=c, radii=radii, amplitudes=[0.03, 0.03],
+                       background=background, saturation=1 / background, sigma=sigma,
+                       appearance="dark")  # fmt: skip
+    return x, y, c
+
+
+def test_clearly_separated_pair_resolves_with_its_distance():
+    x, y, c = _pair(4.0)
+    res = pair_resolution(LineProfile(x, y, unit="nm"), c, tolerance=1.0)
+    assert res.resolved, res.reason
+    assert res.distance == pytest.approx(24.0, abs=0.01)
+    assert res.gap == pytest.approx(4.0, abs=0.02)
+    # Noise-free: the dip (0.4 of the background) stands far above the profile's "noise"
+    # (second differences of the edges' curvature: about 0.01 here).
+    assert res.dip == pytest.approx(0.4, abs=0.05) and res.significance > 10
+    # Without expected centres: the first fitted pair, the same answer.
+    assert pair_resolution(LineProfile(x, y)).distance == pytest.approx(res.distance)
+
+
+def test_sintered_pair_is_not_resolved():
+    for gap in (-2.0, -5.0):
+        x, y, c = _pair(gap)
+        res = pair_resolution(LineProfile(x, y), c)
+        assert not res.resolved
+        assert res.reason in ("fitted spheres overlap", "merged: one particle fitted over both")
+
+
+def test_wrong_distance_is_not_resolved_with_a_tolerance():
+    x, y, c = _pair(4.0)
+    prof = LineProfile(x, y)
+    assert pair_resolution(prof, (c[0], c[1] + 2.0), tolerance=2.5).resolved
+    res = pair_resolution(prof, (c[0], c[1] + 2.0), tolerance=1.0)
+    assert not res.resolved and res.reason.startswith("distance off by -2")
+    with pytest.raises(ValueError, match="tolerance needs the expected centres"):
+        pair_resolution(prof, tolerance=1.0)
+    with pytest.raises(ValueError, match="centers must be two different"):
+        pair_resolution(prof, (3.0, 3.0))
+
+
+def test_shallow_dip_is_resolved_at_high_dose_and_not_at_low_dose():
+    # A 1.5 px gap under a 2 px blur: the dip is about 10 % of the background.
+    x, y, c = _pair(1.5, sigma=2.0)
+    assert pair_resolution(LineProfile(x, y), c).resolved  # noise-free: any dip counts
+    rng = np.random.default_rng(1)
+    for dose, expect in [(2000.0, True), (10.0, False)]:
+        called = [
+            pair_resolution(LineProfile(x, rng.poisson(dose * y) / dose), c).resolved
+            for _ in range(10)
+        ]
+        assert sum(called) == (10 if expect else 0), (dose, called)
+
+
+def test_dip_sigma_bounds_the_scatter_of_the_dip():
+    # The stated standard error is conservative (interpolation factor 2) but not vacuous.
+    x, y, c = _pair(4.0)
+    rng = np.random.default_rng(2)
+    dips, sigmas = [], []
+    for _ in range(60):
+        res = pair_resolution(LineProfile(x, y + rng.normal(0, 0.05, x.size)), c)
+        dips.append(res.dip)
+        sigmas.append(res.dip_sigma)
+    spread, stated = float(np.std(dips)), float(np.median(sigmas))
+    assert 0.5 * stated < spread <= stated
+    # White noise of 0.05 (uncorrelated samples): 0.05 sqrt(1/n_P + 1/n_S), 5 samples each.
+    assert spread == pytest.approx(0.05 * math.sqrt(2 / 5), rel=0.2)
+    assert stated == pytest.approx(math.sqrt(2) * 0.05 * math.sqrt(2 / 5), rel=0.2)
+
+
+def test_on_a_simulated_low_dose_image_line_width_averages_the_noise():
+    # 40 px particles 4 px apart at 5 e/px: a 1 px line does not resolve them, a 9 px one does.
+    c = [(40.0, 40.0), (40.0, 84.0)]
+    thick = sim.projected_spheres((80, 130), c, [20.0, 20.0])
+    img = sim.blur(5 * np.exp(-math.log(2) / 40 * thick), sim.gaussian_psf(1.0))
+    noisy = np.random.default_rng(3).poisson(img).astype(float)
+    line = [(40.0, 5.0), (40.0, 124.0)]
+    centres = (35.0, 79.0)
+    narrow = pair_resolution(sample_profile(noisy, line, width=1), centres, tolerance=2.0)
+    wide = pair_resolution(sample_profile(noisy, line, width=9), centres, tolerance=2.0)
+    assert wide.resolved, wide.reason
+    assert wide.significance > 1.5 * (narrow.significance or 0.0)
