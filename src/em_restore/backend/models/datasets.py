@@ -43,7 +43,7 @@ import numpy as np
 
 from .. import simulate as sim
 from ..denoise import Progress
-from .inference import normalisation_of
+from .normalise import Norm, normaliser
 from .training import _dihedral
 
 __all__ = [
@@ -68,9 +68,12 @@ class ValItem:
 
     inputs: tuple[np.ndarray, ...]
     target: np.ndarray | None  # (1, 1, h, w) normalised; None when self-supervised
-    lo: float
-    scale: float
+    norm: Norm  # the frame's normalisation (network units <-> ADU)
     baseline: np.ndarray | None = None  # (1, 1, h, w): what the input alone gives
+
+    def to_adu(self, y) -> np.ndarray:
+        """A network output (or the target) in this crop's ADU, float64."""
+        return self.norm.inverse(y, np.float64)
 
 
 def as_frames(images: Any, name: str) -> list[np.ndarray]:
@@ -157,9 +160,9 @@ class _FrameSampler:
         return x, y
 
 
-def _normalised(noisy: np.ndarray, rule: dict) -> tuple[np.ndarray, float, float]:
-    lo, scale = normalisation_of(noisy, rule)
-    return (noisy - lo) / scale, lo, scale
+def _normalised(noisy: np.ndarray, rule: dict) -> tuple[np.ndarray, Norm]:
+    norm = normaliser(noisy, rule)
+    return norm.forward(noisy), norm
 
 
 # --------------------------------------------------------------------------- paired
@@ -250,14 +253,14 @@ class _FrameData:
         self.val_fraction = val_fraction
         prepared = []
         for i, x in enumerate(xs):
-            xn, lo, scale = _normalised(x, self.rule)
-            yn = None if ys is None else (ys[i] - lo) / scale
-            prepared.append((xn, yn, lo, scale))
+            xn, norm = _normalised(x, self.rule)
+            yn = None if ys is None else norm.forward(ys[i])
+            prepared.append((xn, yn, norm))
         val_images, strips = _split(len(xs), [x.shape[0] for x in xs], val_fraction, seed)
         train_x, train_y, self._val_src = [], [], []
-        for i, (xn, yn, lo, scale) in enumerate(prepared):
+        for i, (xn, yn, norm) in enumerate(prepared):
             if i in val_images:
-                self._val_src.append((xn, yn, lo, scale))
+                self._val_src.append((xn, yn, norm))
                 continue
             if strips is not None:
                 cut = xn.shape[0] - strips[i]
@@ -266,7 +269,7 @@ class _FrameData:
                         f"image {i} ({xn.shape[0]} rows) is too small to hold out a validation "
                         "strip; give larger or more images."
                     )
-                self._val_src.append((xn[cut:], None if yn is None else yn[cut:], lo, scale))
+                self._val_src.append((xn[cut:], None if yn is None else yn[cut:], norm))
                 xn, yn = xn[:cut], None if yn is None else yn[:cut]
             train_x.append(xn.astype(np.float32))
             train_y.append(None if yn is None else yn.astype(np.float32))
@@ -276,11 +279,11 @@ class _FrameData:
 
     def iter_prepare(self, stride: int, val_crop: int) -> Generator[Progress, None, None]:
         self.validation: list[ValItem] = []
-        for xn, yn, lo, scale in self._val_src:
+        for xn, yn, norm in self._val_src:
             for sl in _tiles(xn.shape, val_crop, 2 * stride if self.self_supervised else stride):
                 x = xn[sl].astype(np.float32)[None, None]
                 y = None if yn is None else yn[sl].astype(np.float32)[None, None]
-                self.validation.append(ValItem((x,), y, lo, scale, None if y is None else x))
+                self.validation.append(ValItem((x,), y, norm, None if y is None else x))
         if not self.validation:
             raise ValueError(f"held-out images are smaller than the network stride {stride}.")
         yield Progress(1, 1, "data ready")
@@ -431,8 +434,8 @@ class SimulatedData:
         total = self.pool + self.val_images
         for i in range(self.pool):
             noisy, expected = self.pair(np.random.default_rng([self.seed, 21, i]), n)
-            xn, lo, scale = _normalised(noisy, self.rule)
-            xs[i], ys[i] = xn, (expected - lo) / scale
+            xn, norm = _normalised(noisy, self.rule)
+            xs[i], ys[i] = xn, norm.forward(expected)
             if (i + 1) % 16 == 0:
                 yield Progress(i + 1, total, "simulating training pairs")
         self.sampler = _FrameSampler(list(xs), list(ys))
@@ -440,10 +443,10 @@ class SimulatedData:
         self.validation = []
         for i in range(self.val_images):
             noisy, expected = self.pair(np.random.default_rng([self.seed, 23, i]), v)
-            xn, lo, scale = _normalised(noisy, self.rule)
+            xn, norm = _normalised(noisy, self.rule)
             x = xn.astype(np.float32)[None, None]
-            y = ((expected - lo) / scale).astype(np.float32)[None, None]
-            self.validation.append(ValItem((x,), y, lo, scale, x))
+            y = norm.forward(expected)[None, None]
+            self.validation.append(ValItem((x,), y, norm, x))
         yield Progress(total, total, "data ready")
 
     def batch(self, gen: np.random.Generator, n: int, patch: int):
@@ -503,15 +506,14 @@ class BurstData(SimulatedData):
 
         recipe = BurstRecipe(dose_range=self.dose_range, size=size, frames=self.frames)
         a, target, _ = simulated_window(gen, recipe, specimen=self.draw)
-        lo, scale = normalisation_of(a.frames[a.reference], self.rule)
+        norm = normaliser(a.frames[a.reference], self.rule)
         return (
-            ((a.frames - lo) / scale).astype(np.float32),
+            norm.forward(a.frames),
             a.masks.astype(np.float32),
             window_velocity(a.shifts).astype(np.float32),
-            ((fuse_wiener(a) - lo) / scale).astype(np.float32),
-            ((target - lo) / scale).astype(np.float32),
-            lo,
-            scale,
+            norm.forward(fuse_wiener(a)),
+            norm.forward(target),
+            norm,
         )
 
     def iter_prepare(self, stride: int, val_crop: int) -> Generator[Progress, None, None]:
@@ -524,15 +526,12 @@ class BurstData(SimulatedData):
         v = max(stride, min(val_crop, self.size) // stride * stride)
         self.validation = []
         for i in range(self.val_images):
-            f, m, vel, base, y, lo, scale = self.window(
-                np.random.default_rng([self.seed, 33, i]), v
-            )
+            f, m, vel, base, y, norm = self.window(np.random.default_rng([self.seed, 33, i]), v)
             self.validation.append(
                 ValItem(
                     (f[None], m[None], vel[None], base[None, None]),
                     y[None, None],
-                    lo,
-                    scale,
+                    norm,
                     base[None, None],
                 )
             )
@@ -545,7 +544,7 @@ class BurstData(SimulatedData):
             raise ValueError(f"patch ({patch}) must not exceed the burst size ({self.size}).")
         fb, mb, vb, bb, yb = [], [], [], [], []
         for i in gen.integers(len(self._pool), size=n):
-            f, m, vel, base, y, _, _ = self._pool[i]
+            f, m, vel, base, y, _ = self._pool[i]
             y0 = int(gen.integers(self.size - patch + 1))
             x0 = int(gen.integers(self.size - patch + 1))
             k = int(gen.integers(8))

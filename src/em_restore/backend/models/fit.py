@@ -366,7 +366,7 @@ def _fit(cfg, data, loss_kind, dev, on_best, checkpoint, resume):
                     ssims.append(float(ssim_torch(out, target).mean()))
                     psnrs.append(_psnr_adu(out.cpu().numpy(), item))
                 if j == preview_at:
-                    preview = (out.cpu().numpy()[0, 0] * item.scale + item.lo).astype(np.float32)
+                    preview = item.to_adu(out.cpu().numpy()[0, 0]).astype(np.float32)
         net.train()
         if selfsup:
             return float(np.mean(losses)), None, None, preview
@@ -527,8 +527,8 @@ def _fit(cfg, data, loss_kind, dev, on_best, checkpoint, resume):
 
 def _psnr_adu(out: np.ndarray, item) -> float:
     """PSNR of a (1, 1, h, w) normalised output against ``item``'s target, in ADU."""
-    truth = item.target[0, 0] * item.scale + item.lo
-    return _psnr(np.asarray(out, np.float64)[0, 0] * item.scale + item.lo, truth)
+    truth = item.to_adu(item.target[0, 0])
+    return _psnr(item.to_adu(np.asarray(out, np.float64)[0, 0]), truth)
 
 
 def fit(cfg: FitConfig, data, *, on_event=None, **kw) -> FitResult:

@@ -2,15 +2,16 @@
 
 Pipeline for one 2-D frame ``x`` (:func:`predict_frame`):
 
-1. **Normalise** with the model's rule, computed on the *whole frame* (never per
-   tile, so tiles agree): ``xn = (x - p_low) / (p_high - p_low)`` with the frame's
-   ``low``/``high`` percentiles (config ``normalisation``; scale 1 for a flat frame).
-   Then **outliers** the network never saw at such heights (X-ray spikes, hot and
-   dead pixels, which can sit 100× above the frame's range) are replaced by the
-   median of their 3×3 neighbourhood (:func:`replace_outliers`): a pixel outside
+1. **Normalise** with the model's rule (config ``normalisation``, see
+   :mod:`.normalise`), computed on the *whole frame* (never per tile, so tiles
+   agree): the frame's percentiles (``xn = (x - p_low) / (p_high - p_low)``), or
+   its own noise model (variance-stabilised, in noise standard deviations).
+   Then **outliers** the network never saw at such heights (X-ray spikes, hot
+   and dead pixels, which can sit 100× above the frame's range) are replaced by
+   the median of their 3×3 neighbourhood (:func:`replace_outliers`): a pixel outside
    ``[-t, 1 + t]`` standing more than ``t`` above (below) the third-highest
-   (lowest) of its 8 neighbours, ``t`` = :data:`OUTLIER_RANGE` normalised units
-   (the frame's whole percentile range). Objects of 2×2 px or more are kept; the
+   (lowest) of its 8 neighbours, ``t`` = :data:`OUTLIER_RANGE` units of the
+   frame's 0.1–99.9 percentile range. Objects of 2×2 px or more are kept; the
    residual network would otherwise copy a 100× spike through to its output.
 2. **Pad** by reflection to a multiple of the network's stride (odd sizes welcome).
 3. **Predict** the whole padded frame in one pass when its larger side is at most
@@ -38,6 +39,7 @@ import numpy as np
 
 from .._args import check_image, looks_rgb
 from ..denoise import Progress, _drain
+from .normalise import normaliser, outlier_units
 
 __all__ = [
     "blend_window",
@@ -136,6 +138,15 @@ def replace_outliers(xn: np.ndarray, t: float = OUTLIER_RANGE) -> tuple[np.ndarr
     return out, int(bad.sum())
 
 
+def clean_outliers(xn: np.ndarray, kind: str) -> np.ndarray:
+    """:func:`replace_outliers` on a normalised frame, in the percentile units it expects."""
+    if kind == "percentile":
+        return replace_outliers(xn)[0]
+    lo, span = outlier_units(xn)
+    cleaned, n = replace_outliers(((xn - lo) / span).astype(np.float32))
+    return xn if n == 0 else (cleaned * span + lo).astype(np.float32)
+
+
 def _starts(n: int, tile: int, step: int) -> list[int]:
     if n <= tile:
         return [0]
@@ -229,7 +240,13 @@ def _run(model, batch_np: np.ndarray) -> np.ndarray:
 
 
 def _iter_frame(
-    model, x: np.ndarray, tile: int, overlap: int, batch: int, where: tuple = (0, 1, "")
+    model,
+    x: np.ndarray,
+    tile: int,
+    overlap: int,
+    batch: int,
+    where: tuple = (0, 1, ""),
+    noise=None,
 ) -> Generator[Progress, None, np.ndarray]:
     """Restore one checked float64 frame; yields ``Progress`` per batch of tiles.
 
@@ -239,8 +256,8 @@ def _iter_frame(
     stride = int(model.net.stride)
     done0, total, label = where
     h, w = x.shape
-    lo, scale = normalisation_of(x, model.config.normalisation)
-    xn, _ = replace_outliers(((x - lo) / scale).astype(np.float32))
+    norm = normaliser(x, model.config.normalisation, noise=noise)
+    xn = clean_outliers(norm.forward(x), norm.kind)
     ph, pw = -h % stride, -w % stride
     if ph or pw:
         mode = "reflect" if min(h, w) > max(ph, pw) else "symmetric"
@@ -266,7 +283,7 @@ def _iter_frame(
                 wsum[y0 : y0 + th, x0 : x0 + tw] += wt
             yield Progress(done0 + b + 1, total, f"{label}tiles {b + 1}/{n_batches}")
         y = acc / wsum
-    return (np.asarray(y[:h, :w], dtype=np.float64) * scale + lo).astype(np.float32)
+    return norm.inverse(y[:h, :w])
 
 
 def _frame_units(shape: tuple[int, int], stride: int, tile: int, overlap: int, batch: int) -> int:
@@ -284,8 +301,12 @@ def predict_frame(
     tile: int = DEFAULT_TILE,
     overlap: int = DEFAULT_OVERLAP,
     batch: int = DEFAULT_BATCH,
+    noise=None,
 ) -> np.ndarray:
     """Restore one 2-D frame (any size, >= 2×2): float32 in the input's units.
+
+    ``noise``: the frame's :class:`~em_restore.backend.noise.NoiseModel`, for a
+    model normalised by the noise (estimated from the frame when ``None``).
 
     Examples
     --------
@@ -295,7 +316,7 @@ def predict_frame(
     (37, 50)
     """
     _check_frame_args(tile, overlap, int(model.net.stride), batch)
-    return _drain(_iter_frame(model, _as_frame(frame), tile, overlap, batch))
+    return _drain(_iter_frame(model, _as_frame(frame), tile, overlap, batch, noise=noise))
 
 
 def _as_frame(frame) -> np.ndarray:

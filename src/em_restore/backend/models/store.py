@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .nets import build_network, network_params
+from .normalise import check_rule
 
 __all__ = [
     "CONFIG_FILE",
@@ -51,7 +52,6 @@ FORMAT = "em-restore-model"
 FORMAT_VERSION = 1
 TASKS = ("denoise", "burst")
 MODALITIES = ("tem", "stem", "sem")
-NORMALISATIONS = ("percentile",)
 
 
 class ModelError(ValueError):
@@ -68,22 +68,10 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def _check_normalisation(norm: Any) -> dict:
-    if not isinstance(norm, dict) or norm.get("kind") not in NORMALISATIONS:
-        raise ModelError(
-            "normalisation must be {'kind': 'percentile', 'low': ..., 'high': ...}; "
-            f"got {norm!r}."
-        )
-    extra = sorted(set(norm) - {"kind", "low", "high"})
-    if extra:
-        raise ModelError(f"normalisation has unknown key(s) {', '.join(extra)}.")
-    low, high = norm.get("low"), norm.get("high")
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)) or not (
-        0 <= low < high <= 100
-    ):
-        raise ModelError(
-            f"normalisation percentiles must satisfy 0 <= low < high <= 100; got {low!r}, {high!r}."
-        )
-    return {"kind": "percentile", "low": float(low), "high": float(high)}
+    try:
+        return check_rule(norm)
+    except ValueError as err:
+        raise ModelError(str(err)) from None
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,8 @@ import numpy as np
 
 from ..._atomic import atomic_path
 from .. import simulate as sim
-from .inference import normalisation_of
 from .nets import build_network
+from .normalise import normaliser
 
 __all__ = [
     "SimulationRecipe",
@@ -173,8 +173,8 @@ def simulated_pair(rng, recipe: SimulationRecipe, size: int | None = None):
 
 
 def _normalised(noisy: np.ndarray, expected: np.ndarray, rule: dict):
-    lo, scale = normalisation_of(noisy, rule)
-    return (noisy - lo) / scale, (expected - lo) / scale, lo, scale
+    norm = normaliser(noisy, rule)
+    return norm.forward(noisy), norm.forward(expected), norm
 
 
 def _dihedral(a: np.ndarray, k: int) -> np.ndarray:
@@ -260,15 +260,15 @@ def _train(
     pool_y = np.empty_like(pool_x)
     for i in range(cfg.pool):
         noisy, expected, _ = simulated_pair(np.random.default_rng([cfg.seed, 1, i]), recipe)
-        pool_x[i], pool_y[i], _, _ = _normalised(noisy, expected, rule)
+        pool_x[i], pool_y[i], _ = _normalised(noisy, expected, rule)
     say(f"simulating {cfg.val_images} validation pairs of {cfg.val_size}²")
     val = []
     for i in range(cfg.val_images):
         noisy, expected, _ = simulated_pair(
             np.random.default_rng([cfg.seed, 3, i]), recipe, cfg.val_size
         )
-        xn, yn, lo, scale = _normalised(noisy, expected, rule)
-        val.append((xn, yn, lo, scale, expected))
+        xn, yn, norm = _normalised(noisy, expected, rule)
+        val.append((xn, yn, norm, expected))
     val_x = torch.from_numpy(np.stack([v[0] for v in val])[:, None]).to(dev)
 
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
@@ -322,7 +322,7 @@ def _train(
         net.train()
         l1 = float(np.mean([np.mean(np.abs(o - v[1])) for o, v in zip(outs, val, strict=True)]))
         psnr = float(
-            np.mean([_psnr(o * v[3] + v[2], v[4]) for o, v in zip(outs, val, strict=True)])
+            np.mean([_psnr(v[2].inverse(o), v[3]) for o, v in zip(outs, val, strict=True)])
         )
         is_best = l1 < best[0]
         if is_best:

@@ -1,0 +1,128 @@
+"""Normalisation rules: the noise rule makes a network indifferent to gain and offset."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from em_restore.backend import simulate as sim
+from em_restore.backend.models import load_model, predict_frame, save_model
+from em_restore.backend.models.nets import network_params
+from em_restore.backend.models.normalise import check_rule, normaliser
+from em_restore.backend.models.store import ModelConfig
+from em_restore.backend.models.training import TrainConfig, train
+
+NOISE = {"kind": "noise", "scale": 4.0}
+
+
+def _psnr(x, truth) -> float:
+    r = float(np.ptp(truth))
+    return 10 * math.log10(r * r / float(np.mean((np.asarray(x, np.float64) - truth) ** 2)))
+
+
+@pytest.mark.parametrize(
+    "rule, words",
+    [
+        ({"kind": "noise"}, "scale must be a number > 0"),
+        ({"kind": "noise", "scale": 0}, "scale must be a number > 0"),
+        ({"kind": "noise", "scale": 4, "low": 1}, "unknown key"),
+        ({"kind": "zscore"}, "must be"),
+        ({"kind": "percentile", "low": 9, "high": 1}, "low < high"),
+    ],
+)
+def test_rules_are_checked(rule, words):
+    with pytest.raises(ValueError, match=words):
+        check_rule(rule)
+
+
+def _frame(seed: int, modality: str, dose: float, size: int = 128):
+    g = np.random.default_rng(seed)
+    clean, _ = sim.random_specimen((size, size), rng=g, kinds=("nanoparticles", "tissue"))
+    cfg = sim.random_acquisition_config(g, modality=modality).replace(dose=dose)
+    raw, truth = sim.simulate_acquisition(clean, cfg, rng=g, return_expected=True)
+    return raw.astype(np.float64), truth
+
+
+@pytest.mark.parametrize("modality, dose", [("tem", 30.0), ("stem", 30.0), ("sem", 300.0)])
+def test_noise_rule_gives_unit_noise_and_a_round_trip(modality, dose):
+    raw, truth = _frame(3, modality, dose)
+    norm = normaliser(raw, NOISE)
+    # the target's round trip is exact: what training feeds back is what it took in
+    assert np.allclose(
+        norm.inverse(norm.forward(truth)), truth, rtol=1e-4, atol=1e-3 * np.ptp(truth)
+    )
+    # the residual raw - truth, in network units, has the noise's s.d. 1/k (robust
+    # s.d.: the recordings carry X-ray hits and dead pixels)
+    resid = norm.forward(raw) - norm.forward(truth)
+    sd = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
+    assert 0.75 / 4 < sd < 1.3 / 4, sd
+
+
+def test_a_frame_without_noise_gets_a_floor_not_a_division_by_zero():
+    flat = np.full((64, 64), 5.0)
+    ramp = np.add.outer(np.arange(64.0), np.arange(64.0))
+    for x in (flat, ramp):
+        n = normaliser(x, NOISE)
+        assert np.all(np.isfinite(n.forward(x)))
+        assert np.allclose(n.inverse(n.forward(x)), x, atol=1e-3 * max(np.ptp(x), 1))
+
+
+@pytest.fixture(scope="module")
+def noise_model(tmp_path_factory):
+    """A small fast_denoiser trained briefly under the noise rule (non-trivial weights)."""
+    cfg = TrainConfig(
+        arch_params={"channels": 8, "unshuffle": 2, "blocks": [1, 1, 1]},
+        steps=100,
+        batch=4,
+        patch=32,
+        pool=8,
+        val_images=2,
+        val_size=32,
+        val_every=100,
+        seed=2,
+        normalisation=dict(NOISE),
+    )
+    cfg = TrainConfig(**{**cfg.__dict__, "recipe": type(cfg.recipe)(image_size=64)})
+    result = train(cfg)
+    folder = save_model(
+        tmp_path_factory.mktemp("m") / "noise-rule",
+        result.net,
+        ModelConfig(
+            name="noise-rule",
+            architecture="fast_denoiser",
+            arch_params=network_params(result.net),
+            normalisation=dict(NOISE),
+            training=result.record(cfg),
+        ),
+    )
+    return load_model(folder, device="cpu")
+
+
+def test_training_under_the_noise_rule_learns(noise_model):
+    for seed in (11, 12):
+        raw, truth = _frame(seed, "tem", 10.0)
+        assert _psnr(predict_frame(noise_model, raw), truth) > _psnr(raw, truth) + 1.0
+
+
+@pytest.mark.parametrize("modality, dose", [("tem", 5.0), ("stem", 20.0), ("sem", 100.0)])
+def test_gain_and_offset_do_not_change_the_restoration(noise_model, modality, dose):
+    raw, truth = _frame(7, modality, dose)
+    base = predict_frame(noise_model, raw)
+    ref = _psnr(base, truth)
+    for a in (0.1, 7.0, 300.0):
+        for b in (0.0, 1000.0):
+            out = predict_frame(noise_model, a * raw + b)
+            back = (np.asarray(out, np.float64) - b) / a
+            assert abs(_psnr(back, truth) - ref) < 0.1, (a, b)
+            assert _psnr(back, base) > 40.0, (a, b)
+
+
+def test_percentile_rule_is_unchanged():
+    """The percentile rule's numbers are the old ones (bundled models rely on it)."""
+    x = np.random.default_rng(0).normal(100.0, 10.0, (48, 48))
+    n = normaliser(x, {"kind": "percentile", "low": 0.1, "high": 99.9})
+    lo, hi = np.percentile(x, [0.1, 99.9])
+    assert n.lo == lo and n.scale == hi - lo
+    assert np.array_equal(n.forward(x), ((x - lo) / (hi - lo)).astype(np.float32))
