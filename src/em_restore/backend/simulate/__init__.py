@@ -101,3 +101,7 @@ __all__ = [
     "vesicles",
     "xray_spikes",
 ]
+
+from . import atomic, distortions, mesoscale, wide  # the wide simulator (issue 28)
+
+__all__ += ["atomic", "distortions", "mesoscale", "wide"]

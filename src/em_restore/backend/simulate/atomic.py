@@ -139,8 +139,9 @@ def lattice_columns(shape, spacing_px, angle_rad, ratio, gamma_deg, basis, origi
     a_vec = spacing_px * np.array([-math.sin(angle_rad), math.cos(angle_rad)])
     b_vec = ratio * spacing_px * np.array([-math.sin(t2), math.cos(t2)])
     m = np.column_stack([a_vec, b_vec])
-    corners = np.array([[-margin, -margin], [-margin, w + margin], [h + margin, -margin],
-                        [h + margin, w + margin]]) - np.asarray(origin)  # fmt: skip
+    corners = np.array(
+        [[-margin, -margin], [-margin, w + margin], [h + margin, -margin], [h + margin, w + margin]]
+    ) - np.asarray(origin)
     ij = corners @ np.linalg.inv(m).T
     lo, hi = np.floor(ij.min(axis=0)) - 1, np.ceil(ij.max(axis=0)) + 1
     ii, jj = np.meshgrid(np.arange(lo[0], hi[0] + 1), np.arange(lo[1], hi[1] + 1), indexing="ij")
@@ -181,8 +182,13 @@ def _draw_crystal(rng, shape, structure, spacing=None, angle=None):
     jitter = rng.uniform(0, 0.04) * spacing
     pos += rng.normal(0, jitter, pos.shape)
     amp *= np.maximum(1 + rng.normal(0, rng.uniform(0, 0.15), len(amp)), 0.05)
-    params = {"structure": structure, "spacing_px": spacing, "angle_rad": angle,
-              "column_sigma_px": sigma, "strain_px": strain}  # fmt: skip
+    params = {
+        "structure": structure,
+        "spacing_px": spacing,
+        "angle_rad": angle,
+        "column_sigma_px": sigma,
+        "strain_px": strain,
+    }
     return pos, amp, sigma, params
 
 
@@ -194,8 +200,9 @@ def _vacate(rng, pos, amp):
 
 def _amorphous_columns(rng, shape, spacing, disorder):
     """Jittered hexagonal grid with jitter ``disorder · spacing``: short-range order only."""
-    pos, _ = lattice_columns(shape, spacing, rng.uniform(0, 6.3), 1.0, 60.0, [(0, 0, 1.0)],
-                             rng.uniform(0, spacing, 2))  # fmt: skip
+    pos, _ = lattice_columns(
+        shape, spacing, rng.uniform(0, 6.3), 1.0, 60.0, [(0, 0, 1.0)], rng.uniform(0, spacing, 2)
+    )
     pos = pos + rng.normal(0, disorder * spacing, pos.shape)
     return pos, rng.uniform(0.3, 1.0, len(pos))
 
@@ -357,8 +364,14 @@ def hrtem(rng, shape):
     env = rng.uniform(1.0, 3.0) / a + 0.05
     phase = loguniform(rng, 0.1, 1.5)
     img = ctf_image(potential, phase, defocus, cs, astig, rng.uniform(0, math.pi), env)
-    return img, {"source": source, "spacing_px": a, "defocus_px2": defocus, "cs_px4": cs,
-                 "phase_rad": phase, "envelope_cpp": env}  # fmt: skip
+    return img, {
+        "source": source,
+        "spacing_px": a,
+        "defocus_px2": defocus,
+        "cs_px4": cs,
+        "phase_rad": phase,
+        "envelope_cpp": env,
+    }
 
 
 ATOMIC_FAMILIES: dict[str, Callable] = {

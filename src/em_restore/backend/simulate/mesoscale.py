@@ -207,9 +207,16 @@ def _rods(rng, shape, coverage, r_mean, spread, aspect):
     theta = rng.uniform(0, math.pi, n) if rng.random() < 0.7 else np.full(n, rng.uniform(0, 3.2))
     amp = rng.uniform(0.5, 1.0, n)
     return render_patches(
-        shape, _centres(rng, shape, n, r_mean), r + hl + 1, _capsule,
-        r, hl, np.cos(theta), np.sin(theta), amp,
-    )  # fmt: skip
+        shape,
+        _centres(rng, shape, n, r_mean),
+        r + hl + 1,
+        _capsule,
+        r,
+        hl,
+        np.cos(theta),
+        np.sin(theta),
+        amp,
+    )
 
 
 def _polygons(rng, shape, coverage, r_mean, spread):
@@ -225,9 +232,17 @@ def _polygons(rng, shape, coverage, r_mean, spread):
     amp = rng.uniform(0.4, 1.0, n)
     angle = rng.uniform(0, 2 * math.pi, n)
     return render_patches(
-        shape, _centres(rng, shape, n, r_mean), half, _polygon_fn(apothems),
-        np.arange(n), r, sides, angle, ramp, amp,
-    )  # fmt: skip
+        shape,
+        _centres(rng, shape, n, r_mean),
+        half,
+        _polygon_fn(apothems),
+        np.arange(n),
+        r,
+        sides,
+        angle,
+        ramp,
+        amp,
+    )
 
 
 def _particle_sizes(rng, shape):
@@ -373,16 +388,30 @@ def membranes(rng, shape):
     kind = ("closed", "open", "both")[int(rng.integers(3))]
     if kind != "open":
         r_mean = loguniform(rng, 4.0, min(shape) / 3)
-        n = _count(loguniform(rng, 0.05, 1.5), shape[0] * shape[1], math.pi * r_mean**2,
-                   (3 * r_mean + 2 * sep + 6 * sigma) ** 2)  # fmt: skip
+        n = _count(
+            loguniform(rng, 0.05, 1.5),
+            shape[0] * shape[1],
+            math.pi * r_mean**2,
+            (3 * r_mean + 2 * sep + 6 * sigma) ** 2,
+        )
         r = _radii(rng, n, r_mean, rng.uniform(0, 0.5))
         a2, a3 = rng.uniform(0, 0.25, n), rng.uniform(0, 0.12, n)
         half = r * (1 + a2 + a3) + sep + 4 * sigma + 1
         img += render_patches(
-            shape, _centres(rng, shape, n, r_mean), half, _vesicle,
-            r, np.full(n, sep), np.full(n, sigma), rng.uniform(0, 0.4, n) * rng.random(),
-            rng.uniform(0.5, 1.0, n), a2, a3, rng.uniform(0, 6.3, n), rng.uniform(0, 6.3, n),
-        )  # fmt: skip
+            shape,
+            _centres(rng, shape, n, r_mean),
+            half,
+            _vesicle,
+            r,
+            np.full(n, sep),
+            np.full(n, sigma),
+            rng.uniform(0, 0.4, n) * rng.random(),
+            rng.uniform(0.5, 1.0, n),
+            a2,
+            a3,
+            rng.uniform(0, 6.3, n),
+            rng.uniform(0, 6.3, n),
+        )
     if kind != "closed":
         f = smooth_field(rng, shape, loguniform(rng, 6.0, min(shape) / 2))
         gy, gx = np.gradient(f)
