@@ -331,7 +331,7 @@ def fibres(rng, shape):
     head = rng.uniform(0, 2 * math.pi, (n, 1)) + np.cumsum(
         rng.normal(0, curv * math.sqrt(step), (n, n_pts)), axis=1
     )
-    start = _centres(rng, shape, n, 0.2 * min(shape))
+    start = _centres(rng, shape, n)
     y = start[:, :1] + step * np.cumsum(np.sin(head), axis=1)
     x = start[:, 1:] + step * np.cumsum(np.cos(head), axis=1)
     lengths = np.minimum(n_pts, rng.integers(n_pts // 4 + 1, n_pts + 1, n))
@@ -493,9 +493,15 @@ MESO_FAMILIES: dict[str, Callable] = {
 
 
 def meso_specimen(rng: np.random.Generator, shape, family: str) -> tuple[np.ndarray, dict]:
-    """One specimen of a mesoscale family, scaled to a peak of 1, with its drawn params."""
-    img, params = MESO_FAMILIES[family](rng, tuple(shape))
-    peak = float(img.max())
+    """One specimen of a mesoscale family, scaled to a peak of 1, with its drawn params.
+
+    A draw whose objects all fell outside the field is drawn again (a few times at most).
+    """
+    for _ in range(8):
+        img, params = MESO_FAMILIES[family](rng, tuple(shape))
+        peak = float(img.max())
+        if peak > 0:
+            break
     return (img / peak if peak > 0 else img), {"family": family, **params}
 
 

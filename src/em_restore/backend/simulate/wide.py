@@ -36,6 +36,7 @@ from .atomic import ATOMIC_FAMILIES, atomic_specimen
 from .mesoscale import MESO_FAMILIES, SUPPORTS, add_support, loguniform, meso_specimen
 
 __all__ = [
+    "APPLIES",
     "DISTORTION_FAMILIES",
     "HELD_OUT",
     "MODALITIES",
@@ -53,8 +54,8 @@ MODALITIES = ("tem", "stem", "sem")
 _SCAN = ("stem", "sem")
 SPECIMEN_FAMILIES: tuple[str, ...] = (*MESO_FAMILIES, *ATOMIC_FAMILIES)
 
-#: family -> modalities it applies to
-_APPLIES: dict[str, tuple[str, ...]] = {
+#: distortion family -> the modalities it applies to
+APPLIES: dict[str, tuple[str, ...]] = {
     "optics_blur": ("tem",),
     "counting": ("tem",),
     "integrating": ("tem",),
@@ -80,7 +81,7 @@ _APPLIES: dict[str, tuple[str, ...]] = {
     "saturation": MODALITIES,
     "quantisation": MODALITIES,
 }
-DISTORTION_FAMILIES: tuple[str, ...] = tuple(_APPLIES)
+DISTORTION_FAMILIES: tuple[str, ...] = tuple(APPLIES)
 _DETECTORS = ("counting", "integrating")
 
 #: families kept in the training target (deterministic, part of what the image shows)
@@ -213,7 +214,7 @@ def _choose(rng, options):
 
 
 def _pick_distortions(rng, modality, allowed, forced: bool) -> tuple[str, ...]:
-    fams = [f for f in allowed if modality in _APPLIES[f] and f not in _DETECTORS]
+    fams = [f for f in allowed if modality in APPLIES[f] and f not in _DETECTORS]
     if not forced:
         fams = [f for f in fams if rng.random() < _PROBABILITY[f]]
     if modality == "tem":
