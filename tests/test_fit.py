@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -9,8 +11,9 @@ torch = pytest.importorskip("torch")
 
 from em_restore.backend import simulate as sim  # noqa: E402
 from em_restore.backend.models import datasets as ds  # noqa: E402
+from em_restore.backend.models import default_model_name, load_model, predict_frame  # noqa: E402
 from em_restore.backend.models import fit as F  # noqa: E402
-from em_restore.backend.models import load_model, predict_frame  # noqa: E402
+from em_restore.backend.models.nets import build_network, network_params  # noqa: E402
 from em_restore.backend.models.training import run_training  # noqa: E402
 
 TINY = {"channels": 8, "unshuffle": 2, "blocks": [1, 1, 1]}
@@ -112,7 +115,7 @@ def test_config_and_mode_errors(recordings):
     with pytest.raises(ValueError, match="needs the l2 loss"):
         F.fit(F.FitConfig(loss="l1"), ds.NoisyData(noisy))
     with pytest.raises(ValueError, match="does not fit burst data"):
-        F.fit(F.FitConfig(), ds.BurstData(pool=1, size=64))
+        F.fit(F.FitConfig(from_scratch=True, architecture="fast_denoiser"), ds.BurstData(pool=1))
     with pytest.raises(ValueError, match="epochs must be a positive integer"):
         F.fit(F.FitConfig(epochs=0), ds.NoisyData(noisy))
 
@@ -128,6 +131,7 @@ def _cfg(**kw):
         lr=2e-3,
         warmup=5,
         val_crop=64,
+        from_scratch=True,
     )
     return F.FitConfig(**{**base, **kw})
 
@@ -218,6 +222,7 @@ def test_burst_training_from_user_clean_images(recordings, tmp_path):
     cfg = F.FitConfig(
         architecture="burst_dense_unet",
         arch_params={"channels": 8, "growth": 4, "levels": 2},
+        from_scratch=True,
         epochs=2,
         steps_per_epoch=2,
         batch=2,
@@ -238,3 +243,130 @@ def test_existing_model_folder_is_refused(recordings, tmp_path):
         next(F.iter_train_model(cfg, ds.NoisyData(noisy), tmp_path / "m"))
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         next(F.iter_train_model(cfg, ds.NoisyData(noisy), tmp_path / "n", resume=True))
+
+
+# ----------------------------------------------------------------------------- fine-tuning
+def _ft(**kw):
+    """A fine-tuning run (the default): the bundled model's network, rule and weights."""
+    base = dict(epochs=2, steps_per_epoch=20, batch=8, patch=32, warmup=5, val_crop=64)
+    return F.FitConfig(**{**base, **kw})
+
+
+def _bundled_val_psnr(model, data) -> float:
+    """The model's mean PSNR (ADU) on the run's validation crops, computed here."""
+    scores = []
+    with torch.inference_mode():
+        for v in data.validation:
+            out = model.net(torch.from_numpy(v.inputs[0])).numpy()[0, 0]
+            scores.append(_psnr(v.to_adu(out), v.to_adu(v.target[0, 0])))
+    return float(np.mean(scores))
+
+
+def test_fine_tuning_starts_where_the_bundled_model_is_and_records_it(recordings, tmp_path):
+    noisy, high, _, _ = recordings
+    bundled = load_model(default_model_name("tem"), device="cpu")
+    # the dataset's own rule is replaced by the start model's
+    data = ds.PairedData(noisy, high, rule={"kind": "percentile", "low": 2.0, "high": 98.0})
+    # A step of 1e-30 leaves every weight as it is: epoch 1 scores what the model scores.
+    cfg = _ft(epochs=1, steps_per_epoch=2, lr=1e-30, lr_min=1e-30)
+    result = run_training(F.iter_train_model(cfg, data, tmp_path / "ft"))
+    assert data.rule == bundled.config.normalisation
+    own = _bundled_val_psnr(bundled, data)
+    assert result.start["val_psnr_db"] == pytest.approx(own, abs=1e-4)
+    assert result.history[0].val_psnr == pytest.approx(own, abs=1e-4)
+    assert result.start["val_psnr_db"] > result.input_psnr + 1  # the bundled model denoises
+    # no epoch beat the start: its weights are what the folder holds
+    assert result.best_epoch == 0
+    mine = load_model(tmp_path / "ft", device="cpu")
+    for k, v in bundled.net.state_dict().items():
+        assert torch.equal(v, mine.net.state_dict()[k]), k
+    cfg_out = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert cfg_out["training"]["fine_tuned_from"] == {
+        "name": bundled.name,
+        "weights_sha256": bundled.sha256,
+    }
+    assert cfg_out["training"]["start_val_psnr_db"] == pytest.approx(own, abs=1e-3)
+    assert cfg_out["training"]["config"]["lr"] == 1e-30
+    for key in ("architecture", "arch_params", "normalisation"):
+        assert cfg_out[key] == bundled.config.to_dict()[key], key
+    assert "fine-tuned from " + bundled.name in (tmp_path / "ft" / F.CARD_FILE).read_text()
+
+
+def test_fine_tuning_beats_training_from_scratch_with_the_same_steps(recordings):
+    noisy, high, _, _ = recordings
+    tuned = F.fit(_ft(), ds.PairedData(noisy, high, seed=1))
+    assert tuned.config.lr == F.LR_FINE_TUNE and tuned.start["name"] == default_model_name("tem")
+    bundled = tuned.net.__class__.__name__, network_params(tuned.net)
+    scratch = F.fit(
+        _ft(
+            from_scratch=True,
+            architecture=tuned.config.architecture,
+            arch_params=tuned.config.arch_params,
+        ),
+        ds.PairedData(noisy, high, seed=1),
+    )
+    assert (scratch.net.__class__.__name__, network_params(scratch.net)) == bundled
+    assert scratch.start is None and scratch.config.lr == F.LR_SCRATCH
+    # the same network and 40 steps: the start model's weights are worth several dB
+    assert tuned.best_psnr > scratch.best_psnr + 3
+    assert tuned.best_psnr >= tuned.start["val_psnr_db"]  # never below where it started
+
+
+def test_from_scratch_starts_from_seeded_random_weights(recordings):
+    noisy = recordings[0]
+    cfg = _cfg(epochs=1, steps_per_epoch=1, lr=1e-30, lr_min=1e-30)
+    result = F.fit(cfg, ds.NoisyData(noisy))
+    torch.manual_seed(cfg.seed)
+    fresh = build_network("fast_denoiser", TINY)
+    for k, v in fresh.state_dict().items():  # a 1e-30 step moves a weight by 1e-30 at most
+        torch.testing.assert_close(v, result.net.state_dict()[k], rtol=0, atol=1e-25)
+    assert result.start is None and "fine_tuned_from" not in result.record()
+    plan = F.check_fit(F.FitConfig(from_scratch=True), ds.NoisyData(noisy))
+    assert (plan.config.architecture, plan.config.lr, plan.start) == ("fast_denoiser", 1e-3, None)
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"architecture": "unet_resnet18"}, "got unet_resnet18: drop the choice, or pass"),
+        ({"arch_params": TINY}, "to choose an architecture"),
+        ({"start": "em-burst"}, "em-burst is a burst model and cannot start denoise training"),
+        ({"start": "em-denoise-fast", "from_scratch": True}, "exclude each other"),
+        ({"start": "no-such-model"}, "no model named or found at 'no-such-model'"),
+    ],
+)
+def test_fine_tuning_refuses_a_conflicting_choice_in_one_line(recordings, tmp_path, kw, message):
+    with pytest.raises(ValueError, match=message) as err:
+        next(F.iter_train_model(_ft(**kw), ds.NoisyData(recordings[0]), tmp_path / "m"))
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "m").exists()
+
+
+def test_burst_training_fine_tunes_the_bundled_burst_model(recordings):
+    data = ds.BurstData(recordings[2], frames=3, pool=2, size=64, val_images=1)
+    plan = F.check_fit(F.FitConfig(patch=32), data)
+    assert plan.start.name == "em-burst" and plan.config.architecture == "burst_dense_unet"
+    assert plan.config.arch_params == plan.start.config.arch_params
+
+
+def test_resuming_a_fine_tuned_run_gives_the_same_weights(recordings, tmp_path):
+    noisy = recordings[0]
+    cfg = _ft(epochs=3, steps_per_epoch=3, batch=4)
+    full = F.fit(cfg, ds.NoisyData(noisy), checkpoint=tmp_path / "a.pt")
+    gen = F.iter_fit(cfg, ds.NoisyData(noisy), checkpoint=tmp_path / "b.pt")
+    for event in gen:
+        if isinstance(event, F.Epoch) and event.epoch == 2:
+            break
+    gen.close()
+    resumed = F.fit(cfg, ds.NoisyData(noisy), checkpoint=tmp_path / "b.pt", resume=True)
+    assert [e.epoch for e in resumed.history] == [1, 2, 3]
+    assert resumed.start == full.start and resumed.best_epoch == full.best_epoch
+    for k, v in full.net.state_dict().items():
+        assert torch.equal(v, resumed.net.state_dict()[k]), k
+    with pytest.raises(ValueError, match=r"other settings \(.*from_scratch"):
+        F.fit(
+            _ft(epochs=3, steps_per_epoch=3, batch=4, from_scratch=True, architecture=None),
+            ds.NoisyData(noisy),
+            checkpoint=tmp_path / "b.pt",
+            resume=True,
+        )

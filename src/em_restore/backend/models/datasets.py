@@ -248,6 +248,7 @@ class _FrameData:
     kind = ""
 
     def __init__(self, xs, ys, rule, val_fraction, seed) -> None:
+        self._frames = (xs, ys)  # for use_rule
         self.rule = dict(rule or DEFAULT_RULE)
         self.seed = seed
         self.val_fraction = val_fraction
@@ -287,6 +288,10 @@ class _FrameData:
         if not self.validation:
             raise ValueError(f"held-out images are smaller than the network stride {stride}.")
         yield Progress(1, 1, "data ready")
+
+    def use_rule(self, rule: dict) -> None:
+        """Normalise by ``rule`` instead (a fine-tuned model's own rule)."""
+        _FrameData.__init__(self, *self._frames, rule, self.val_fraction, self.seed)
 
     def batch(self, gen: np.random.Generator, n: int, patch: int):
         size = 2 * patch if self.self_supervised else patch
@@ -417,6 +422,10 @@ class SimulatedData:
         self.pool, self.size, self.val_images = pool, int(size), int(val_images)
         self.rule = dict(rule or DEFAULT_RULE)
         self.seed = seed
+
+    def use_rule(self, rule: dict) -> None:
+        """Normalise by ``rule`` instead (a fine-tuned model's own rule)."""
+        self.rule = dict(rule)
 
     def pair(self, gen: np.random.Generator, size: int):
         """One ``(noisy, expected)`` pair in ADU."""

@@ -37,6 +37,23 @@ resume (weights, optimiser, best state, history); ``resume=True`` continues from
 it and gives bit-identical weights to an uninterrupted run (every random draw is
 seeded by ``(seed, step)``, and torch runs deterministic algorithms). ``epochs``
 and ``max_minutes`` may change on resume; any other setting may not.
+
+Fine-tuning is the default. A run starts from a model's weights (``start``: a
+registered name or a model folder; by default the bundled model of the task, the
+modality's default denoiser (:func:`.store.default_model_name`) or ``em-burst``),
+and takes the network (architecture and hyper-parameters) and the normalisation
+rule from that model's config: the data are normalised by the start model's rule,
+whatever rule the dataset was built with, so the weights see inputs on the scale
+they were trained on. Choosing another architecture conflicts and is refused;
+``from_scratch=True`` starts from random weights of the chosen architecture
+instead. The learning rate defaults to :data:`LR_FINE_TUNE` when fine-tuning and
+to :data:`LR_SCRATCH` from scratch. Before the first step, a fine-tuned run scores
+the start model on the validation set; that score is the best until an epoch beats
+it (``best_epoch == 0`` then means no epoch did, and the start weights are kept),
+so fine-tuning never hands back a model worse on the held-out data than the one it
+started from. The written model's training record names its origin
+(``fine_tuned_from``: name and weights' SHA-256) and the start model's validation
+scores.
 """
 
 from __future__ import annotations
@@ -45,7 +62,7 @@ import math
 import os
 import time
 from collections.abc import Generator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,39 +70,63 @@ import numpy as np
 
 from ..._atomic import write_text_atomic
 from ..denoise import Progress
-from .burst import ssim_torch
-from .nets import build_network
+from .burst import DEFAULT_BURST_MODEL, ssim_torch
+from .nets import build_network, network_params
 from .training import TrainStep, _load_training_state, _psnr, _save_checkpoint
 
 __all__ = [
     "LOSSES",
+    "LR_FINE_TUNE",
+    "LR_SCRATCH",
     "MODES",
     "Epoch",
     "FitConfig",
+    "FitPlan",
     "FitResult",
+    "StartModel",
+    "check_fit",
     "fit",
     "iter_fit",
     "loss_for",
+    "start_model",
+    "start_spec",
 ]
 
 MODES = ("paired", "self", "simulated", "burst")
 LOSSES = ("auto", "l1", "l2", "ssim", "l1+ssim", "gradient")
 N2N_GAMMA = 2.0
 _RESUMABLE = ("epochs", "max_minutes")
+#: Adam's learning rate when ``lr`` is None: from random weights, and when fine-tuning
+#: (lower, so the first steps keep what the start model knows; bench_train finetune).
+LR_SCRATCH = 1e-3
+LR_FINE_TUNE = 3e-4
+#: The network trained from scratch when no architecture is chosen.
+SCRATCH_ARCHITECTURE = {"denoise": "fast_denoiser", "burst": "burst_dense_unet"}
 
 
 @dataclass(frozen=True)
 class FitConfig:
-    """How a network is trained on a dataset (recorded in the model's config)."""
+    """How a network is trained on a dataset (recorded in the model's config).
 
-    architecture: str = "fast_denoiser"
+    ``start``: the model to fine-tune (a registered name or a model folder); None:
+    the bundled model of the task and modality. ``from_scratch``: random weights
+    instead. ``architecture`` / ``arch_params``: None / empty take the start
+    model's (from scratch: :data:`SCRATCH_ARCHITECTURE` with its defaults); a
+    different choice while fine-tuning is refused. ``lr`` None: :data:`LR_FINE_TUNE`
+    or :data:`LR_SCRATCH`. :func:`check_fit` turns it into the resolved config that
+    is trained and recorded.
+    """
+
+    architecture: str | None = None
     arch_params: dict = field(default_factory=dict)
+    start: str | None = None
+    from_scratch: bool = False
     loss: str = "auto"
     epochs: int = 20
     steps_per_epoch: int = 50
     batch: int = 8
     patch: int = 64
-    lr: float = 1e-3
+    lr: float | None = None
     lr_min: float = 1e-5
     warmup: int = 50
     clip: float = 1.0
@@ -94,6 +135,13 @@ class FitConfig:
     max_minutes: float | None = None
     preview: int = 0  # index of the validation crop shown as preview
     seed: int = 0
+
+    @property
+    def learning_rate(self) -> float:
+        """``lr``, or its default for fine-tuning / training from scratch."""
+        if self.lr is not None:
+            return self.lr
+        return LR_SCRATCH if self.from_scratch else LR_FINE_TUNE
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,8 +153,14 @@ class FitConfig:
                 raise ValueError(f"{name} must be a positive integer; got {v!r}.")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}.")
-        if not (0 < self.lr_min <= self.lr):
-            raise ValueError(f"need 0 < lr_min <= lr; got lr={self.lr}, lr_min={self.lr_min}.")
+        lr = self.learning_rate
+        if not (0 < self.lr_min <= lr):
+            raise ValueError(f"need 0 < lr_min <= lr; got lr={lr}, lr_min={self.lr_min}.")
+        if self.from_scratch and self.start is not None:
+            raise ValueError(
+                f"start={self.start!r} and from_scratch=True exclude each other; drop one "
+                "(--from MODEL or --from-scratch)."
+            )
         if not (isinstance(self.patience, int) and self.patience >= 0):
             raise ValueError(f"patience must be an integer >= 0; got {self.patience!r}.")
         if self.max_minutes is not None and not self.max_minutes > 0:
@@ -179,6 +233,8 @@ class FitResult:
     history: list = field(default_factory=list)
     seconds: float = 0.0
     stop_reason: str = "completed"
+    # fine-tuned: the start model's name, weights' SHA-256 and validation scores
+    start: dict | None = None
 
     def record(self) -> dict:
         """JSON-able training record for the model config and card."""
@@ -186,9 +242,19 @@ class FitResult:
 
         import torch
 
+        origin = {}
+        if self.start is not None:
+            s = self.start
+            origin = {
+                "fine_tuned_from": {"name": s["name"], "weights_sha256": s["weights_sha256"]},
+                "start_val_loss": _round(s["val_loss"]),
+                "start_val_psnr_db": _round(s["val_psnr_db"], 3),
+                "start_val_ssim": _round(s["val_ssim"], 4),
+            }
         return {
             "data": self.data,
             "config": self.config.to_dict(),
+            **origin,
             "loss": self.loss,
             "best_epoch": self.best_epoch,
             "best_val_loss": _round(self.best_val_loss),
@@ -278,6 +344,7 @@ def iter_fit(
     cfg: FitConfig,
     data,
     *,
+    modality: str | None = None,
     device: Any = None,
     on_best=None,
     checkpoint: str | os.PathLike | None = None,
@@ -285,49 +352,157 @@ def iter_fit(
 ) -> Generator[Progress | TrainStep | Epoch, None, FitResult]:
     """Train on ``data`` (a :mod:`.datasets` object); yields typed events (module doc).
 
+    ``modality`` picks the bundled model a fine-tuned run starts from (default: the
+    data's modality, else TEM); :func:`check_fit` says what the run will be.
+
     ``device``: ``None`` = CPU (the bit-reproducible path), or ``"auto"`` (CUDA when
     present, else Apple MPS, else CPU) / ``"cuda"`` / ``"mps"``.
     ``on_best(net, epoch_event, result)`` is called at every new best epoch with the
     network in eval mode holding those weights and a :class:`FitResult` so far.
     Stopping the generator between yields is a clean cancel.
     """
+    plan = check_fit(cfg, data, modality)
+    return (yield from _iter_fit(plan, data, device, on_best, checkpoint, resume))
+
+
+def _iter_fit(plan: FitPlan, data, device, on_best, checkpoint, resume):
     import torch
 
     from .inference import select_device
 
-    loss_kind = check_fit(cfg, data)
-
+    if data.rule != plan.rule:  # fine-tuning: the inputs on the start model's scale
+        data.use_rule(plan.rule)
     dev = select_device("cpu" if device is None else device)
     previous = torch.are_deterministic_algorithms_enabled()
     # On CUDA some kernels have no deterministic version: warn there instead of failing.
     torch.use_deterministic_algorithms(True, warn_only=dev.type != "cpu")
     try:
-        return (yield from _fit(cfg, data, loss_kind, dev, on_best, checkpoint, resume))
+        return (yield from _fit(plan, data, dev, on_best, checkpoint, resume))
     finally:
         torch.use_deterministic_algorithms(previous)
 
 
-def check_fit(cfg: FitConfig, data) -> str:
-    """Refuse settings that do not fit each other or the data; the loss ``auto`` means."""
+@dataclass(frozen=True)
+class StartModel:
+    """The model a fine-tuned run starts from: its config and weights (CPU tensors)."""
+
+    name: str
+    path: Path
+    config: Any  # store.ModelConfig
+    sha256: str
+    state: dict = field(repr=False, compare=False)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "weights_sha256": self.sha256}
+
+
+def start_spec(task: str, modality: str | None = None, start: str | None = None) -> str:
+    """The model a run of ``task`` fine-tunes: ``start``, or the bundled default.
+
+    Examples
+    --------
+    >>> start_spec("burst"), start_spec("denoise", "sem", start="my-model")
+    ('em-burst', 'my-model')
+    """
+    from .store import default_model_name
+
+    if start is not None:
+        return str(start)
+    return DEFAULT_BURST_MODEL if task == "burst" else default_model_name(modality)
+
+
+def start_model(spec: str | os.PathLike, task: str) -> StartModel:
+    """Load the model ``spec`` (name or folder) to start ``task`` training from."""
+    from .store import load_model
+
+    model = load_model(spec, device="cpu")
+    if model.config.task != task:
+        raise ValueError(
+            f"{model.name} is a {model.config.task} model and cannot start {task} training; "
+            f"choose a {task} model (--from MODEL) or pass --from-scratch."
+        )
+    state = {k: v.detach().clone().contiguous() for k, v in model.net.state_dict().items()}
+    return StartModel(model.name, model.path, model.config, model.sha256, state)
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """A checked run: the resolved config, the loss, the start model and the data's rule."""
+
+    config: FitConfig  # architecture, arch_params, start and lr filled in
+    loss: str
+    start: StartModel | None
+    rule: dict
+
+
+def check_fit(cfg: FitConfig, data, modality: str | None = None) -> FitPlan:
+    """Refuse settings that do not fit each other, the start model or the data; the plan.
+
+    ``modality`` picks the bundled start model (default: the data's, else TEM).
+    """
     cfg.check()
     burst = data.kind == "burst"
+    task = "burst" if burst else "denoise"
     loss_kind = loss_for(cfg.loss, data.self_supervised, burst)
-    if burst != (cfg.architecture == "burst_dense_unet"):
+    start = None
+    if cfg.from_scratch:
+        arch, params, rule = (
+            cfg.architecture or SCRATCH_ARCHITECTURE[task],
+            cfg.arch_params,
+            data.rule,
+        )
+    else:
+        spec = start_spec(task, modality or getattr(data, "modality", None), cfg.start)
+        start = start_model(spec, task)
+        arch, params = start.config.architecture, dict(start.config.arch_params)
+        _refuse_other_network(cfg, start)
+        rule = start.config.normalisation
+    if burst != (arch == "burst_dense_unet"):
         raise ValueError(
-            f"architecture {cfg.architecture!r} does not fit {data.kind} data; use "
+            f"architecture {arch!r} does not fit {data.kind} data; use "
             + ("burst_dense_unet." if burst else "fast_denoiser or unet_resnet18.")
         )
-    stride = int(build_network(cfg.architecture, cfg.arch_params).stride)
+    stride = int(build_network(arch, params).stride)
     if cfg.patch % stride:
         raise ValueError(f"patch ({cfg.patch}) must be a multiple of the network stride {stride}.")
-    return loss_kind
+    resolved = replace(
+        cfg,
+        architecture=arch,
+        arch_params=dict(params),
+        start=None if start is None else spec,
+        lr=cfg.learning_rate,
+    )
+    return FitPlan(resolved, loss_kind, start, dict(rule))
 
 
-def _fit(cfg, data, loss_kind, dev, on_best, checkpoint, resume):
+def _refuse_other_network(cfg: FitConfig, start: StartModel) -> None:
+    arch = start.config.architecture
+    chosen = cfg.architecture or arch
+    same = chosen == arch
+    if same and cfg.arch_params:
+        try:
+            mine = network_params(build_network(arch, cfg.arch_params))
+        except ValueError:
+            mine = None
+        same = mine == network_params(build_network(arch, start.config.arch_params))
+    if not same:
+        asked = chosen if chosen != arch else f"{arch} {cfg.arch_params}"
+        raise ValueError(
+            f"fine-tuning keeps the network of {start.name} ({arch} "
+            f"{start.config.arch_params}); got {asked}: drop the choice, or pass "
+            "--from-scratch (from_scratch=True) to choose an architecture."
+        )
+
+
+def _fit(plan: FitPlan, data, dev, on_best, checkpoint, resume):
     import torch
 
+    cfg, loss_kind, start = plan.config, plan.loss, plan.start
     torch.manual_seed(cfg.seed)
-    net = build_network(cfg.architecture, cfg.arch_params).to(dev)
+    net = build_network(cfg.architecture, cfg.arch_params)
+    if start is not None:
+        net.load_state_dict(start.state)
+    net = net.to(dev)
     stride = int(net.stride)
     yield Progress(0, 1, "preparing data")
     yield from data.iter_prepare(stride, cfg.val_crop)
@@ -390,12 +565,30 @@ def _fit(cfg, data, loss_kind, dev, on_best, checkpoint, resume):
     best = {"score": -math.inf, "epoch": 0, "loss": math.inf, "psnr": None, "ssim": None}
     history: list[Epoch] = []
     start_epoch, bad_epochs, elapsed0 = 1, 0, 0.0
-    cfg_dict = {**cfg.to_dict(), "data": data.kind}
-    if resume and checkpoint is not None and Path(checkpoint).is_file():
+    start_info = None
+    cfg_dict = {
+        **cfg.to_dict(),
+        "data": data.kind,
+        "start_weights": None if start is None else start.sha256,
+    }
+    resuming = resume and checkpoint is not None and Path(checkpoint).is_file()
+    if start is not None and not resuming:
+        # the start model's own score is the best until an epoch beats it
+        vloss, vpsnr, vssim, _ = validate()
+        start_info = {**start.to_dict(), "val_loss": vloss, "val_psnr_db": vpsnr, "val_ssim": vssim}
+        best = {
+            "score": -vloss if selfsup else vssim,
+            "epoch": 0,
+            "loss": vloss,
+            "psnr": vpsnr,
+            "ssim": vssim,
+        }
+    if resuming:
         state = _load_training_state(checkpoint)
         if _comparable(state["config"]) != _comparable(cfg_dict):
+            names = {"data": "mode", "start_weights": "start"}
             diff = sorted(
-                ("mode" if k == "data" else k)
+                names.get(k, k)
                 for k in _comparable(cfg_dict)
                 if state["config"].get(k) != cfg_dict[k]
             )
@@ -409,6 +602,7 @@ def _fit(cfg, data, loss_kind, dev, on_best, checkpoint, resume):
         history = [Epoch(**h) for h in state["history"]]
         start_epoch, bad_epochs = state["epoch"] + 1, state["bad_epochs"]
         elapsed0 = state["seconds"]
+        start_info = state.get("start")
     t_start = time.perf_counter() - elapsed0
     stop_reason = "completed"
 
@@ -427,6 +621,7 @@ def _fit(cfg, data, loss_kind, dev, on_best, checkpoint, resume):
             history,
             time.perf_counter() - t_start,
             stop_reason,
+            start_info,
         )
 
     net.train()
@@ -511,6 +706,7 @@ def _fit(cfg, data, loss_kind, dev, on_best, checkpoint, resume):
                     "history": [h.to_dict() for h in history],
                     "bad_epochs": bad_epochs,
                     "seconds": seconds,
+                    "start": start_info,
                 },
             )
         yield event
@@ -553,6 +749,7 @@ def iter_train_model(
     name: str | None = None,
     description: str = "",
     modalities: tuple[str, ...] | None = None,
+    modality: str | None = None,
     overwrite: bool = False,
     resume: bool = False,
     device: Any = None,
@@ -562,7 +759,8 @@ def iter_train_model(
 
     The folder is then a model like any other (``load_model(folder)``; under
     :func:`.store.user_model_dir` it is listed by name). An existing model there
-    is an error unless ``overwrite`` or ``resume``.
+    is an error unless ``overwrite`` or ``resume``. ``modality`` is :func:`iter_fit`'s
+    (which bundled model to fine-tune); ``modalities`` those the written config names.
     """
     from .store import CONFIG_FILE, ModelConfig, save_model
 
@@ -577,6 +775,7 @@ def iter_train_model(
             f"{folder} already holds a model; choose another folder, resume it or overwrite it."
         )
     name = name or folder.name
+    plan = check_fit(cfg, data, modality)
     task = "burst" if data.kind == "burst" else "denoise"
     if modalities is None:
         modalities = (
@@ -590,14 +789,15 @@ def iter_train_model(
         )
     if data.kind == "burst":
         modalities = ("tem",)
+    origin = "" if plan.start is None else f", fine-tuned from {plan.start.name}"
     config = ModelConfig(  # checked before any work: a bad name fails at once
         name=name,
-        architecture=cfg.architecture,
-        arch_params=dict(cfg.arch_params),
-        normalisation=dict(data.rule),
+        architecture=plan.config.architecture,
+        arch_params=dict(plan.config.arch_params),
+        normalisation=dict(plan.rule),
         modalities=tuple(modalities),
         task=task,
-        description=description or f"trained by em-restore train ({data.kind} data)",
+        description=description or f"trained by em-restore train ({data.kind} data{origin})",
     )
 
     def save(net, _event, res: FitResult) -> None:
@@ -615,16 +815,18 @@ def iter_train_model(
                 "input_val_psnr_db": _round(res.input_psnr, 3),
                 "input_val_ssim": _round(res.input_ssim, 4),
                 "best_epoch": res.best_epoch,
+                **(
+                    {}
+                    if res.start is None
+                    else {"start_val_psnr_db": _round(res.start["val_psnr_db"], 3)}
+                ),
             },
         )
         save_model(folder, net, cfg_out, overwrite=True)
         write_text_atomic(folder / CARD_FILE, model_card(cfg_out, res))
 
-    check_fit(cfg, data)  # before the folder is made: a refused run leaves nothing behind
-    folder.mkdir(parents=True, exist_ok=True)
-    result = yield from iter_fit(
-        cfg, data, device=device, on_best=save, checkpoint=state_file, resume=resume
-    )
+    folder.mkdir(parents=True, exist_ok=True)  # after the checks: a refused run leaves nothing
+    result = yield from _iter_fit(plan, data, device, save, state_file, resume)
     save(result.net, None, result)  # the final record (full history, why it stopped)
     return result
 
@@ -645,8 +847,24 @@ def model_card(config, res: FitResult) -> str:
         f"- loss: {res.loss}; epochs run: {len(res.history)} of {res.config.epochs} "
         f"({res.config.steps_per_epoch} steps of {res.config.batch} × {res.config.patch}² "
         f"crops); stopped: {res.stop_reason}; {res.seconds:.0f} s",
-        f"- best epoch: {res.best_epoch} (validation loss {res.best_val_loss:.5g})",
+        f"- best epoch: {res.best_epoch} (validation loss {res.best_val_loss:.5g})"
+        + (
+            " — no epoch beat the start model, whose weights are kept"
+            if res.best_epoch == 0
+            else ""
+        ),
     ]
+    if res.start is not None:
+        s = res.start
+        before = (
+            f"PSNR {s['val_psnr_db']:.2f} dB, SSIM {s['val_ssim']:.3f}"
+            if s["val_psnr_db"] is not None
+            else f"loss {s['val_loss']:.5g}"
+        )
+        lines.append(
+            f"- fine-tuned from {s['name']} (weights SHA-256 {s['weights_sha256'][:12]}…), "
+            f"which scored {before} on the same held-out validation"
+        )
     if res.best_psnr is not None:
         lines.append(
             f"- held-out validation: PSNR {res.best_psnr:.2f} dB (input {res.input_psnr:.2f} dB), "
