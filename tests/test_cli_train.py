@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -119,6 +120,61 @@ def test_burst_training_on_simulated_streams(folders, tmp_path, capsys):
 def test_refused_settings_leave_no_model_folder(folders, tmp_path, capsys):
     base = ["train", "--mode", "self", "--noisy", str(folders / "noisy"), "-q"]
     assert main([*base, "--patch", "50", "-o", str(tmp_path / "a")]) == 2
-    assert "multiple of the network stride 16" in capsys.readouterr().err
+    assert re.search(r"multiple of the network stride \d+\.", capsys.readouterr().err)
     assert main([*base, "--epochs", "0", "-o", str(tmp_path / "b")]) == 2
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_training_fine_tunes_the_bundled_model_unless_from_scratch(folders, tmp_path, capsys):
+    from em_restore.backend.models import default_model_name, load_model
+    from em_restore.backend.models.fit import LR_FINE_TUNE, LR_SCRATCH
+
+    bundled = load_model(default_model_name("tem"), device="cpu")
+    loud = [a for a in QUICK if a != "-q"]
+    base = ["train", "--mode", "paired", "--noisy", str(folders / "noisy")]
+    base += ["--clean", str(folders / "clean")]
+    assert main([*base, "-o", str(tmp_path / "ft"), *loud]) == 0
+    out = capsys.readouterr().out
+    cfg = json.loads((tmp_path / "ft" / "config.json").read_text())
+    origin = {"name": bundled.name, "weights_sha256": bundled.sha256}
+    assert cfg["training"]["fine_tuned_from"] == origin
+    assert cfg["arch_params"] == bundled.config.arch_params
+    assert cfg["normalisation"] == bundled.config.normalisation
+    assert cfg["training"]["config"]["lr"] == LR_FINE_TUNE
+    before = cfg["training"]["start_val_psnr_db"]
+    said = re.search(rf"fine-tuned from {bundled.name} \(val PSNR (\d+\.\d+) dB before", out)
+    assert said and float(said[1]) == pytest.approx(before, abs=0.006)
+    # the best of the start model and the epochs: never below the start on validation
+    assert cfg["metrics"]["val_psnr_db"] >= before
+
+    assert main([*base, "-o", str(tmp_path / "s"), "--from-scratch", *loud]) == 0
+    out = capsys.readouterr().out
+    cfg = json.loads((tmp_path / "s" / "config.json").read_text())
+    assert "fine_tuned_from" not in cfg["training"] and "from scratch (fast_denoiser)" in out
+    assert cfg["training"]["config"]["lr"] == LR_SCRATCH
+    assert cfg["arch_params"] != bundled.config.arch_params  # fast_denoiser's own defaults
+
+    # --from a model folder: fine-tune the model just trained
+    assert main([*base, "-o", str(tmp_path / "f2"), "--from", str(tmp_path / "s"), *QUICK]) == 0
+    cfg2 = json.loads((tmp_path / "f2" / "config.json").read_text())
+    assert cfg2["training"]["fine_tuned_from"] == {
+        "name": "s",
+        "weights_sha256": cfg["weights_sha256"],
+    }
+    assert cfg2["arch_params"] == cfg["arch_params"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--arch", "unet_resnet18"], "pass --from-scratch (from_scratch=True) to choose"),
+        (["--from", "em-burst"], "em-burst is a burst model"),
+        (["--from", "em-denoise-fast", "--from-scratch"], "exclude each other"),
+    ],
+)
+def test_fine_tuning_conflicts_fail_in_one_line(folders, tmp_path, capsys, extra, message):
+    args = ["train", "--mode", "self", "--noisy", str(folders / "noisy"), "-o", str(tmp_path / "m")]
+    assert main([*args, *extra, *QUICK]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m").exists()

@@ -653,6 +653,20 @@ def _epoch_line(e: Any) -> str:
     return f"epoch {e.epoch:3d}/{e.epochs}  train {e.train_loss:.5f}  {score}  ETA {e.eta}{mark}"
 
 
+def _origin_line(result: Any) -> str:
+    """What a run started from, and (fine-tuned) what that model scored before it."""
+    s = result.start
+    if s is None:
+        return f"from scratch ({result.config.architecture})"
+    before = (
+        f"val PSNR {s['val_psnr_db']:.2f} dB before"
+        if s["val_psnr_db"] is not None
+        else f"val loss {s['val_loss']:.5f} before"
+    )
+    kept = "; no epoch beat it, its weights are kept" if result.best_epoch == 0 else ""
+    return f"fine-tuned from {s['name']} ({before}{kept})"
+
+
 def _train(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -671,7 +685,6 @@ def _train(args: argparse.Namespace) -> int:
             "--task burst trains on simulated streams: use --mode simulated (with --clean "
             "images of your specimens, or none for the built-in ones)"
         )
-    arch = args.arch or ("burst_dense_unet" if burst else "fast_denoiser")
     noisy, noisy_names = _training_images(args.noisy, "noisy")
     clean, clean_names = _training_images(args.clean, "clean")
     if args.mode in ("paired", "self") and not noisy:
@@ -712,7 +725,9 @@ def _train(args: argparse.Namespace) -> int:
                 seed=seed,
             )
     cfg = F.FitConfig(
-        architecture=arch,
+        architecture=args.arch,
+        start=args.start,
+        from_scratch=args.from_scratch,
         loss=args.loss,
         epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch,
@@ -730,6 +745,7 @@ def _train(args: argparse.Namespace) -> int:
         folder,
         name=args.name,
         modalities=modalities,
+        modality=args.modality,
         overwrite=args.overwrite,
         resume=args.resume,
         device=args.device or "auto",
@@ -766,9 +782,9 @@ def _train(args: argparse.Namespace) -> int:
             score = f"val loss {result.best_val_loss:.5f} (self-supervised)"
         use = "burst STACK" if burst else "denoise IN"
         print(
-            f"trained {folder.name}: best epoch {result.best_epoch} of {len(result.history)}, "
-            f"{score}; {result.stop_reason}, {result.seconds:.0f} s -> {folder}\n"
-            f"use it: em-restore {use} -o OUT --model {folder}"
+            f"trained {folder.name} {_origin_line(result)}, lr {result.config.lr:g}: best epoch "
+            f"{result.best_epoch} of {len(result.history)}, {score}; {result.stop_reason}, "
+            f"{result.seconds:.0f} s -> {folder}\nuse it: em-restore {use} -o OUT --model {folder}"
         )
     return 0
 
@@ -1154,8 +1170,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(--noisy low-dose or blurry images with --clean high-dose or sharp images of the same "
         "areas: registered and intensity-matched), self (--noisy images alone, "
         "Neighbor2Neighbor), simulated (--clean images, or the built-in specimens, through the "
-        "physics simulator). The best epoch (validation SSIM) is saved as soon as it is "
-        "reached; Ctrl-C keeps it and --resume continues.",
+        "physics simulator). Training fine-tunes the bundled model of the task and "
+        "--modality (or --from MODEL) unless --from-scratch. The best epoch (validation SSIM) "
+        "is saved as soon as it is reached; Ctrl-C keeps it and --resume continues.",
     )
     tr.add_argument("--mode", required=True, choices=("paired", "self", "simulated"))
     tr.add_argument("--task", choices=("denoise", "burst"), default="denoise")
@@ -1171,20 +1188,46 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--steps-per-epoch", type=int, default=50, help="default 50")
     tr.add_argument("--max-minutes", type=float, default=None, help="stop after this long")
     tr.add_argument(
+        "--from",
+        dest="start",
+        default=None,
+        metavar="MODEL",
+        help="model (name or folder) to fine-tune (default: the bundled model of the task "
+        "and --modality)",
+    )
+    tr.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="start from random weights of --arch instead of fine-tuning a model",
+    )
+    tr.add_argument(
         "--arch",
         choices=("fast_denoiser", "unet_resnet18", "burst_dense_unet"),
         default=None,
-        help="network (default fast_denoiser; burst_dense_unet for --task burst)",
+        help="network, with --from-scratch (default fast_denoiser; burst_dense_unet for "
+        "--task burst); fine-tuning keeps the start model's",
     )
     tr.add_argument(
         "--loss", choices=("auto", "l1", "l2", "ssim", "l1+ssim", "gradient"), default="auto"
     )
     tr.add_argument("--patch", type=int, default=64, help="training crop size (default 64)")
     tr.add_argument("--batch", type=int, default=8, help="crops per step (default 8)")
-    tr.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    tr.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="Adam learning rate (default: the backend's, lower when fine-tuning than from "
+        "scratch; the summary prints the one used)",
+    )
     tr.add_argument("--patience", type=int, default=0, help="early stopping after N epochs")
     tr.add_argument("--val-fraction", type=float, default=0.15, help="held out (default 0.15)")
-    tr.add_argument("--modality", choices=("tem", "stem", "sem"), default="tem")
+    tr.add_argument(
+        "--modality",
+        choices=("tem", "stem", "sem"),
+        default="tem",
+        help="the images' modality: picks the bundled model to fine-tune and the simulated "
+        "modality (default tem)",
+    )
     tr.add_argument(
         "--dose",
         type=float,
