@@ -9,8 +9,13 @@ not bit-identically). Every pair of images comes from
 Models (``--which``):
 
 * ``fast`` → ``em-denoise-fast``: :class:`FastDenoiser`, TEM + STEM + SEM, doses
-  0.5–1000 e⁻/px; written into the package (``src/em_restore/weights``) and made
-  the default for every modality;
+  0.1–1000 e⁻/px, on the wide simulator (``simulate.wide``) without its held-out
+  families, inputs normalised by each frame's own noise model; written into the
+  package (``src/em_restore/weights``) and made the default for every modality;
+* ``quality`` → ``em-denoise``: the same network family, twice as wide and
+  deeper, same data and normalisation; written into the package;
+* ``fast-v1`` → ``em-denoise-fast-v1``: the first default's recipe (classic
+  simulator, percentile inputs), kept so that earlier results can be reproduced;
 * ``reference`` → ``unet-resnet18``: the low-dose TEM paper's U-Net with a
   ResNet-18 encoder, **same recipe** (data, steps, batch, loss, schedule); written
   to ``build/models`` (56 MB: not shipped), used by ``benchmarks/bench_models.py``;
@@ -22,6 +27,11 @@ Models (``--which``):
 Run from the repository root::
 
     .venv/bin/python scripts/train_default_models.py --which fast reference burst
+
+Long CPU runs: train outside the checkout and resume as often as it takes
+(``--out ~/.cache/em-restore/train --resume``; the state is rewritten at every
+validation and an interrupted run leaves its best model so far, marked
+``"complete": false``), then copy the model folder into ``src/em_restore/weights``.
 
 The recipe, time, hardware and validation curve are stored in each model's
 ``config.json`` (``training``); the model cards in ``docs/models/`` quote them.
@@ -41,13 +51,42 @@ from em_restore.backend.models import ModelConfig, TrainConfig, save_model, trai
 from em_restore.backend.models.burst import BurstTrainConfig, train_burst
 from em_restore.backend.models.fit import STATE_FILE
 from em_restore.backend.models.nets import network_params
-from em_restore.backend.models.training import TrainResult, TrainStep, Validation
+from em_restore.backend.models.training import (
+    SimulationRecipe,
+    TrainResult,
+    TrainStep,
+    Validation,
+)
+from em_restore.backend.simulate import wide
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_WEIGHTS = ROOT / "src" / "em_restore" / "weights"
 REFERENCE_DIR = ROOT / "build" / "models"
 
+#: Shipped denoisers: the wide simulator without its held-out families, inputs in
+#: the frame's own noise units (gain- and offset-free), 0.1-1000 e-/px.
+WIDE = SimulationRecipe(
+    dose_range=(0.1, 1000.0),
+    image_size=160,
+    simulator="wide",
+    exclude_specimens=wide.HELD_OUT["specimens"],
+    exclude_distortions=wide.HELD_OUT["distortions"],
+)
 RECIPE = dict(
+    steps=20000,
+    batch=8,
+    patch=96,
+    pool=10000,
+    val_images=32,
+    val_every=1000,
+    warmup=500,
+    seed=20261204,
+    normalisation={"kind": "noise", "scale": 4.0},
+    recipe=WIDE,
+)
+#: The recipe of the first em-denoise-fast (now em-denoise-fast-v1, kept to
+#: reproduce earlier results): the classic simulator, percentile inputs.
+RECIPE_V1 = dict(
     steps=30000,
     batch=8,
     patch=96,
@@ -68,8 +107,32 @@ MODELS = {
         # same cost learns slower and plateaus lower on this data (docs/models).
         arch_params={"channels": 16, "unshuffle": 2, "blocks": (2, 3, 4)},
         description=(
-            "Default denoiser for TEM, STEM and SEM, 0.5-1000 e-/px: pixel-unshuffle U-Net, "
-            "about 0.4 M parameters, trained on the em-restore simulator only."
+            "Default denoiser for TEM, STEM and SEM, 0.1-1000 e-/px: pixel-unshuffle U-Net, "
+            "about 0.4 M parameters, inputs in the frame's own noise units, trained on the "
+            "em-restore wide simulator without its held-out families."
+        ),
+    ),
+    "quality": dict(
+        name="em-denoise",
+        folder=PACKAGE_WEIGHTS / "em-denoise",
+        architecture="fast_denoiser",
+        arch_params={"channels": 32, "unshuffle": 2, "blocks": (3, 4, 6)},
+        description=(
+            "Quality denoiser for TEM, STEM and SEM, 0.1-1000 e-/px: the pixel-unshuffle "
+            "U-Net at twice the width and deeper (about 2 M parameters), inputs in the "
+            "frame's own noise units, trained on the em-restore wide simulator without its "
+            "held-out families."
+        ),
+    ),
+    "fast-v1": dict(
+        name="em-denoise-fast-v1",
+        folder=PACKAGE_WEIGHTS / "em-denoise-fast-v1",
+        architecture="fast_denoiser",
+        arch_params={"channels": 16, "unshuffle": 2, "blocks": (2, 3, 4)},
+        recipe=RECIPE_V1,
+        description=(
+            "The first default denoiser (until 2026-12-04), kept to reproduce earlier "
+            "results: percentile inputs, trained on the classic em-restore simulator."
         ),
     ),
     "reference": dict(
@@ -115,6 +178,9 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu (reproducible), cuda, mps or auto")
     ap.add_argument("--steps", type=int, default=None, help="default: the model's recipe")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (part of the recipe)")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="processes simulating the pool (same pool)"
+    )
     ap.add_argument("--out", type=Path, default=None, help="write every model under this folder")
     ap.add_argument(
         "--resume",
@@ -127,7 +193,7 @@ def main(argv=None) -> int:
     for key in args.which:
         spec = MODELS[key]
         is_burst = spec.get("task") == "burst"
-        recipe = dict(BURST_RECIPE if is_burst else RECIPE)
+        recipe = dict(BURST_RECIPE if is_burst else spec.get("recipe", RECIPE))
         if args.steps is not None:
             recipe["steps"] = args.steps
         config_class = BurstTrainConfig if is_burst else TrainConfig
@@ -175,7 +241,11 @@ def main(argv=None) -> int:
 
         # Denoisers leave everything needed to go on at each validation (--resume).
         state = None if is_burst else folder / STATE_FILE
-        resumable = {} if is_burst else {"checkpoint": state, "resume": args.resume}
+        resumable = (
+            {}
+            if is_burst
+            else {"checkpoint": state, "resume": args.resume, "workers": args.workers}
+        )
         if state is not None:
             folder.mkdir(parents=True, exist_ok=True)
         result = run(

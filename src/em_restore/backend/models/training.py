@@ -52,12 +52,23 @@ __all__ = [
 
 @dataclass(frozen=True)
 class SimulationRecipe:
-    """What the simulator draws for training and validation."""
+    """What the simulator draws for training and validation.
+
+    ``simulator="classic"``: :func:`~em_restore.backend.simulate.random_specimen` of
+    ``kinds`` through :func:`~em_restore.backend.simulate.random_acquisition_config`.
+    ``simulator="wide"``: :func:`~em_restore.backend.simulate.wide.wide_pair`, every
+    specimen and distortion family except ``exclude_specimens`` /
+    ``exclude_distortions`` (the shipped models leave out
+    :data:`~em_restore.backend.simulate.wide.HELD_OUT`, which validates them).
+    """
 
     modalities: tuple[str, ...] = ("tem", "stem", "sem")
     dose_range: tuple[float, float] = (0.5, 1000.0)
     kinds: tuple[str, ...] = sim.SPECIMEN_KINDS
     image_size: int = 160
+    simulator: str = "classic"
+    exclude_specimens: tuple[str, ...] = ()
+    exclude_distortions: tuple[str, ...] = ()
 
 
 def config_dict(cfg) -> dict:
@@ -163,6 +174,19 @@ def simulated_pair(rng, recipe: SimulationRecipe, size: int | None = None):
     """
     gen = sim.as_rng(rng)
     n = int(size or recipe.image_size)
+    if recipe.simulator == "wide":
+        from ..simulate import wide
+
+        modality = str(recipe.modalities[gen.integers(len(recipe.modalities))])
+        raw, target, info = wide.wide_pair(
+            gen,
+            (n, n),
+            modality=modality,
+            dose_range=recipe.dose_range,
+            exclude_specimens=recipe.exclude_specimens,
+            exclude_distortions=recipe.exclude_distortions,
+        )
+        return raw.astype(np.float32), target.astype(np.float32), info
     clean, _ = sim.random_specimen((n, n), rng=gen, kinds=recipe.kinds)
     modality = str(recipe.modalities[gen.integers(len(recipe.modalities))])
     lo, hi = recipe.dose_range
@@ -175,6 +199,27 @@ def simulated_pair(rng, recipe: SimulationRecipe, size: int | None = None):
 def _normalised(noisy: np.ndarray, expected: np.ndarray, rule: dict):
     norm = normaliser(noisy, rule)
     return norm.forward(noisy), norm.forward(expected), norm
+
+
+def _pool_pair(cfg: TrainConfig, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training pair ``i`` of the pool, normalised (a function of ``(seed, i)`` alone)."""
+    noisy, expected, _ = simulated_pair(np.random.default_rng([cfg.seed, 1, i]), cfg.recipe)
+    xn, yn, _ = _normalised(noisy, expected, cfg.normalisation)
+    return xn, yn
+
+
+def _pool_pairs(cfg: TrainConfig, workers: int):
+    """The pool's pairs in order; ``workers > 1`` simulates them in that many processes
+    (same pairs: each depends on its index only)."""
+    if workers <= 1:
+        for i in range(cfg.pool):
+            yield _pool_pair(cfg, i)
+        return
+    import multiprocessing
+    from functools import partial
+
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        yield from pool.imap(partial(_pool_pair, cfg), range(cfg.pool), chunksize=16)
 
 
 def _dihedral(a: np.ndarray, k: int) -> np.ndarray:
@@ -194,6 +239,10 @@ def _check(cfg: TrainConfig) -> None:
         v = getattr(cfg, name)
         if not (isinstance(v, int) and v >= 1):
             raise ValueError(f"{name} must be a positive integer; got {v!r}.")
+    if cfg.recipe.simulator not in ("classic", "wide"):
+        raise ValueError(
+            f"recipe.simulator must be 'classic' or 'wide'; got {cfg.recipe.simulator!r}."
+        )
     if cfg.patch > cfg.recipe.image_size:
         raise ValueError(
             f"patch ({cfg.patch}) must not exceed recipe.image_size ({cfg.recipe.image_size})."
@@ -205,7 +254,14 @@ def _check(cfg: TrainConfig) -> None:
 
 
 def iter_train(
-    cfg: TrainConfig, *, log=None, device=None, on_best=None, checkpoint=None, resume=False
+    cfg: TrainConfig,
+    *,
+    log=None,
+    device=None,
+    on_best=None,
+    checkpoint=None,
+    resume=False,
+    workers: int = 1,
 ) -> Generator[TrainStep | Validation, None, TrainResult]:
     """Train on simulated pairs; yields :class:`TrainStep` / :class:`Validation`.
 
@@ -222,6 +278,8 @@ def iter_train(
     bit-identical to an uninterrupted one (the pool and every batch are drawn from
     ``(seed, purpose, index)``, torch runs deterministic algorithms). The checkpoint
     must come from the same :class:`TrainConfig`; another is refused in one line.
+    ``workers``: processes that simulate the pool (the pool is the same for any
+    number).
     """
     import torch
 
@@ -229,13 +287,13 @@ def iter_train(
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     try:
-        return (yield from _train(cfg, log, device, on_best, checkpoint, resume))
+        return (yield from _train(cfg, log, device, on_best, checkpoint, resume, workers))
     finally:
         torch.use_deterministic_algorithms(previous)
 
 
 def _train(
-    cfg: TrainConfig, log, device, on_best=None, checkpoint=None, resume=False
+    cfg: TrainConfig, log, device, on_best=None, checkpoint=None, resume=False, workers=1
 ) -> Generator[TrainStep | Validation, None, TrainResult]:
     import torch
 
@@ -258,9 +316,10 @@ def _train(
     say(f"simulating {cfg.pool} training pairs of {recipe.image_size}²")
     pool_x = np.empty((cfg.pool, recipe.image_size, recipe.image_size), np.float32)
     pool_y = np.empty_like(pool_x)
-    for i in range(cfg.pool):
-        noisy, expected, _ = simulated_pair(np.random.default_rng([cfg.seed, 1, i]), recipe)
-        pool_x[i], pool_y[i], _ = _normalised(noisy, expected, rule)
+    for i, (xn, yn) in enumerate(_pool_pairs(cfg, workers)):
+        pool_x[i], pool_y[i] = xn, yn
+        if (i + 1) % 1000 == 0:
+            say(f"  {i + 1}/{cfg.pool} pairs")
     say(f"simulating {cfg.val_images} validation pairs of {cfg.val_size}²")
     val = []
     for i in range(cfg.val_images):
