@@ -185,7 +185,8 @@ def _scale(family: str) -> str:
     return "meso" if family in MESO_FAMILIES else "atomic"
 
 
-def _specimen_modalities(family: str) -> tuple[str, ...]:
+def specimen_modalities(family: str) -> tuple[str, ...]:
+    """The modalities a specimen family is imaged in (SEM: mesoscale only; HRTEM: TEM)."""
     if family == "hrtem":
         return ("tem",)
     return MODALITIES if family in MESO_FAMILIES else ("tem", "stem")
@@ -204,7 +205,7 @@ def _resolve(names, exclude, universe: tuple[str, ...], what: str) -> tuple[str,
 
 
 def _feasible(modality: str, specimens, distortions) -> bool:
-    if not any(modality in _specimen_modalities(s) for s in specimens):
+    if not any(modality in specimen_modalities(s) for s in specimens):
         return False
     return modality != "tem" or any(d in distortions for d in _DETECTORS)
 
@@ -421,7 +422,10 @@ def _adu_params(rng, dtype: str, fams, expected: np.ndarray, p: dict) -> dict:
         gain, offset = (hi - lo) / span, lo
     out = {"gain_adu": gain, "offset_adu": offset}
     if "saturation" in fams:
-        out["saturation_e"] = rng.uniform(0.3, 0.9) * e_hi
+        # the brightest 0.1-5 % of the pixels clip (a whole flat background may go with
+        # them, as when vacuum saturates), never the whole image
+        q = np.quantile(expected, [0.5, 1.0 - loguniform(rng, 0.001, 0.05)])
+        out["saturation_e"] = float(max(q[1], q[0] + 1e-6 * max(e_hi, 1.0)))
     if "quantisation" in fams:
         steps = {"uint8": (2, 3, 4), "uint16": (2, 4, 8, 16, 64)}.get(dtype, (1.0,))
         out["quant_step_adu"] = float(_choose(rng, steps)) if dtype != "float32" else gain
@@ -480,7 +484,7 @@ def plan_pair(
         )
     if dtype is not None:
         dtype = check_choice(dtype, "dtype", tuple(_DTYPES))
-    usable = [s for s in specs if modality in _specimen_modalities(s)]
+    usable = [s for s in specs if modality in specimen_modalities(s)]
     scales = sorted({_scale(s) for s in usable})
     scale = _choose(gen, scales)
     family = _choose(gen, [s for s in usable if _scale(s) == scale])
