@@ -34,7 +34,10 @@ Rules
     by the same ``a·x̂ + b`` (tested for ``a`` in {0.1, 7, 300} and ``b`` in
     {0, 1000}). A frame without measurable noise (a noise-free rendering, a flat
     field) gets Gaussian noise of 1e-3 of its 0.1–99.9 percentile range, which
-    is also affine-equivariant.
+    is also affine-equivariant. A frame whose stabilised 0.1–99.9 percentile span
+    exceeds :data:`SPAN_MAX` noise s.d. (beyond any dose the networks were trained
+    on, or a noise estimate fooled by the content) gets its noise variance scaled
+    up to that span.
 
 Outliers: both rules hand :func:`~.inference.replace_outliers` the input on the
 ``[0, 1]`` scale of its own 0.1–99.9 percentiles (the percentile rule's units),
@@ -43,6 +46,7 @@ so X-ray spikes and dead pixels are treated alike under both.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +67,11 @@ NORMALISATIONS = ("percentile", "noise")
 _KEYS = {"percentile": {"kind", "low", "high"}, "noise": {"kind", "scale"}}
 #: Gaussian noise given to a frame without measurable noise, in its percentile range.
 _FLOOR = 1e-3
+#: Largest 0.1-99.9 percentile span of a stabilised frame, in noise s.d.: four times
+#: that of a full-contrast frame at 1000 e⁻/px (2√1000 ≈ 63). A frame that measures
+#: more (a nearly noise-free recording, or a noise estimate fooled by its content)
+#: is treated as having the noise that gives this span.
+SPAN_MAX = 256.0
 
 
 def check_rule(rule: Any) -> dict:
@@ -216,8 +225,15 @@ def normaliser(frame, rule: dict, *, noise=None) -> Norm:
         except ValueError:  # too small or without structure to fit: use the floor
             noise = None
     noise = _measurable(noise, x)
-    centre = float(np.median(stabilise(x, noise)))
-    return Norm("noise", centre, float(rule["scale"]), noise)
+    f = stabilise(x, noise)
+    lo, span = _percentile_range(f, 0.1, 99.9)
+    if span > SPAN_MAX:  # more than any dose the networks know: cap what they are told
+        q = (span / SPAN_MAX) ** 2
+        noise = dataclasses.replace(
+            noise, gain=noise.gain * q, readout_sigma=noise.readout_sigma * math.sqrt(q)
+        )
+        f = stabilise(x, noise)
+    return Norm("noise", float(np.median(f)), float(rule["scale"]), noise)
 
 
 def outlier_units(xn: np.ndarray) -> tuple[float, float]:

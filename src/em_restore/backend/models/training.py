@@ -35,6 +35,7 @@ import numpy as np
 
 from ..._atomic import atomic_path
 from .. import simulate as sim
+from .inference import clean_outliers
 from .nets import build_network
 from .normalise import normaliser
 
@@ -197,14 +198,41 @@ def simulated_pair(rng, recipe: SimulationRecipe, size: int | None = None):
 
 
 def _normalised(noisy: np.ndarray, expected: np.ndarray, rule: dict):
+    """Input, target and :class:`Norm` as at inference: under the noise rule the
+    input's outliers are cleaned as :func:`~.inference.predict_frame` cleans them
+    (the percentile rule keeps the first models' recipe, which did not)."""
     norm = normaliser(noisy, rule)
-    return norm.forward(noisy), norm.forward(expected), norm
+    xn = norm.forward(noisy)
+    if norm.kind == "noise":
+        xn = clean_outliers(xn, norm.kind)
+    return xn, norm.forward(expected), norm
+
+
+#: A pool pair is drawn again (next attempt of its index) when its raw frame holds
+#: fewer distinct values than this (quantised or clipped to nothing) ...
+MIN_LEVELS = 4
+#: ... or when input and target differ by more than this mean |difference| in
+#: network units (a normalisation fooled by the frame; typical pairs: 0.05-0.5).
+MAX_PAIR_L1 = 8.0
+
+
+def _usable(noisy: np.ndarray, xn: np.ndarray, yn: np.ndarray, rule: dict) -> bool:
+    if rule["kind"] != "noise":  # the first models' recipe kept every pair
+        return True
+    if np.unique(noisy[:: max(1, noisy.shape[0] // 32)]).size < MIN_LEVELS:
+        return False
+    return float(np.mean(np.abs(xn - yn))) <= MAX_PAIR_L1
 
 
 def _pool_pair(cfg: TrainConfig, i: int) -> tuple[np.ndarray, np.ndarray]:
-    """Training pair ``i`` of the pool, normalised (a function of ``(seed, i)`` alone)."""
-    noisy, expected, _ = simulated_pair(np.random.default_rng([cfg.seed, 1, i]), cfg.recipe)
-    xn, yn, _ = _normalised(noisy, expected, cfg.normalisation)
+    """Training pair ``i`` of the pool, normalised (a function of ``(seed, i)`` alone;
+    an unusable draw, see :func:`_usable`, is replaced by the index's next attempt)."""
+    for attempt in range(20):
+        key = [cfg.seed, 1, i] if attempt == 0 else [cfg.seed, 1, i, attempt]
+        noisy, expected, _ = simulated_pair(np.random.default_rng(key), cfg.recipe)
+        xn, yn, _ = _normalised(noisy, expected, cfg.normalisation)
+        if _usable(noisy, xn, yn, cfg.normalisation):
+            break
     return xn, yn
 
 
