@@ -33,11 +33,12 @@ def models_dir(tmp_path, monkeypatch):
     return folder
 
 
-def _widget(viewer, *, epochs=2, steps=3, name="tiny"):
+def _widget(viewer, *, epochs=2, steps=3, name="tiny", scratch=False):
     from em_restore._napari.train_widget import TrainWidget
 
     widget = TrainWidget(viewer)
     viewer.window.add_dock_widget(widget)
+    widget.scratch_check.value = scratch
     widget.epochs_spin.value = epochs
     widget.steps_spin.value = steps
     widget.patch_spin.value = 32
@@ -75,9 +76,30 @@ def test_widget_is_contributed_by_the_manifest(make_napari_viewer):
 
 
 def test_controls_follow_mode_and_task(make_napari_viewer):
+    from em_restore.backend.models import default_model_name
+    from em_restore.backend.models.fit import LR_FINE_TUNE, LR_SCRATCH
+
     viewer = make_napari_viewer()
     widget = _widget(viewer)
     assert widget.mode_combo.value == "paired" and widget.task_combo.value == "denoise"
+    # fine-tuning by default: the bundled model's network, the modality picks the model
+    assert not widget.scratch_check.value and not widget.arch_combo.enabled
+    assert widget.start_label.value == default_model_name("tem")
+    assert widget.modality_combo.enabled and widget.lr_spin.value == LR_FINE_TUNE
+    widget.modality_combo.value = "sem"
+    assert widget.start_label.value == default_model_name("sem")
+    widget.modality_combo.value = "tem"
+    widget.scratch_check.value = True
+    assert widget.arch_combo.enabled and not widget.modality_combo.enabled
+    assert widget.start_label.value == "random weights (fast_denoiser)"
+    assert widget.lr_spin.value == LR_SCRATCH
+    widget.arch_combo.value = "unet_resnet18"
+    assert widget.start_label.value == "random weights (unet_resnet18)"
+    widget.arch_combo.value = "fast_denoiser"
+    widget.lr_spin.value = 5e-4  # a typed learning rate stays when the start changes
+    widget.scratch_check.value = False
+    assert widget.lr_spin.value == 5e-4 and widget.start_label.value == default_model_name("tem")
+    widget.scratch_check.value = True
     assert list(widget.arch_combo.choices) == ["fast_denoiser", "unet_resnet18"]
     assert widget.device_combo.value == "auto" and widget.loss_combo.value == "auto"
     assert widget.noisy_combo.enabled and widget.clean_combo.enabled
@@ -92,6 +114,9 @@ def test_controls_follow_mode_and_task(make_napari_viewer):
     assert list(widget.arch_combo.choices) == ["burst_dense_unet"]
     assert not widget.arch_combo.enabled and widget.frames_spin.enabled
     assert not widget.modality_combo.enabled
+    assert widget.start_label.value == "random weights (burst_dense_unet)"
+    widget.scratch_check.value = False
+    assert widget.start_label.value == "em-burst"
     assert (widget.dose_low.value, widget.dose_high.value) == (5.0, 300.0)
     widget.task_combo.value = "denoise"
     assert (widget.dose_low.value, widget.dose_high.value) == (1.0, 100.0)
@@ -117,7 +142,7 @@ def test_paired_run_trains_saves_and_lists_the_model(
     burst = BurstWidget(viewer)
     viewer.window.add_dock_widget(burst)
     assert "model: tiny" not in denoise.method_combo.choices
-    widget = _widget(viewer, epochs=3)
+    widget = _widget(viewer, epochs=3, scratch=True)
     widget.noisy_combo.value = raw
     widget.clean_combo.value = ref
     denoise_widget._MODEL_CACHE[("tiny", "tem")] = "stale"
@@ -187,6 +212,39 @@ def test_paired_run_trains_saves_and_lists_the_model(
     assert "already exists" in messages[-1] and "overwrite" in messages[-1]
 
 
+def test_a_default_run_fine_tunes_the_bundled_model(make_napari_viewer, qtbot, pair, models_dir):
+    from em_restore.backend.models import default_model_name, load_model
+    from em_restore.backend.models.fit import LR_FINE_TUNE
+
+    noisy, truth = pair
+    bundled = load_model(default_model_name("tem"), device="cpu")
+    viewer = make_napari_viewer()
+    widget = _widget(viewer, name="tuned")
+    widget.noisy_combo.value = viewer.add_image(noisy, name="noisy")
+    widget.clean_combo.value = viewer.add_image(truth, name="clean")
+    assert widget.start_label.value == bundled.name
+
+    job = widget.run()
+    _wait(qtbot, job)
+
+    result = widget.last_result
+    assert result is not None and result.start["name"] == bundled.name
+    before = result.start["val_psnr_db"]
+    assert f"fine-tuned from {bundled.name} (val PSNR {before:.2f} dB before)" in (
+        widget.status.value
+    )
+    # the best (SSIM) of the start model and the two epochs: never below where it started
+    scores = [result.start["val_ssim"]] + [e.val_ssim for e in result.history]
+    assert result.best_ssim == max(scores) and result.best_epoch == int(np.argmax(scores))
+    config = json.loads((models_dir / "tuned" / "config.json").read_text())
+    assert config["training"]["fine_tuned_from"] == {
+        "name": bundled.name,
+        "weights_sha256": bundled.sha256,
+    }
+    assert config["training"]["config"]["lr"] == LR_FINE_TUNE
+    assert config["arch_params"] == bundled.config.arch_params
+
+
 def test_self_supervised_run_reports_the_validation_loss(make_napari_viewer, qtbot, pair):
     noisy, _truth = pair
     viewer = make_napari_viewer()
@@ -229,7 +287,7 @@ def test_cancel_after_the_first_epoch_keeps_the_best_model(
     monkeypatch.setattr("em_restore._napari._jobs.show_info", infos.append)
     noisy, truth = pair
     viewer = make_napari_viewer()
-    widget = _widget(viewer, epochs=200, steps=2, name="stopped")
+    widget = _widget(viewer, epochs=200, steps=2, name="stopped", scratch=True)
     widget.noisy_combo.value = viewer.add_image(noisy, name="noisy")
     widget.clean_combo.value = viewer.add_image(truth, name="clean")
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -248,8 +306,13 @@ def test_cancel_after_the_first_epoch_keeps_the_best_model(
     folder = models_dir / "stopped"
     assert (folder / "model.safetensors").is_file() and (folder / "MODEL_CARD.md").is_file()
     config = json.loads((folder / "config.json").read_text())
-    assert config["metrics"]["best_epoch"] == 1
-    assert config["metrics"]["val_psnr_db"] == pytest.approx(epochs[0].val_psnr, abs=1e-3)
+    # the worker may finish an epoch of 2 steps before the cancel reaches it: the saved
+    # model is the best of the epochs it recorded
+    saved = config["training"]["history"]
+    best = max(saved, key=lambda h: h["val_ssim"])
+    assert 1 <= len(saved) < 200 and config["metrics"]["best_epoch"] == best["epoch"]
+    assert config["metrics"]["val_psnr_db"] == pytest.approx(best["val_psnr"], abs=1e-3)
+    assert saved[0]["val_psnr"] == pytest.approx(epochs[0].val_psnr, abs=1e-5)
     assert "model: stopped" in method_choices()
     # the stopped run was closed: the backend's global torch setting is restored
     assert torch.are_deterministic_algorithms_enabled() == deterministic

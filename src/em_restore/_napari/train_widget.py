@@ -9,6 +9,11 @@ images simulated) in the worker. Every epoch adds a point to the loss curves and
 replaces the data of one "training preview" layer (the network's output on a
 held-out crop); the user's layers are never modified.
 
+Training fine-tunes the bundled model of the task and modality (shown as "starts
+from") unless "from scratch" is ticked; the backend
+(:func:`~em_restore.backend.models.fit.check_fit`) owns that choice, the
+learning-rate defaults and the refusals.
+
 The model goes to ``user_model_dir()/NAME``; the backend saves the best epoch the
 moment it is reached, so a cancelled run keeps it. When a run ends the shared
 :data:`._models.user_models` signal tells the Denoise and Burst widgets to list it.
@@ -28,6 +33,7 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FloatSpinBox,
+    Label,
     LineEdit,
     PushButton,
     SpinBox,
@@ -207,7 +213,17 @@ class TrainWidget(Container):
             "paired: the clean image(s) of the same area (one per noisy frame, or one for "
             "all); simulated: specimens to simulate (none: the built-in ones)"
         )
+        from em_restore.backend.models import fit
+
+        self.lr_defaults = {False: fit.LR_FINE_TUNE, True: fit.LR_SCRATCH}  # by from-scratch
+        self.scratch_check = CheckBox(text="from scratch (random weights)", value=False)
+        self.scratch_check.tooltip = (
+            "off: fine-tune the bundled model (its network and intensity rule); "
+            "on: train the chosen architecture from random weights"
+        )
+        self.start_label = Label(label="starts from", value="")
         self.arch_combo = ComboBox(label="architecture", choices=self._architectures)
+        self.arch_combo.tooltip = "the network trained from scratch (fine-tuning keeps the model's)"
         self.loss_combo = ComboBox(label="loss", choices=list(LOSSES), value="auto")
         self.loss_combo.tooltip = "auto: l1 (paired, simulated), l2 (self-supervised)"
         self.epochs_spin = SpinBox(label="epochs", value=20, min=1, max=100_000)
@@ -215,7 +231,9 @@ class TrainWidget(Container):
         self.patch_spin = SpinBox(label="patch", value=64, min=32, max=1024, step=32)
         self.patch_spin.tooltip = "training crop side (px): a multiple of the network stride"
         self.batch_spin = SpinBox(label="batch", value=8, min=1, max=1024)
-        self.lr_spin = FloatSpinBox(label="learning rate", value=1e-3, min=1e-5, max=1.0, step=1e-5)
+        self.lr_spin = FloatSpinBox(
+            label="learning rate", value=self.lr_defaults[False], min=1e-5, max=1.0, step=1e-5
+        )
         self.patience_spin = SpinBox(label="patience", value=0, min=0, max=100_000)
         self.patience_spin.tooltip = "stop after this many epochs without improvement (0: off)"
         self.minutes_spin = FloatSpinBox(
@@ -256,6 +274,8 @@ class TrainWidget(Container):
                 self.task_combo,
                 self.noisy_combo,
                 self.clean_combo,
+                self.scratch_check,
+                self.start_label,
                 self.arch_combo,
                 self.loss_combo,
                 self.epochs_spin,
@@ -284,6 +304,9 @@ class TrainWidget(Container):
         self.native.layout().addWidget(self.curves)
         self.mode_combo.changed.connect(self._options_changed)
         self.task_combo.changed.connect(self._task_changed)
+        self.scratch_check.changed.connect(self._scratch_changed)
+        self.modality_combo.changed.connect(self._options_changed)
+        self.arch_combo.changed.connect(self._options_changed)
         self.overwrite_check.changed.connect(self._overwrite_changed)
         self.resume_check.changed.connect(self._resume_changed)
         self.train_button.changed.connect(self.run)
@@ -321,16 +344,33 @@ class TrainWidget(Container):
         self.arch_combo.reset_choices()
         self._options_changed()
 
+    def _scratch_changed(self, scratch: bool) -> None:
+        """Swap the learning rate's default (a value the user typed stays)."""
+        if self.lr_spin.value == self.lr_defaults[not scratch]:
+            self.lr_spin.value = self.lr_defaults[scratch]
+        self._options_changed()
+
     def _options_changed(self, _value: Any = None) -> None:
-        """Enable the controls that apply to the chosen mode and task."""
-        mode, burst = self.mode_combo.value, self.task_combo.value == "burst"
-        simulated = mode == "simulated"
+        """Enable the controls that apply to the chosen mode and task; name the start."""
+        from em_restore.backend.models.fit import start_spec
+
+        mode, task = self.mode_combo.value, self.task_combo.value
+        burst, simulated = task == "burst", mode == "simulated"
+        scratch = bool(self.scratch_check.value)
         self.noisy_combo.enabled = mode in ("paired", "self")
         self.clean_combo.enabled = mode in ("paired", "simulated")
-        self.arch_combo.enabled = not burst
-        self.modality_combo.enabled = simulated and not burst
+        self.arch_combo.enabled = scratch and not burst
+        self.modality_combo.enabled = not burst and (simulated or not scratch)
         self.dose_low.enabled = self.dose_high.enabled = simulated
         self.frames_spin.enabled = burst
+        self.start_label.value = (
+            f"random weights ({self._architecture()})"
+            if scratch
+            else start_spec(task, self.modality_combo.value)
+        )
+
+    def _architecture(self) -> str:
+        return BURST_ARCHITECTURE if self.task_combo.value == "burst" else self.arch_combo.value
 
     def _overwrite_changed(self, value: bool) -> None:
         if value:
@@ -461,7 +501,7 @@ class TrainWidget(Container):
             )
             return None
         minutes = float(self.minutes_spin.value)
-        burst = task == "burst"
+        scratch = bool(self.scratch_check.value)
         return {
             "mode": mode,
             "task": task,
@@ -476,7 +516,8 @@ class TrainWidget(Container):
             "frames": int(self.frames_spin.value),
             "device": self.device_combo.value,
             "config": {
-                "architecture": BURST_ARCHITECTURE if burst else self.arch_combo.value,
+                "architecture": self._architecture() if scratch else None,
+                "from_scratch": scratch,
                 "loss": loss,
                 "epochs": int(self.epochs_spin.value),
                 "steps_per_epoch": int(self.steps_spin.value),
@@ -533,6 +574,7 @@ class TrainWidget(Container):
                 folder,
                 name=request["name"],
                 modalities=modalities,
+                modality=request["modality"],
                 overwrite=request["overwrite"],
                 resume=request["resume"],
                 device=request["device"],
@@ -700,8 +742,13 @@ class TrainWidget(Container):
             score = f", val PSNR {result.best_psnr:.2f} dB"
             if result.input_psnr is not None:
                 score += f" (input {result.input_psnr:.2f} dB)"
+        origin = (
+            "from scratch" if result.start is None else f"fine-tuned from {result.start['name']}"
+        )
+        if result.start is not None and result.start["val_psnr_db"] is not None:
+            origin += f" (val PSNR {result.start['val_psnr_db']:.2f} dB before)"
         return (
-            f"Train: done — {name!r}, best epoch {result.best_epoch}{score}; "
+            f"Train: done — {name!r}, {origin}, best epoch {result.best_epoch}{score}; "
             f"stopped: {result.stop_reason}"
         )
 
