@@ -599,6 +599,13 @@ def export_bmz(
 
     model = _loaded(model)
     cfg = model.config
+    if cfg.normalisation["kind"] != "percentile":
+        raise ValueError(
+            f"{cfg.name} takes its input in the frame's own noise units (normalisation "
+            f"{cfg.normalisation['kind']!r}), which no BioImage Model Zoo pre-processing can "
+            "compute; export it to ONNX (em-restore export --format onnx) or export a "
+            "percentile-normalised model such as em-denoise-fast-v1."
+        )
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; choose another name or pass overwrite=True.")
