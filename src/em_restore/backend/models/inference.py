@@ -39,10 +39,11 @@ import numpy as np
 
 from .._args import check_image, looks_rgb
 from ..denoise import Progress, _drain
-from .normalise import normaliser, outlier_units
+from .normalise import frame_noise, normaliser, outlier_units
 
 __all__ = [
     "blend_window",
+    "clean_outliers",
     "iter_predict",
     "normalisation_of",
     "predict",
@@ -50,6 +51,7 @@ __all__ = [
     "predict_lazy",
     "replace_outliers",
     "select_device",
+    "stack_noise",
     "tile_grid",
 ]
 
@@ -325,6 +327,17 @@ def _as_frame(frame) -> np.ndarray:
     return check_image(x, "frame", min_ndim=2, max_ndim=2, min_size=2)
 
 
+def stack_noise(model, array):
+    """The noise model a stack is normalised by: for a model under the ``noise`` rule,
+    estimated once on the middle frame (one detector, one noise model: its gain and
+    read noise do not change with the dose); ``None`` for other rules."""
+    if model.config.normalisation["kind"] != "noise":
+        return None
+    lead = tuple(int(s) for s in array.shape[:-2])
+    mid = tuple(n // 2 for n in lead)
+    return frame_noise(_as_frame(array[mid] if mid else array))
+
+
 def iter_predict(
     model,
     array,
@@ -332,18 +345,23 @@ def iter_predict(
     tile: int = DEFAULT_TILE,
     overlap: int = DEFAULT_OVERLAP,
     batch: int = DEFAULT_BATCH,
+    noise=None,
 ) -> Generator[Progress, None, np.ndarray]:
     """Restore every 2-D frame of ``array`` (numpy or dask, any leading axes).
 
     A generator: yields :class:`~em_restore.backend.denoise.Progress` after every
     batch of tiles (stop it between yields to cancel) and returns the float32
     result. Dask input is read one frame at a time; the input is never modified.
+    ``noise``: the stack's noise model under the ``noise`` rule (default: estimated
+    once, :func:`stack_noise`).
     """
     shape = tuple(int(s) for s in array.shape)
     _check_stack_shape(shape)
     lead = shape[:-2]
     stride = int(model.net.stride)
     _check_frame_args(tile, overlap, stride, batch)
+    if noise is None and lead:
+        noise = stack_noise(model, array)
     per = _frame_units(shape[-2:], stride, tile, overlap, batch)
     total = per * int(np.prod(lead, dtype=np.int64))
     out = np.empty(shape, dtype=np.float32)
@@ -351,7 +369,7 @@ def iter_predict(
     for k, idx in enumerate(np.ndindex(*lead)):
         frame = _as_frame(array[idx] if idx else array)
         where = (k * per, total, f"frame {idx} " if idx else "")
-        out[idx] = yield from _iter_frame(model, frame, tile, overlap, batch, where)
+        out[idx] = yield from _iter_frame(model, frame, tile, overlap, batch, where, noise)
     return out
 
 
@@ -367,11 +385,14 @@ def predict_lazy(
     tile: int = DEFAULT_TILE,
     overlap: int = DEFAULT_OVERLAP,
     batch: int = DEFAULT_BATCH,
+    noise=None,
 ):
     """A dask array restoring ``array`` frame by frame when computed (float32).
 
     Frames are rechunked whole (normalisation is per frame); leading axes keep one
-    frame per chunk. Nothing is computed here.
+    frame per chunk. Nothing is computed here, except, for a model under the
+    ``noise`` rule without ``noise``, the middle frame's noise model
+    (:func:`stack_noise`).
     """
     import dask.array as da
 
@@ -381,11 +402,15 @@ def predict_lazy(
     _check_frame_args(tile, overlap, int(model.net.stride), batch)
     chunks = (1,) * (array.ndim - 2) + (-1, -1)
     array = array.rechunk(chunks)
+    if noise is None:
+        noise = stack_noise(model, array)
 
     def block(data: np.ndarray) -> np.ndarray:
         out = np.empty(data.shape, dtype=np.float32)
         for idx in np.ndindex(*data.shape[:-2]):
-            out[idx] = predict_frame(model, data[idx], tile=tile, overlap=overlap, batch=batch)
+            out[idx] = predict_frame(
+                model, data[idx], tile=tile, overlap=overlap, batch=batch, noise=noise
+            )
         return out
 
     return da.map_blocks(
@@ -416,25 +441,31 @@ class ModelPlan:
         self.modality = modality
         self.modality_source = modality_source
         self.tile, self.overlap, self.batch = tile, overlap, batch
+        #: under the ``noise`` rule: the noise model, estimated on the first stack or
+        #: frame this plan restores and kept for the next (a live stream estimates
+        #: once), and recorded in the metadata
+        self.noise = None
 
     @property
     def method(self) -> str:
         return f"model {self.model.name}"
 
+    def _noise_of(self, array):
+        if self.noise is None:
+            self.noise = stack_noise(self.model, array)
+        return self.noise
+
+    def _kw(self) -> dict:
+        return {"tile": self.tile, "overlap": self.overlap, "batch": self.batch}
+
     def iter_apply(self, array) -> Generator[Progress, None, np.ndarray]:
-        return iter_predict(
-            self.model, array, tile=self.tile, overlap=self.overlap, batch=self.batch
-        )
+        return iter_predict(self.model, array, noise=self._noise_of(array), **self._kw())
 
     def apply_frame(self, frame) -> np.ndarray:
-        return predict_frame(
-            self.model, frame, tile=self.tile, overlap=self.overlap, batch=self.batch
-        )
+        return predict_frame(self.model, frame, noise=self._noise_of(frame), **self._kw())
 
     def lazy(self, array):
-        return predict_lazy(
-            self.model, array, tile=self.tile, overlap=self.overlap, batch=self.batch
-        )
+        return predict_lazy(self.model, array, noise=self._noise_of(array), **self._kw())
 
     def to_metadata(self) -> dict:
         from em_restore import __version__
@@ -447,6 +478,7 @@ class ModelPlan:
             "tile": self.tile,
             "overlap": self.overlap,
             "outlier_range": OUTLIER_RANGE,
+            "noise": None if self.noise is None else self.noise.to_dict(),
             "device": str(self.model.device),
             "em_restore_version": __version__,
         }

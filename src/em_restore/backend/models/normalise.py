@@ -57,6 +57,7 @@ __all__ = [
     "NORMALISATIONS",
     "Norm",
     "check_rule",
+    "frame_noise",
     "normaliser",
     "outlier_units",
     "stabilise",
@@ -197,6 +198,17 @@ def _measurable(noise, x: np.ndarray):
     return NoiseModel(gain=0.0, offset=lo, readout_sigma=floor)
 
 
+def frame_noise(frame):
+    """The noise model the ``noise`` rule estimates on a frame, or ``None`` when the
+    frame is too small or too uniform to fit one (the rule then uses its floor)."""
+    from ..noise import estimate_noise
+
+    try:
+        return estimate_noise(np.asarray(frame, dtype=np.float64))
+    except ValueError:
+        return None
+
+
 def normaliser(frame, rule: dict, *, noise=None) -> Norm:
     """The :class:`Norm` of one 2-D float frame under ``rule`` (see the module doc).
 
@@ -218,12 +230,7 @@ def normaliser(frame, rule: dict, *, noise=None) -> Norm:
         lo, scale = _percentile_range(x, rule["low"], rule["high"])
         return Norm("percentile", lo, scale)
     if noise is None:
-        from ..noise import estimate_noise
-
-        try:
-            noise = estimate_noise(x)
-        except ValueError:  # too small or without structure to fit: use the floor
-            noise = None
+        noise = frame_noise(x)
     noise = _measurable(noise, x)
     f = stabilise(x, noise)
     lo, span = _percentile_range(f, 0.1, 99.9)
