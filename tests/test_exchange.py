@@ -27,6 +27,11 @@ pytestmark = [  # third-party noise from bioimageio's runners, not ours
 ]
 
 
+#: BMZ packages carry percentile pre-processing: the percentile-normalised denoiser
+#: (models under the noise rule are refused, see test_noise_rule_model_is_refused_for_bmz)
+BMZ_DENOISER = "em-denoise-fast-v1"
+
+
 def _psnr(x, ref) -> float:
     x, ref = np.asarray(x, np.float64), np.asarray(ref, np.float64)
     return float(10 * np.log10(np.ptp(ref) ** 2 / np.mean((x - ref) ** 2)))
@@ -37,7 +42,7 @@ def packages(tmp_path_factory):
     """Both bundled models exported once: BMZ zips and the denoiser's ONNX file."""
     root = tmp_path_factory.mktemp("exported")
     return {
-        "em-denoise-fast": exchange.export_bmz("em-denoise-fast", root / "fast.zip"),
+        BMZ_DENOISER: exchange.export_bmz(BMZ_DENOISER, root / "fast.zip"),
         "em-burst": exchange.export_bmz("em-burst", root / "burst.zip"),
         "onnx": exchange.export_onnx("em-denoise-fast", root / "fast.onnx"),
     }
@@ -77,7 +82,7 @@ def _rewrite(folder, edit) -> None:
 
 # --------------------------------------------------------------------------- BMZ out
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["em-denoise-fast", "em-burst"])
+@pytest.mark.parametrize("name", [BMZ_DENOISER, "em-burst"])
 def test_bioimageio_test_model_passes_on_the_exported_package(packages, name):
     from bioimageio.core import test_model
 
@@ -92,9 +97,9 @@ def test_bioimageio_test_model_passes_on_the_exported_package(packages, name):
 
 
 def test_package_describes_the_model(packages):
-    rdf = _rdf(packages["em-denoise-fast"])
+    rdf = _rdf(packages[BMZ_DENOISER])
     assert rdf["format_version"].startswith(exchange.BMZ_FORMAT_VERSION)
-    assert rdf["name"] == "em-denoise-fast" and rdf["license"] == "BSD-3-Clause"
+    assert rdf["name"] == BMZ_DENOISER and rdf["license"] == "BSD-3-Clause"
     assert rdf["authors"] and rdf["cite"] and rdf["documentation"]["source"] == "README.md"
     assert set(rdf["weights"]) == {"pytorch_state_dict", "torchscript", "onnx"}
     arch = rdf["weights"]["pytorch_state_dict"]["architecture"]
@@ -105,7 +110,7 @@ def test_package_describes_the_model(packages):
     (inp,) = rdf["inputs"]
     assert [a["type"] for a in inp["axes"]] == ["batch", "channel", "space", "space"]
     y = inp["axes"][2]
-    stride = load_model("em-denoise-fast", device="cpu").net.stride
+    stride = load_model(BMZ_DENOISER, device="cpu").net.stride
     assert (y["id"], y["scale"], y["unit"], y["size"]["step"]) == ("y", 0.5, "nanometer", stride)
     assert y["size"]["min"] == 256 and rdf["outputs"][0]["axes"][2]["halo"] == exchange.BMZ_HALO
     (scale,) = [p for p in inp["preprocessing"] if p["id"] == "scale_range"]
@@ -123,10 +128,10 @@ def test_package_describes_the_model(packages):
 
 def test_bmz_processing_reproduces_our_inference(packages, tmp_path):
     """scale_range + network = em-restore's prediction, in normalised units (1e-4)."""
-    folder = _unzipped(packages["em-denoise-fast"], tmp_path)
+    folder = _unzipped(packages[BMZ_DENOISER], tmp_path)
     x = np.load(folder / "test_input.npy")[0, 0]
     expected = np.load(folder / "test_output.npy")[0, 0]
-    model = load_model("em-denoise-fast", device="cpu")
+    model = load_model(BMZ_DENOISER, device="cpu")
     lo, scale = normalisation_of(x.astype(np.float64), model.config.normalisation)
     ours = (predict_frame(model, x) - lo) / scale
     assert np.abs(ours - expected).max() < 1e-4
@@ -138,7 +143,7 @@ def test_onnx_agrees_with_torch_within_1e4(packages, tmp_path):
 
     torch_model = load_model("em-denoise-fast", device="cpu")
     onnx_model = exchange.load_onnx(packages["onnx"])
-    test_input = np.load(_unzipped(packages["em-denoise-fast"], tmp_path) / "test_input.npy")
+    test_input = np.load(_unzipped(packages[BMZ_DENOISER], tmp_path) / "test_input.npy")
     rng = np.random.default_rng(0)
     cases = [exchange.scale_range(test_input, torch_model.config.normalisation, (2, 3))]
     cases += [rng.random(s, dtype=np.float32) for s in [(1, 1, 64, 96), (2, 1, 128, 80)]]
@@ -204,16 +209,16 @@ def test_missing_onnxruntime_names_the_extra(packages, monkeypatch, noisy_frame,
 def test_missing_bioimageio_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "bioimageio.spec", None)
     with pytest.raises(exchange.ExchangeError, match=r"pip install 'napari-em-restore\[bmz\]'"):
-        exchange.export_bmz("em-denoise-fast", tmp_path / "x.zip")
+        exchange.export_bmz(BMZ_DENOISER, tmp_path / "x.zip")
     assert not (tmp_path / "x.zip").exists()
 
 
 # --------------------------------------------------------------------------- BMZ in
 def test_export_import_denoise_round_trip_is_identical(packages, user_models, noisy_frame, capsys):
-    assert main(["import", str(packages["em-denoise-fast"]), "--name", "fast-again"]) == 0
+    assert main(["import", str(packages[BMZ_DENOISER]), "--name", "fast-again"]) == 0
     assert "fast-again" in capsys.readouterr().out
     imported = load_model("fast-again", device="cpu")
-    original = load_model("em-denoise-fast", device="cpu")
+    original = load_model(BMZ_DENOISER, device="cpu")
     assert imported.path.parent == user_models
     assert imported.config.normalisation == original.config.normalisation
     assert imported.config.arch_params == original.config.arch_params
@@ -227,13 +232,13 @@ def test_export_import_denoise_round_trip_is_identical(packages, user_models, no
 
 def test_a_bundled_name_is_not_taken(packages, user_models):
     with pytest.raises(exchange.ExchangeError, match="--name"):
-        exchange.import_bmz(packages["em-denoise-fast"])
+        exchange.import_bmz(packages[BMZ_DENOISER])
 
 
 def test_foreign_denoiser_with_onnx_weights_is_imported(
     packages, user_models, tmp_path, noisy_frame, capsys
 ):
-    folder = _unzipped(packages["em-denoise-fast"], tmp_path)
+    folder = _unzipped(packages[BMZ_DENOISER], tmp_path)
 
     def foreign(rdf):  # someone else's package: ONNX weights only, no config attached
         rdf["name"] = "their-denoiser"
@@ -247,7 +252,7 @@ def test_foreign_denoiser_with_onnx_weights_is_imported(
     assert (target / exchange.ONNX_FILE).is_file() and target.name == "their-denoiser"
     model = exchange.load_onnx(exchange.onnx_model_path("their-denoiser"))
     assert model.config.normalisation == {"kind": "percentile", "low": 0.1, "high": 99.9}
-    original = load_model("em-denoise-fast", device="cpu")
+    original = load_model(BMZ_DENOISER, device="cpu")
     assert model.net.stride == original.net.stride  # from the package's axis step
     want = predict_frame(original, noisy_frame)
     assert _psnr(predict_frame(model, noisy_frame), want) >= 60.0
@@ -259,7 +264,7 @@ def test_foreign_denoiser_with_onnx_weights_is_imported(
 
 
 def test_a_package_that_needs_code_is_refused_in_one_line(packages, user_models, tmp_path, capsys):
-    folder = _unzipped(packages["em-denoise-fast"], tmp_path)
+    folder = _unzipped(packages[BMZ_DENOISER], tmp_path)
 
     def their_code(rdf):
         psd = rdf["weights"]["pytorch_state_dict"]
@@ -285,3 +290,25 @@ def test_export_cli_writes_both_formats(tmp_path, capsys):
         main(["export", "em-denoise-fast", "--format", "onnx", "-o", str(tmp_path / "x.zip")]) == 2
     )
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_noise_rule_model_is_refused_for_bmz(tmp_path, monkeypatch):
+    """A model fed in the frame's own noise units cannot be described by BMZ
+    pre-processing: refused in one line naming ONNX and the percentile model."""
+    from em_restore.backend.models import save_model
+    from em_restore.backend.models.store import ModelConfig
+
+    cfg = load_model(BMZ_DENOISER, device="cpu").config
+    folder = save_model(
+        tmp_path / "noise-units",
+        load_model(BMZ_DENOISER, device="cpu").net,
+        ModelConfig(
+            name="noise-units",
+            architecture=cfg.architecture,
+            arch_params=cfg.arch_params,
+            normalisation={"kind": "noise", "scale": 4.0},
+        ),
+    )
+    with pytest.raises(ValueError, match="ONNX") as err:
+        exchange.export_bmz(folder, tmp_path / "x.zip")
+    assert "\n" not in str(err.value) and not (tmp_path / "x.zip").exists()
