@@ -81,7 +81,7 @@ RECIPE = dict(
     val_every=1000,
     warmup=500,
     seed=20261204,
-    normalisation={"kind": "noise", "scale": 4.0},
+    normalisation={"kind": "noise", "low": 0.1, "high": 99.9},
     recipe=WIDE,
 )
 #: The recipe of the first em-denoise-fast (now em-denoise-fast-v1, kept to

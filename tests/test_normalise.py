@@ -28,6 +28,7 @@ def _psnr(x, truth) -> float:
         ({"kind": "noise"}, "scale must be a number > 0"),
         ({"kind": "noise", "scale": 0}, "scale must be a number > 0"),
         ({"kind": "noise", "scale": 4, "low": 1}, "unknown key"),
+        ({"kind": "noise", "low": 50, "high": 10}, "low < high"),
         ({"kind": "zscore"}, "must be"),
         ({"kind": "percentile", "low": 9, "high": 1}, "low < high"),
     ],
@@ -58,6 +59,21 @@ def test_noise_rule_gives_unit_noise_and_a_round_trip(modality, dose):
     resid = norm.forward(raw) - norm.forward(truth)
     sd = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
     assert 0.75 / 4 < sd < 1.3 / 4, sd
+
+
+def test_noise_rule_with_percentiles_spans_the_stabilised_frame():
+    raw, truth = _frame(3, "tem", 30.0)
+    rule = {"kind": "noise", "low": 0.1, "high": 99.9}
+    norm = normaliser(raw, rule)
+    xn = norm.forward(raw)
+    assert np.percentile(xn, 0.1) == pytest.approx(0.0, abs=1e-5)
+    assert np.percentile(xn, 99.9) == pytest.approx(1.0, abs=1e-5)
+    assert np.allclose(
+        norm.inverse(norm.forward(truth)), truth, rtol=1e-4, atol=1e-3 * np.ptp(truth)
+    )
+    # gain and offset change nothing in the network's units
+    other = normaliser(7 * raw + 1000, rule)
+    assert np.abs(other.forward(7 * raw + 1000) - xn).max() < 1e-3
 
 
 def test_a_frame_without_noise_gets_a_floor_not_a_division_by_zero():

@@ -14,7 +14,7 @@ Rules
     picture alone how noisy it is, and it guesses from what its training data
     looked like.
 
-``{"kind": "noise", "scale": k}``
+``{"kind": "noise", "scale": k}`` or ``{"kind": "noise", "low": p, "high": q}``
     The frame's own noise model sets the units. The Poisson–Gaussian model
     ``var = gain·(mean − offset) + readout²`` is estimated on the frame
     (:func:`~em_restore.backend.noise.estimate_noise`; or passed in), the
@@ -24,7 +24,11 @@ Rules
 
         xn = (f(x) − median f(x)) / k
 
-    so the noise has standard deviation ``1/k`` whatever the detector, the gain,
+    (with ``low``/``high`` instead of ``scale``: ``xn = (f(x) − P_p f) / (P_q f − P_p f)``,
+    the percentile rule in the stabilised domain: the signal always spans about
+    [0, 1] and the noise, now of one level everywhere in the frame, is
+    ``1 / (P_q f − P_p f)``), so the noise has standard deviation ``1/k`` whatever the
+    detector, the gain,
     the offset or the dose, and the signal is measured in noise standard
     deviations: the network is told how noisy the frame is instead of guessing.
     Back: ``x̂ = f⁻¹(k·ŷ + median)`` with the algebraic inverse (training targets
@@ -65,7 +69,10 @@ __all__ = [
 ]
 
 NORMALISATIONS = ("percentile", "noise")
-_KEYS = {"percentile": {"kind", "low", "high"}, "noise": {"kind", "scale"}}
+_KEYS = {
+    "percentile": ({"kind", "low", "high"},),
+    "noise": ({"kind", "scale"}, {"kind", "low", "high"}),
+}
 #: Gaussian noise given to a frame without measurable noise, in its percentile range.
 _FLOOR = 1e-3
 #: Largest 0.1-99.9 percentile span of a stabilised frame, in noise s.d.: four times
@@ -91,13 +98,25 @@ def check_rule(rule: Any) -> dict:
             "normalisation must be {'kind': 'percentile', 'low': ..., 'high': ...} or "
             f"{{'kind': 'noise', 'scale': ...}}; got {rule!r}."
         )
-    extra = sorted(set(rule) - _KEYS[kind])
-    if extra:
-        raise ValueError(f"normalisation has unknown key(s) {', '.join(extra)}.")
+    keysets = _KEYS[kind]
+    if not any(set(rule) <= k for k in keysets):
+        extra = sorted(set(rule) - set().union(*keysets))
+        raise ValueError(
+            f"normalisation has unknown key(s) {', '.join(extra) or 'in this combination'}; "
+            f"{kind!r} takes " + " or ".join(str(sorted(k - {"kind"})) for k in keysets) + "."
+        )
 
     def num(v) -> bool:
         return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
+    if kind == "noise" and "scale" not in rule and ("low" in rule or "high" in rule):
+        low, high = rule.get("low"), rule.get("high")
+        if not (num(low) and num(high) and 0 <= low < high <= 100):
+            raise ValueError(
+                "normalisation percentiles must satisfy 0 <= low < high <= 100; "
+                f"got {low!r}, {high!r}."
+            )
+        return {"kind": "noise", "low": float(low), "high": float(high)}
     if kind == "noise":
         k = rule.get("scale")
         if not (num(k) and k > 0):
@@ -240,7 +259,10 @@ def normaliser(frame, rule: dict, *, noise=None) -> Norm:
             noise, gain=noise.gain * q, readout_sigma=noise.readout_sigma * math.sqrt(q)
         )
         f = stabilise(x, noise)
-    return Norm("noise", float(np.median(f)), float(rule["scale"]), noise)
+    if "scale" in rule:
+        return Norm("noise", float(np.median(f)), float(rule["scale"]), noise)
+    lo, span = _percentile_range(f, rule["low"], rule["high"])
+    return Norm("noise", lo, span, noise)
 
 
 def outlier_units(xn: np.ndarray) -> tuple[float, float]:
