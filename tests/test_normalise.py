@@ -172,3 +172,31 @@ def test_a_stack_is_normalised_by_one_noise_model_recorded_in_the_plan(noise_mod
     first = plan.noise
     plan.apply_frame(stack[2])  # a live stream: estimated once
     assert plan.noise is first
+
+
+def test_each_stack_gets_its_own_noise_model_and_fresh_plans_start_empty(noise_model):
+    from em_restore.backend.denoise import _drain
+    from em_restore.backend.models.inference import ModelPlan
+
+    plan = ModelPlan(noise_model)
+    a = _frame(21, "tem", 10.0)[0]
+    b = 50.0 * _frame(21, "tem", 10.0)[0] + 1000.0  # another gain and offset
+    _drain(plan.iter_apply(a))
+    gain_a = plan.noise.gain + plan.noise.readout_sigma
+    _drain(plan.iter_apply(b))
+    assert plan.noise.gain + plan.noise.readout_sigma == pytest.approx(50.0 * gain_a, rel=1e-3)
+    other = plan.fresh()
+    assert other.noise is None and other.model is plan.model
+
+
+def test_a_burst_model_must_use_percentiles():
+    from em_restore.backend.models.store import ModelConfig, ModelError
+
+    with pytest.raises(ModelError, match="burst model takes percentile"):
+        ModelConfig(
+            name="b",
+            architecture="burst_dense_unet",
+            arch_params={},
+            normalisation=dict(NOISE),
+            task="burst",
+        )

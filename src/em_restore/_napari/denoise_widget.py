@@ -88,7 +88,7 @@ def cached_model_plan(
     if plan is None:
         plan = plan_model(spec, modality=modality, metadata=file_metadata)
         _MODEL_CACHE[key] = plan
-    return plan
+    return plan.fresh()  # the model is shared; the noise model is this layer's own
 
 
 def _model_plan(request: dict[str, Any]) -> Generator[Any, None, Any]:

@@ -874,13 +874,18 @@ def _stage1_from_metadata(meta: dict):
             f"{str(rec['sha256'])[:12]}…, but the installed one is {model.sha256[:12]}…; "
             "install the version that made the result, or plan again."
         )
-    return ModelPlan(
+    plan = ModelPlan(
         model,
         modality=meta.get("modality"),
         modality_source=str(meta.get("modality_source", "")),
         tile=int(meta.get("tile", DEFAULT_TILE)),
         overlap=int(meta.get("overlap", DEFAULT_OVERLAP)),
     )
+    if meta.get("noise"):  # the network's input units, as recorded
+        from .noise import NoiseModel
+
+        plan.noise = NoiseModel.from_dict(meta["noise"])
+    return plan
 
 
 def _window_boxes(shape: tuple[int, int], windows: tuple[int, int]) -> list[tuple[int, ...]]:

@@ -43,6 +43,7 @@ import numpy as np
 
 from .. import simulate as sim
 from ..denoise import Progress
+from .inference import clean_outliers
 from .normalise import Norm, normaliser
 from .training import _dihedral
 
@@ -161,8 +162,12 @@ class _FrameSampler:
 
 
 def _normalised(noisy: np.ndarray, rule: dict) -> tuple[np.ndarray, Norm]:
+    """The network input and the frame's :class:`Norm`, as at inference (under the
+    noise rule the input's outliers are cleaned as :func:`~.inference.predict_frame`
+    cleans them; the percentile rule keeps the first models' data as they were)."""
     norm = normaliser(noisy, rule)
-    return norm.forward(noisy), norm
+    xn = norm.forward(noisy)
+    return (clean_outliers(xn, norm.kind) if norm.kind == "noise" else xn), norm
 
 
 # --------------------------------------------------------------------------- paired

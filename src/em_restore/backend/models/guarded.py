@@ -213,6 +213,7 @@ class GuardedPlan:
         if self.noise is None and min(shape[-2:]) >= MIN_SIDE:
             mid = frames[len(frames) // 2]
             self._noise_for(_as_frame(array[mid] if mid else array))
+        self.model_plan.prepare(array)  # the network's input units: the middle frame's too
         out = np.empty(shape, np.float32)
         yield Progress(0, len(frames), f"restoring with {self.model.name} (checked)")
         for k, idx in enumerate(frames):
@@ -231,6 +232,7 @@ class GuardedPlan:
         if self.noise is None and min(shape[-2:]) >= MIN_SIDE:
             mid = frames[len(frames) // 2]
             self._noise_for(_as_frame(array[mid] if mid else array))
+        self.model_plan.prepare(array)  # before the graph: every worker gets the same
         src = da.asarray(array).rechunk((1,) * lead + shape[-2:])
 
         def block(data: np.ndarray, block_info=None) -> np.ndarray:

@@ -31,6 +31,7 @@ device is chosen by :func:`select_device` (CUDA, then Apple MPS, then CPU).
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Generator
 from typing import Any
@@ -441,31 +442,40 @@ class ModelPlan:
         self.modality = modality
         self.modality_source = modality_source
         self.tile, self.overlap, self.batch = tile, overlap, batch
-        #: under the ``noise`` rule: the noise model, estimated on the first stack or
-        #: frame this plan restores and kept for the next (a live stream estimates
-        #: once), and recorded in the metadata
+        #: under the ``noise`` rule: the noise model of the data being restored, set by
+        #: :meth:`prepare` (every stack: :meth:`iter_apply`, :meth:`lazy`) or by the
+        #: first :meth:`apply_frame` (a live stream estimates once), and recorded in
+        #: the metadata
         self.noise = None
 
     @property
     def method(self) -> str:
         return f"model {self.model.name}"
 
-    def _noise_of(self, array):
-        if self.noise is None:
-            self.noise = stack_noise(self.model, array)
+    def fresh(self) -> ModelPlan:
+        """This plan (same loaded model) without a noise model, for other data."""
+        other = copy.copy(self)
+        other.noise = None
+        return other
+
+    def prepare(self, array):
+        """Estimate the noise model of ``array`` (its middle frame) for what follows."""
+        self.noise = stack_noise(self.model, array)
         return self.noise
 
     def _kw(self) -> dict:
         return {"tile": self.tile, "overlap": self.overlap, "batch": self.batch}
 
     def iter_apply(self, array) -> Generator[Progress, None, np.ndarray]:
-        return iter_predict(self.model, array, noise=self._noise_of(array), **self._kw())
+        return iter_predict(self.model, array, noise=self.prepare(array), **self._kw())
 
     def apply_frame(self, frame) -> np.ndarray:
-        return predict_frame(self.model, frame, noise=self._noise_of(frame), **self._kw())
+        if self.noise is None:
+            self.prepare(frame)
+        return predict_frame(self.model, frame, noise=self.noise, **self._kw())
 
     def lazy(self, array):
-        return predict_lazy(self.model, array, noise=self._noise_of(array), **self._kw())
+        return predict_lazy(self.model, array, noise=self.prepare(array), **self._kw())
 
     def to_metadata(self) -> dict:
         from em_restore import __version__

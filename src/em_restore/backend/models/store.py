@@ -121,6 +121,11 @@ class ModelConfig:
             )
         object.__setattr__(self, "modalities", mods)
         object.__setattr__(self, "normalisation", _check_normalisation(self.normalisation))
+        if self.task == "burst" and self.normalisation["kind"] != "percentile":
+            raise ModelError(
+                "a burst model takes percentile normalisation (its frames are scaled by "
+                f"the reference frame's percentiles); got {self.normalisation!r}."
+            )
         try:
             build_network(self.architecture, self.arch_params)
         except ValueError as err:
