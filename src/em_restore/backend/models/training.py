@@ -313,7 +313,10 @@ def iter_train(
 
     _check(cfg)
     previous = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
+    # the CPU is the reproducible path; on a GPU, cuBLAS and some kernels have no
+    # deterministic variant without CUBLAS_WORKSPACE_CONFIG, so only warn there
+    on_cpu = device is None or str(device) == "cpu"
+    torch.use_deterministic_algorithms(True, warn_only=not on_cpu)
     try:
         return (yield from _train(cfg, log, device, on_best, checkpoint, resume, workers))
     finally:
