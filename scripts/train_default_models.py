@@ -78,30 +78,17 @@ WIDE = SimulationRecipe(
     exclude_specimens=wide.HELD_OUT["specimens"],
     exclude_distortions=wide.HELD_OUT["distortions"],
 )
+_COMMON = dict(batch=8, patch=96, pool=10000, val_images=32, val_every=1000, warmup=500)
 RECIPE = dict(
+    _COMMON,
     steps=100000,
-    batch=8,
-    patch=96,
-    pool=10000,
-    val_images=32,
-    val_every=1000,
-    warmup=500,
     seed=20261204,
     normalisation={"kind": "noise", "scale": 4.0},
     recipe=WIDE,
 )
 #: The recipe of the first em-denoise-fast (now em-denoise-fast-v1, kept to
 #: reproduce earlier results): the classic simulator, percentile inputs.
-RECIPE_V1 = dict(
-    steps=30000,
-    batch=8,
-    patch=96,
-    pool=10000,
-    val_images=32,
-    val_every=1000,
-    warmup=500,
-    seed=20261121,
-)
+RECIPE_V1 = dict(_COMMON, steps=30000, seed=20261121)
 BURST_RECIPE = dict(steps=3000, batch=8, patch=64, pool=800, val_windows=24, seed=20261121)
 
 MODELS = {
