@@ -370,3 +370,28 @@ def test_resuming_a_fine_tuned_run_gives_the_same_weights(recordings, tmp_path):
             checkpoint=tmp_path / "b.pt",
             resume=True,
         )
+
+
+def test_self_supervised_training_refuses_a_start_model_in_noise_units(recordings, tmp_path):
+    """N2N learns E[f(x)] in the stabilised domain; mapped back algebraically it is
+    biased at low dose, so a noise-rule start model is refused for it, in one line."""
+    from em_restore.backend.models import save_model
+    from em_restore.backend.models.store import ModelConfig
+
+    v1 = load_model("em-denoise-fast-v1", device="cpu")
+    folder = save_model(
+        tmp_path / "noise-units",
+        v1.net,
+        ModelConfig(
+            name="noise-units",
+            architecture=v1.config.architecture,
+            arch_params=v1.config.arch_params,
+            normalisation={"kind": "noise", "scale": 4.0},
+        ),
+    )
+    with pytest.raises(ValueError, match="pass --from-scratch") as err:
+        F.check_fit(F.FitConfig(start=str(folder)), ds.NoisyData(recordings[0]))
+    assert "\n" not in str(err.value)
+    # paired data may start from it
+    pairs = ds.PairedData(recordings[0], recordings[1])
+    assert F.check_fit(F.FitConfig(start=str(folder)), pairs).rule["kind"] == "noise"

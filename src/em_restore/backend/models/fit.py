@@ -457,6 +457,15 @@ def check_fit(cfg: FitConfig, data, modality: str | None = None) -> FitPlan:
         arch, params = start.config.architecture, dict(start.config.arch_params)
         _refuse_other_network(cfg, start)
         rule = start.config.normalisation
+    if data.self_supervised and rule["kind"] == "noise":
+        # Neighbor2Neighbor learns E[f(x)] in the stabilised domain; the algebraic
+        # inverse of E[f] is biased low at low dose (about 25 % at 0.5 e-/px)
+        raise ValueError(
+            "self-supervised training cannot start from a model fed in noise units "
+            f"({rule}): it would come out biased at low dose; pass --from-scratch "
+            "(from_scratch=True) or start from a percentile model such as "
+            "em-denoise-fast-v1."
+        )
     if burst != (arch == "burst_dense_unet"):
         raise ValueError(
             f"architecture {arch!r} does not fit {data.kind} data; use "
