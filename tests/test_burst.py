@@ -13,15 +13,14 @@ import torch
 from em_restore.backend import burst as B
 from em_restore.backend import simulate as sim
 from em_restore.backend.models import list_models
+from em_restore.backend.models.augment import dihedral, dihedral_vec
 from em_restore.backend.models.burst import (
     BurstRecipe,
     BurstTrainConfig,
-    _dihedral_vec,
     iter_train_burst,
     simulated_window,
 )
 from em_restore.backend.models.nets import BurstDenseUNet, BurstDenseUNetConfig
-from em_restore.backend.models.training import _dihedral
 
 HAVE_MODEL = any(e.name == "em-burst" for e in list_models(task="burst"))
 needs_model = pytest.mark.skipif(not HAVE_MODEL, reason="bundled em-burst model not built")
@@ -127,14 +126,14 @@ def test_classical_deblurs_better_than_the_mean_and_single_frames(stream):
 def test_iter_burst_windows_stride_and_equivalence(stream):
     noisy = stream[0]
     plan = B.plan_burst("mean", frames=3, stride=2)
-    out, info = B._drain(B.iter_burst(noisy, plan))
+    out, info = B.drain(B.iter_burst(noisy, plan))
     assert out.shape == (3, 96, 96) and out.dtype == np.float32
     assert info["centres"] == [1, 3, 5] and len(info["shifts"]) == 3
     assert np.allclose(out[1], B.fuse_mean(B.align_window(noisy[2:5])), atol=1e-4)
     lazy = B.burst_lazy(da.from_array(noisy, chunks=(1, 96, 96)), plan)
     assert lazy.shape == out.shape
     assert np.allclose(lazy.compute(), out)
-    via_dask, _ = B._drain(B.iter_burst(da.from_array(noisy, chunks=(2, 96, 96)), plan))
+    via_dask, _ = B.drain(B.iter_burst(da.from_array(noisy, chunks=(2, 96, 96)), plan))
     assert np.array_equal(via_dask, out)
 
 
@@ -260,9 +259,9 @@ def test_dihedral_vectors_follow_the_images():
     img = np.zeros((9, 9))
     img[4, 4], img[4, 6] = 1, 2  # displacement (0, +2) from the 1 to the 2
     for k in range(8):
-        t = _dihedral(img, k)
+        t = dihedral(img, k)
         a, b = np.argwhere(t == 1)[0], np.argwhere(t == 2)[0]
-        assert np.allclose(b - a, _dihedral_vec(np.array([0.0, 2.0]), k)), k
+        assert np.allclose(b - a, dihedral_vec(np.array([0.0, 2.0]), k)), k
 
 
 def test_training_runs_and_learns_a_little():

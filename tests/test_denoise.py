@@ -193,7 +193,7 @@ def test_tiles_reproduce_the_whole_image(tem_stack, method):
     plan = dn.plan_denoise(tem_stack[0], method, modality="tem", params=EXPLICIT[method])
     assert plan.calibration == {}
     whole = _whole(tem_stack, plan)
-    tiled = dn._drain(dn.iter_denoise(tem_stack, plan, tile=48))
+    tiled = dn.drain(dn.iter_denoise(tem_stack, plan, tile=48))
     lazy = dn.denoise_lazy(da.from_array(tem_stack, chunks=(1, 48, 48)), plan)
     assert isinstance(lazy, da.Array) and lazy.dtype == np.float32
     lazy = lazy.compute()

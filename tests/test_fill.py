@@ -219,7 +219,7 @@ def test_deconvolve_and_burst_fill_too(make_napari_viewer, qtbot, stack):
     layer = bur.last_result[1]
     record = layer.metadata["em_restore"]
     assert record["status"] == "complete" and type(layer.data).__module__.startswith("zarr")
-    eager, info = B._drain(B.iter_burst(stack, B.plan_burst("mean", frames=3)))
+    eager, info = B.drain(B.iter_burst(stack, B.plan_burst("mean", frames=3)))
     np.testing.assert_array_equal(np.asarray(layer.data), eager)
     assert record["burst"]["shifts"] == info["shifts"]
     assert record["burst"]["centres"] == info["centres"]

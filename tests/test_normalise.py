@@ -145,7 +145,7 @@ def test_percentile_rule_is_unchanged():
 
 
 def test_a_stack_is_normalised_by_one_noise_model_recorded_in_the_plan(noise_model):
-    from em_restore.backend.denoise import _drain
+    from em_restore.backend._progress import drain
     from em_restore.backend.models.inference import ModelPlan, iter_predict, stack_noise
 
     g = np.random.default_rng(5)
@@ -159,7 +159,7 @@ def test_a_stack_is_normalised_by_one_noise_model_recorded_in_the_plan(noise_mod
     assert noise is not None and float(noise.variance(stack[1].mean())) > 0
     # frames restored with the stack's model equal the frame restored on its own
     # with that model passed in, and come close to the frame's own estimate
-    out = _drain(iter_predict(noise_model, stack))
+    out = drain(iter_predict(noise_model, stack))
     assert np.array_equal(out[1], predict_frame(noise_model, stack[1]))  # the middle frame's
     alone = predict_frame(noise_model, stack[0], noise=noise)
     assert np.array_equal(out[0], alone)
@@ -175,15 +175,15 @@ def test_a_stack_is_normalised_by_one_noise_model_recorded_in_the_plan(noise_mod
 
 
 def test_each_stack_gets_its_own_noise_model_and_fresh_plans_start_empty(noise_model):
-    from em_restore.backend.denoise import _drain
+    from em_restore.backend._progress import drain
     from em_restore.backend.models.inference import ModelPlan
 
     plan = ModelPlan(noise_model)
     a = _frame(21, "tem", 10.0)[0]
     b = 50.0 * _frame(21, "tem", 10.0)[0] + 1000.0  # another gain and offset
-    _drain(plan.iter_apply(a))
+    drain(plan.iter_apply(a))
     gain_a = plan.noise.gain + plan.noise.readout_sigma
-    _drain(plan.iter_apply(b))
+    drain(plan.iter_apply(b))
     assert plan.noise.gain + plan.noise.readout_sigma == pytest.approx(50.0 * gain_a, rel=1e-3)
     other = plan.fresh()
     assert other.noise is None and other.model is plan.model

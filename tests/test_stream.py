@@ -103,7 +103,7 @@ def test_deconvolve_lazy_equals_the_frame_loop():
     rng = np.random.default_rng(1)
     stack = rng.poisson(30, (3, 48, 40)).astype(float)
     plan = dec.plan_deconvolve(stack[1], "gaussian:1.0", denoise=None)
-    eager = dec._drain(dec.iter_deconvolve(stack, plan))
+    eager = dec.drain(dec.iter_deconvolve(stack, plan))
     lazy = dec.deconvolve_lazy(stack, plan)
     assert lazy.chunks[0] == (1, 1, 1)
     np.testing.assert_array_equal(lazy.compute(scheduler="threads"), eager)
@@ -144,7 +144,7 @@ def test_burst_streams_in_two_passes_and_equals_iter_burst(moving_tif, tmp_path)
     assert main([*args, "-o", str(tmp_path / "b.zarr")]) == 0
     assert main([*args, "-o", str(tmp_path / "b.tif")]) == 0
     raw = _data(moving_tif)
-    eager, info = B._drain(B.iter_burst(raw, B.plan_burst("mean", frames=3, stride=2)))
+    eager, info = B.drain(B.iter_burst(raw, B.plan_burst("mean", frames=3, stride=2)))
     out = io.read(tmp_path / "b.zarr")
     assert out.data.chunksize[0] == 1 and out.scale[0] == pytest.approx(0.02)
     np.testing.assert_array_equal(np.asarray(out.data), eager)

@@ -23,7 +23,7 @@ MAX_MAGNITUDE = 1e15
 MIN_MAGNITUDE = 1e-15
 
 
-def _short(value: Any) -> str:
+def short(value: Any) -> str:
     """repr() of a value, shortened for error messages."""
     if isinstance(value, np.ndarray):
         return f"array of shape {value.shape} and dtype {value.dtype}"
@@ -69,7 +69,7 @@ def as_rng(rng: int | np.random.Generator | None) -> np.random.Generator:
         return np.random.default_rng(int(rng))
     raise ValueError(
         f"rng must be None, a non-negative int or a numpy.random.Generator; got "
-        f"{type(rng).__name__} {_short(rng)}. Pass rng=np.random.default_rng(seed)."
+        f"{type(rng).__name__} {short(rng)}. Pass rng=np.random.default_rng(seed)."
     )
 
 
@@ -88,7 +88,7 @@ def check_real(
         if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
             value = value.item()
         else:
-            raise ValueError(f"{name} must be a real number; got {_short(value)}. {hint}".rstrip())
+            raise ValueError(f"{name} must be a real number; got {short(value)}. {hint}".rstrip())
     v = float(value)
     if not math.isfinite(v):
         raise ValueError(f"{name} must be finite; got {v}. {hint}".rstrip())
@@ -116,7 +116,7 @@ def check_int(
         if isinstance(value, numbers.Real) and float(value).is_integer():
             value = int(value)
         else:
-            raise ValueError(f"{name} must be an integer; got {_short(value)}. {hint}".rstrip())
+            raise ValueError(f"{name} must be an integer; got {short(value)}. {hint}".rstrip())
     v = int(value)
     if (low is not None and v < low) or (high is not None and v > high):
         if high is None:
@@ -133,7 +133,7 @@ def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
     """One of a few strings."""
     if not isinstance(value, str) or value not in choices:
         raise ValueError(
-            f"{name} must be one of {', '.join(repr(c) for c in choices)}; got {_short(value)}."
+            f"{name} must be one of {', '.join(repr(c) for c in choices)}; got {short(value)}."
         )
     return value
 
@@ -148,7 +148,7 @@ def check_shape(shape: Any, name: str = "shape", *, min_size: int = 2) -> tuple[
         dims = None
     if dims is None or len(dims) != 2:
         raise ValueError(
-            f"{name} must be a (rows, cols) pair of ints; got {_short(shape)}. "
+            f"{name} must be a (rows, cols) pair of ints; got {short(shape)}. "
             f"Pass e.g. {name}=(256, 256)."
         )
     out = tuple(
@@ -167,7 +167,7 @@ def check_pair(value: Any, name: str, *, low: float | None = None, low_open: boo
     except TypeError:
         items = ()
     if len(items) != 2:
-        raise ValueError(f"{name} must be a number or a pair of numbers; got {_short(value)}.")
+        raise ValueError(f"{name} must be a number or a pair of numbers; got {short(value)}.")
     return tuple(
         check_real(v, f"{name}[{i}]", low=low, low_open=low_open) for i, v in enumerate(items)
     )

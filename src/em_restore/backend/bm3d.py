@@ -73,7 +73,7 @@ import numpy as np
 import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ._args import _short, check_choice, check_image, check_int, check_real
+from ._args import check_choice, check_image, check_int, check_real, short
 
 __all__ = ["bm3d", "noise_coefficient_std", "support_radius"]
 
@@ -160,7 +160,7 @@ def _check_kernel(kernel) -> np.ndarray | None:
     if g.dtype.kind not in "biuf" or g.ndim != 2:
         raise ValueError(
             f"kernel must be a 2-D real array (noise = white ⊛ kernel) or None; got "
-            f"{_short(kernel)}. Pass e.g. kernel=np.ones((1, 3)) / np.sqrt(3)."
+            f"{short(kernel)}. Pass e.g. kernel=np.ones((1, 3)) / np.sqrt(3)."
         )
     if g.shape[0] % 2 == 0 or g.shape[1] % 2 == 0:
         raise ValueError(
@@ -561,7 +561,7 @@ def bm3d(
         oy, ox = origin
     except (TypeError, ValueError):
         raise ValueError(
-            f"origin must be a (row, col) pair of ints; got {_short(origin)}. "
+            f"origin must be a (row, col) pair of ints; got {short(origin)}. "
             f"Pass the tile's absolute top-left position, e.g. origin=(0, 0)."
         ) from None
     origin = (check_int(oy, "origin[0]"), check_int(ox, "origin[1]"))

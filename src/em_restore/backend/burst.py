@@ -57,8 +57,8 @@ import scipy.fft as sfft
 import scipy.ndimage as ndi
 
 from ._args import check_choice, check_image, check_int, check_real
-from .denoise import Progress, _drain
-from .simulate.streams import _Spline
+from ._progress import Progress, drain
+from .spline import Spline
 
 __all__ = [
     "METHODS",
@@ -457,7 +457,7 @@ def align_window(frames, shifts=None, *, reference: int | None = None) -> Aligne
         if k == ref or (dy == 0 and dx == 0):
             out[k] = x[k]
             continue
-        out[k] = _Spline(x[k]).crop(-dy, -dx, h, w)
+        out[k] = Spline(x[k]).crop(-dy, -dx, h, w)
         masks[k] = ((rows - dy >= -tol) & (rows - dy <= h - 1 + tol) & (cols - dx >= -tol)) & (
             cols - dx <= w - 1 + tol
         )
@@ -750,7 +750,7 @@ def burst(stack, method: str = "network", **kw) -> tuple[np.ndarray, dict]:
     centres and shifts.
     """
     plan = plan_burst(method, **kw)
-    out, info = _drain(iter_burst(stack, plan))
+    out, info = drain(iter_burst(stack, plan))
     return out, {**plan.to_metadata(), **info}
 
 

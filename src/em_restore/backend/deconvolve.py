@@ -75,8 +75,9 @@ import scipy.linalg
 import scipy.ndimage as ndi
 
 from . import psf as _psf
-from ._args import _short, check_choice, check_image, check_int, check_real
-from .denoise import DenoisePlan, Progress, _check_layout, _drain, apply_plan, iter_plan_denoise
+from ._args import check_choice, check_image, check_int, check_real, short
+from ._progress import Progress, drain, relay
+from .denoise import DenoisePlan, _check_layout, apply_plan, iter_plan_denoise
 
 __all__ = [
     "SOLVERS",
@@ -173,16 +174,6 @@ def _check_psf(psf: Any, name: str = "psf") -> np.ndarray:
             f"{k.sum():g}. Pass a blur kernel (e.g. psf.gaussian_psf(2.0))."
         )
     return k / k.sum()
-
-
-def _relay(gen: Generator[Progress, None, Any], prefix: str) -> Generator[Progress, None, Any]:
-    """Pass a nested generator's progress on with ``prefix`` on its message; return its value."""
-    while True:
-        try:
-            p = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        yield Progress(p.done, p.total, prefix + p.message)
 
 
 def _frame(image: Any, name: str = "image") -> np.ndarray:
@@ -398,7 +389,7 @@ def richardson_lucy(image, psf, **kw) -> np.ndarray:
     >>> bool(np.abs(out - truth).mean() < 0.5 * np.abs(blurred - truth).mean())
     True
     """
-    return _drain(iter_richardson_lucy(image, psf, **kw))
+    return drain(iter_richardson_lucy(image, psf, **kw))
 
 
 # --------------------------------------------------------------------------- blind
@@ -754,7 +745,7 @@ def iter_estimate_kernel(
 
 def estimate_kernel(image, **kw) -> np.ndarray:
     """:func:`iter_estimate_kernel` run to the end (same parameters)."""
-    return _drain(iter_estimate_kernel(image, **kw))
+    return drain(iter_estimate_kernel(image, **kw))
 
 
 # --------------------------------------------------------------------------- plan
@@ -819,7 +810,7 @@ class DeconvPlan:
         """Rebuild a plan from :meth:`to_metadata` (e.g. a result layer's metadata)."""
         if not isinstance(meta, dict) or "psfs" not in meta or "solver" not in meta:
             raise ValueError(
-                f"meta must be the dict returned by DeconvPlan.to_metadata(); got {_short(meta)}."
+                f"meta must be the dict returned by DeconvPlan.to_metadata(); got {short(meta)}."
             )
         den = meta.get("denoise")
         return cls(
@@ -930,7 +921,7 @@ def _check_windows(windows: Any) -> tuple[int, int]:
     except (TypeError, ValueError):
         raise ValueError(
             f"windows must be an int or a (rows, cols) pair of ints in 1..16; got "
-            f"{_short(windows)}. Use windows=(1, 1) for one kernel, (3, 3) for a varying one."
+            f"{short(windows)}. Use windows=(1, 1) for one kernel, (3, 3) for a varying one."
         ) from None
     return (ny, nx)
 
@@ -1017,7 +1008,7 @@ def iter_plan_deconvolve(
             part = clean[y0:y1, x0:x1]
             size = default_kernel_size(part.shape) if max_size is None else max_size
             where = f"window {i + 1}/{len(boxes)}: " if len(boxes) > 1 else ""
-            found.append((yield from _relay(iter_estimate_kernel(part, max_size=size), where)))
+            found.append((yield from relay(iter_estimate_kernel(part, max_size=size), where)))
         psfs = tuple(found)
         estimation = {
             "max_size": max_size if max_size is not None else "auto",
@@ -1041,7 +1032,7 @@ def iter_plan_deconvolve(
 
 def plan_deconvolve(image, psf: Any = None, **kw) -> DeconvPlan:
     """:func:`iter_plan_deconvolve` run to the end (same parameters)."""
-    return _drain(iter_plan_deconvolve(image, psf, **kw))
+    return drain(iter_plan_deconvolve(image, psf, **kw))
 
 
 def _solve(y: np.ndarray, k: np.ndarray, plan: DeconvPlan) -> Generator[Progress, None, np.ndarray]:
@@ -1086,7 +1077,7 @@ def iter_apply_deconv_plan(image2d, plan: DeconvPlan) -> Generator[Progress, Non
     wsum = np.zeros_like(x)
     for i, (box, k) in enumerate(zip(boxes, plan.psfs, strict=True)):
         y0, y1, x0, x1 = box
-        part = yield from _relay(_solve(x[y0:y1, x0:x1], k, plan), f"window {i + 1}/{len(boxes)}: ")
+        part = yield from relay(_solve(x[y0:y1, x0:x1], k, plan), f"window {i + 1}/{len(boxes)}: ")
         w = _window_weight(box, x.shape)
         acc[y0:y1, x0:x1] += w * part
         wsum[y0:y1, x0:x1] += w
@@ -1095,7 +1086,7 @@ def iter_apply_deconv_plan(image2d, plan: DeconvPlan) -> Generator[Progress, Non
 
 def apply_deconv_plan(image2d, plan: DeconvPlan) -> np.ndarray:
     """:func:`iter_apply_deconv_plan` run to the end."""
-    return _drain(iter_apply_deconv_plan(image2d, plan))
+    return drain(iter_apply_deconv_plan(image2d, plan))
 
 
 def iter_deconvolve(array, plan: DeconvPlan) -> Generator[Progress, None, np.ndarray]:
@@ -1217,4 +1208,4 @@ def deconvolve(image, psf: Any = None, **kw) -> tuple[np.ndarray, DeconvPlan]:
     frame = image[tuple(n // 2 for n in lead)] if lead else image
     frame = np.asarray(frame.compute() if hasattr(frame, "compute") else frame)
     plan = plan_deconvolve(frame, psf, **kw)
-    return _drain(iter_deconvolve(image, plan)), plan
+    return drain(iter_deconvolve(image, plan)), plan

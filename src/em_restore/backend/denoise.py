@@ -89,7 +89,8 @@ import numpy as np
 import scipy.ndimage as ndi
 
 from . import filters
-from ._args import _short, as_rng, check_choice, check_image, looks_rgb
+from ._args import as_rng, check_choice, check_image, looks_rgb, short
+from ._progress import Progress, drain
 from .bm3d import bm3d as _bm3d
 from .bm3d import support_radius as _bm3d_support_radius
 
@@ -176,15 +177,6 @@ _COMMON = ("despike", "spike_threshold")  # despiking switches, never passed to 
 
 # --------------------------------------------------------------------------- records
 @dataclass(frozen=True)
-class Progress:
-    """One step of a long computation: ``done`` of ``total`` units, and what runs."""
-
-    done: int
-    total: int
-    message: str = ""
-
-
-@dataclass(frozen=True)
 class DenoisePlan:
     """Everything needed to denoise frames exactly as calibrated.
 
@@ -240,7 +232,7 @@ class DenoisePlan:
 
         if not isinstance(meta, dict):
             raise ValueError(
-                f"meta must be the dict returned by DenoisePlan.to_metadata(); got {_short(meta)}."
+                f"meta must be the dict returned by DenoisePlan.to_metadata(); got {short(meta)}."
             )
         missing = [k for k in ("method", "params", "noise", "stabilise") if k not in meta]
         if missing:
@@ -314,7 +306,7 @@ def _check_params(method: str, params: Any) -> dict:
         return {}
     if not isinstance(params, dict):
         raise ValueError(
-            f"params must be a dict of {method} parameters; got {_short(params)}. "
+            f"params must be a dict of {method} parameters; got {short(params)}. "
             f"Pass e.g. params={{{STRENGTH_PARAM[method]!r}: {_DEFAULT_STRENGTH[method]!r}}}."
         )
     allowed = (STRENGTH_PARAM[method], *_FIXED[method], "sigma", *_COMMON)
@@ -797,7 +789,7 @@ def iter_plan_denoise(
     user = {} if method == "classical" else _check_params(method, params)
     if method == "classical" and params:
         raise ValueError(
-            f"params apply to one method, not to method='classical'; got {_short(params)}. "
+            f"params apply to one method, not to method='classical'; got {short(params)}. "
             f"Choose a method, e.g. method='nlm', params={{'h': 0.8}}."
         )
     if modality is not None:
@@ -968,7 +960,7 @@ def _resolve_noise(x: np.ndarray, noise, modality):
         noise = NoiseModel.from_dict(noise)
     elif not isinstance(noise, NoiseModel):
         raise ValueError(
-            f"noise must be a NoiseModel, its to_dict() or None; got {_short(noise)}. "
+            f"noise must be a NoiseModel, its to_dict() or None; got {short(noise)}. "
             f"Leave noise=None to estimate it from the image."
         )
     level = float(noise.variance(float(np.mean(x))))
@@ -1010,15 +1002,7 @@ def plan_denoise(image, method: str = "classical", **kw) -> DenoisePlan:
     >>> plan.method, plan.stabilise, plan.params["despike"]
     ('gaussian', True, True)
     """
-    return _drain(iter_plan_denoise(image, method, **kw))
-
-
-def _drain(gen: Generator[Any, None, Any]) -> Any:
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return drain(iter_plan_denoise(image, method, **kw))
 
 
 # --------------------------------------------------------------------------- tiling
@@ -1211,4 +1195,4 @@ def denoise(
     frame = image[tuple(n // 2 for n in lead)] if lead else image
     frame = np.asarray(frame.compute() if hasattr(frame, "compute") else frame)
     plan = plan_denoise(frame, method, modality=modality, params=params or None)
-    return _drain(iter_denoise(image, plan))
+    return drain(iter_denoise(image, plan))

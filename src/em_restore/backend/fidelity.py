@@ -54,8 +54,8 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage as ndi
 
-from ._args import _short, check_image, check_int
-from .denoise import Progress
+from ._args import check_image, check_int, short
+from ._progress import Progress
 from .noise import NoiseModel, estimate_noise
 
 __all__ = [
@@ -331,7 +331,7 @@ def _check_scales(scales) -> tuple[int, ...]:
         out = tuple(check_int(s, "scales[i]", low=BLOCK, high=256) for s in scales)
     except TypeError:
         raise ValueError(
-            f"scales must be window sides in px (e.g. (8, 16, 32)); got {_short(scales)}."
+            f"scales must be window sides in px (e.g. (8, 16, 32)); got {short(scales)}."
         ) from None
     if not out:
         raise ValueError("scales is empty; pass window sides in px, e.g. (8, 16, 32).")
@@ -460,7 +460,7 @@ def fidelity(
         noise_model = fidelity_noise(z, modality=modality)
     elif not isinstance(noise_model, NoiseModel):
         raise ValueError(
-            f"noise_model must be a NoiseModel or None; got {_short(noise_model)}. "
+            f"noise_model must be a NoiseModel or None; got {short(noise_model)}. "
             "Use em_restore.backend.noise.estimate_noise(raw), or None to estimate it."
         )
     if noise_model.gain <= 0 and noise_model.readout_sigma <= 0:
@@ -550,7 +550,7 @@ def fidelity_lazy(
 
     if not isinstance(noise_model, NoiseModel):
         raise ValueError(
-            f"noise_model must be a NoiseModel; got {_short(noise_model)}. Estimate it "
+            f"noise_model must be a NoiseModel; got {short(noise_model)}. Estimate it "
             "once with fidelity_noise(frame)."
         )
     if tuple(raw.shape) != tuple(restored.shape):

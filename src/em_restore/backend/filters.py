@@ -44,7 +44,7 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage as ndi
 
-from ._args import _short, check_choice, check_image, check_int, check_real
+from ._args import check_choice, check_image, check_int, check_real, short
 
 __all__ = [
     "METHODS",
@@ -283,7 +283,7 @@ def remove_spikes(
         if s.shape != x.shape or (s < 0).any():
             raise ValueError(
                 f"sigma must be a scalar or a non-negative map of the image's shape "
-                f"{x.shape}; got {_short(s)}."
+                f"{x.shape}; got {short(s)}."
             )
     med = ndi.median_filter(x, size, mode="reflect")
     mask = np.abs(x - med) > threshold * s
@@ -453,7 +453,7 @@ def tv(
 
 def _lowpass(name) -> np.ndarray:
     if not isinstance(name, str):
-        raise ValueError(f"wavelet must be a wavelet name such as 'db2'; got {_short(name)}.")
+        raise ValueError(f"wavelet must be a wavelet name such as 'db2'; got {short(name)}.")
     if name in _WAVELET_TABLE:
         return np.array(_WAVELET_TABLE[name], dtype=float)
     try:

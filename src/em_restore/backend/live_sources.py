@@ -325,7 +325,7 @@ def synthetic_loop(spec: SyntheticSpec) -> tuple[np.ndarray, np.ndarray]:
     the shifts between frames).
     """
     from . import simulate as sim
-    from .simulate.streams import _Spline
+    from .spline import Spline
 
     n, pool = spec.size, spec.pool
     radius = spec.speed / (2 * math.sin(math.pi / pool))  # chord of one step = speed
@@ -333,7 +333,7 @@ def synthetic_loop(spec: SyntheticSpec) -> tuple[np.ndarray, np.ndarray]:
     clean, _ = sim.random_specimen((n + 2 * pad, n + 2 * pad), rng=spec.seed)
     angle = 2 * math.pi * np.arange(pool) / pool
     offsets = np.stack([radius * np.sin(angle), radius * np.cos(angle)], axis=1)
-    spline = _Spline(clean)
+    spline = Spline(clean)
     gen = np.random.default_rng([spec.seed, 1])
     config = sim.AcquisitionConfig(dose=spec.dose)
     frames = np.empty((pool, n, n), dtype=np.float32)

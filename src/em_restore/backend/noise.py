@@ -70,7 +70,7 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage as ndi
 
-from ._args import _short, check_choice, check_image, check_int, check_real
+from ._args import check_choice, check_image, check_int, check_real, short
 
 __all__ = [
     "NoiseModel",
@@ -106,7 +106,7 @@ def _check_kernel(kernel: Any, name: str = "kernel") -> np.ndarray:
     if g.ndim != 2 or g.shape[0] % 2 == 0 or g.shape[1] % 2 == 0:
         raise ValueError(
             f"{name} must be a 2-D array with odd sides (centre = zero lag); got "
-            f"{_short(g)}. Use [[1.0]] for white noise."
+            f"{short(g)}. Use [[1.0]] for white noise."
         )
     if not np.isfinite(g).all():
         raise ValueError(f"{name} contains NaN or infinite values.")
@@ -177,7 +177,7 @@ class NoiseModel:
             except (TypeError, ValueError):
                 raise ValueError(
                     f"signal_range must be None or a (low, high) pair; got "
-                    f"{_short(self.signal_range)}."
+                    f"{short(self.signal_range)}."
                 ) from None
             lo = check_real(lo, "signal_range[0]")
             hi = check_real(hi, "signal_range[1]", low=lo)
@@ -241,7 +241,7 @@ class NoiseModel:
     def from_dict(cls, d: Mapping) -> NoiseModel:
         """Inverse of :meth:`to_dict` (unknown keys are ignored)."""
         if not isinstance(d, Mapping):
-            raise ValueError(f"d must be a dict from NoiseModel.to_dict(); got {_short(d)}.")
+            raise ValueError(f"d must be a dict from NoiseModel.to_dict(); got {short(d)}.")
         missing = [k for k in ("gain", "offset", "readout_sigma") if k not in d]
         if missing:
             raise ValueError(f"d lacks key(s) {missing}; expected the output of to_dict().")
@@ -883,7 +883,7 @@ def estimate_noise(
     if modality is not None:
         modality = check_choice(modality, "modality", _MODALITIES)
     if correlated is not None and not isinstance(correlated, bool | np.bool_):
-        raise ValueError(f"correlated must be None, True or False; got {_short(correlated)}.")
+        raise ValueError(f"correlated must be None, True or False; got {short(correlated)}.")
     if offset is not None:
         offset = check_real(offset, "offset", hint="offset is the detector baseline in ADU.")
     radius = check_int(radius, "radius", low=0, high=32)

@@ -65,7 +65,7 @@ import scipy.ndimage as ndi
 from scipy.optimize import least_squares
 from scipy.signal import find_peaks
 
-from ._args import _short, check_choice, check_image, check_int, check_real
+from ._args import check_choice, check_image, check_int, check_real, short
 
 __all__ = [
     "LineProfile",
@@ -139,7 +139,7 @@ def _check_points(points: Any) -> np.ndarray:
         pts = None
     if pts is None or pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 2:
         raise ValueError(
-            f"points must be a (k >= 2, 2) array of (row, col) vertices; got {_short(points)}. "
+            f"points must be a (k >= 2, 2) array of (row, col) vertices; got {short(points)}. "
             "Pass e.g. [(y0, x0), (y1, x1)]."
         )
     if not np.isfinite(pts).all():
@@ -215,7 +215,7 @@ def sample_profile(
     order = check_int(order, "order", low=1, high=3)
     if isinstance(scale, tuple | list | np.ndarray):
         if len(scale) != 2:
-            raise ValueError(f"scale must be a number or (row, col) pair; got {_short(scale)}.")
+            raise ValueError(f"scale must be a number or (row, col) pair; got {short(scale)}.")
         sy, sx = (check_real(s, "scale", low=0, low_open=True) for s in scale)
     else:
         sy = sx = check_real(scale, "scale", low=0, low_open=True)
@@ -826,7 +826,7 @@ def pair_resolution(
         if len(c) != 2 or not all(map(math.isfinite, c)) or c[0] == c[1]:
             raise ValueError(
                 f"centers must be two different finite positions along the profile; got "
-                f"{_short(centers)}. Pass e.g. centers=(35.0, 58.0)."
+                f"{short(centers)}. Pass e.g. centers=(35.0, 58.0)."
             )
         centers = c
     if analysis is None:

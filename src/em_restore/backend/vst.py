@@ -45,7 +45,7 @@ import math
 
 import numpy as np
 
-from ._args import _short, check_choice, check_image
+from ._args import check_choice, check_image, short
 from .noise import NoiseModel
 
 __all__ = ["forward_vst", "inverse_vst"]
@@ -58,7 +58,7 @@ _SQ32 = math.sqrt(1.5)
 def _check_noise(noise) -> NoiseModel:
     if not isinstance(noise, NoiseModel):
         raise ValueError(
-            f"noise must be a NoiseModel; got {type(noise).__name__} {_short(noise)}. "
+            f"noise must be a NoiseModel; got {type(noise).__name__} {short(noise)}. "
             "Use em_restore.backend.noise.estimate_noise(image) or NoiseModel(...)."
         )
     if noise.gain <= 0 and noise.readout_sigma <= 0:

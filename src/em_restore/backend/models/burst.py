@@ -37,13 +37,13 @@ import numpy as np
 
 from .. import simulate as sim
 from ..burst import AlignedWindow, align_window, fuse_wiener, window_velocity
+from .augment import dihedral, dihedral_vec
 from .inference import blend_window, normalisation_of, tile_grid
 from .nets import build_network
 from .training import (
     TrainResult,
     TrainStep,
     Validation,
-    _dihedral,
     config_dict,
     run_training,
 )
@@ -287,16 +287,6 @@ def _sub_window(a: AlignedWindow, k: int) -> AlignedWindow:
     return AlignedWindow(a.frames[sl], a.masks[sl], a.shifts[sl], k // 2)
 
 
-def _dihedral_vec(v: np.ndarray, k: int) -> np.ndarray:
-    """``(..., 2)`` displacements ``(dy, dx)`` under the image transform ``_dihedral(., k)``."""
-    v = np.asarray(v, dtype=np.float32)
-    for _ in range(k % 4):  # np.rot90 (counter-clockwise): (dy, dx) -> (-dx, dy)
-        v = np.stack([-v[..., 1], v[..., 0]], axis=-1)
-    if k >= 4:  # then a left-right flip
-        v = np.stack([v[..., 0], -v[..., 1]], axis=-1)
-    return v
-
-
 def iter_train_burst(
     cfg: BurstTrainConfig, *, log=None, device=None, on_best=None
 ) -> Generator[TrainStep | Validation, None, TrainResult]:
@@ -308,7 +298,7 @@ def iter_train_burst(
     """
     import torch
 
-    from .inference import select_device
+    from .device import select_device
 
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
@@ -411,11 +401,11 @@ def iter_train_burst(
             xb, mb, yb, vb, bb = [], [], [], [], []
             for i, y0, x0, r in zip(idx, ys, xs, rots, strict=True):
                 sl = (slice(first, first + k), slice(y0, y0 + p), slice(x0, x0 + p))
-                xb.append([_dihedral(f, r) for f in pool_x[i][sl]])
-                mb.append([_dihedral(f, r) for f in pool_m[i][sl]])
-                yb.append(_dihedral(pool_y[i][sl[1:]], r))
-                vb.append(_dihedral_vec(window_velocity(pool_s[i][first : first + k]), r))
-                bb.append(_dihedral(pool_b[i, k - cfg.min_frames][sl[1:]], r))
+                xb.append([dihedral(f, r) for f in pool_x[i][sl]])
+                mb.append([dihedral(f, r) for f in pool_m[i][sl]])
+                yb.append(dihedral(pool_y[i][sl[1:]], r))
+                vb.append(dihedral_vec(window_velocity(pool_s[i][first : first + k]), r))
+                bb.append(dihedral(pool_b[i, k - cfg.min_frames][sl[1:]], r))
             xt = torch.from_numpy(np.array(xb, dtype=np.float32)).to(dev)
             mt = torch.from_numpy(np.array(mb, dtype=np.float32)).to(dev)
             vt = torch.from_numpy(np.array(vb, dtype=np.float32)).to(dev)

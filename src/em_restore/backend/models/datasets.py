@@ -42,10 +42,10 @@ from typing import Any
 import numpy as np
 
 from .. import simulate as sim
-from ..denoise import Progress
+from .._progress import Progress
+from .augment import dihedral
 from .inference import clean_outliers
 from .normalise import Norm, normaliser
-from .training import _dihedral
 
 __all__ = [
     "MIN_CORRELATION",
@@ -153,9 +153,9 @@ class _FrameSampler:
             y0, x0 = int(gen.integers(h - size + 1)), int(gen.integers(w - size + 1))
             k = int(gen.integers(8))
             sl = (slice(y0, y0 + size), slice(x0, x0 + size))
-            xb.append(_dihedral(self.xs[i][sl], k))
+            xb.append(dihedral(self.xs[i][sl], k))
             if self.ys is not None:
-                yb.append(_dihedral(self.ys[i][sl], k))
+                yb.append(dihedral(self.ys[i][sl], k))
         x = np.array(xb, dtype=np.float32)[:, None]
         y = np.array(yb, dtype=np.float32)[:, None] if self.ys is not None else None
         return x, y
@@ -391,7 +391,7 @@ def specimen_source(clean: Any | None) -> Callable[[np.random.Generator, tuple[i
             f = np.pad(f, pad, "symmetric")
         y0 = int(gen.integers(f.shape[0] - shape[0] + 1))
         x0 = int(gen.integers(f.shape[1] - shape[1] + 1))
-        return _dihedral(f[y0 : y0 + shape[0], x0 : x0 + shape[1]], int(gen.integers(8))).copy()
+        return dihedral(f[y0 : y0 + shape[0], x0 : x0 + shape[1]], int(gen.integers(8))).copy()
 
     return draw
 
@@ -552,7 +552,7 @@ class BurstData(SimulatedData):
         yield Progress(total, total, "data ready")
 
     def batch(self, gen: np.random.Generator, n: int, patch: int):
-        from .burst import _dihedral_vec
+        from .augment import dihedral_vec
 
         if patch > self.size:
             raise ValueError(f"patch ({patch}) must not exceed the burst size ({self.size}).")
@@ -563,11 +563,11 @@ class BurstData(SimulatedData):
             x0 = int(gen.integers(self.size - patch + 1))
             k = int(gen.integers(8))
             sl = (slice(y0, y0 + patch), slice(x0, x0 + patch))
-            fb.append(_dihedral(f[(slice(None), *sl)], k))
-            mb.append(_dihedral(m[(slice(None), *sl)], k))
-            vb.append(_dihedral_vec(vel, k))
-            bb.append(_dihedral(base[sl], k))
-            yb.append(_dihedral(y[sl], k))
+            fb.append(dihedral(f[(slice(None), *sl)], k))
+            mb.append(dihedral(m[(slice(None), *sl)], k))
+            vb.append(dihedral_vec(vel, k))
+            bb.append(dihedral(base[sl], k))
+            yb.append(dihedral(y[sl], k))
 
         def arr(items, channel=False):
             a = np.array(items, dtype=np.float32)

@@ -69,7 +69,7 @@ from typing import Any
 import numpy as np
 
 from ..._atomic import write_text_atomic
-from ..denoise import Progress
+from .._progress import Progress
 from .burst import DEFAULT_BURST_MODEL, ssim_torch
 from .nets import build_network, network_params
 from .training import TrainStep, _load_training_state, _psnr, _save_checkpoint
@@ -368,7 +368,7 @@ def iter_fit(
 def _iter_fit(plan: FitPlan, data, device, on_best, checkpoint, resume):
     import torch
 
-    from .inference import select_device
+    from .device import select_device
 
     if data.rule != plan.rule:  # fine-tuning: the inputs on the start model's scale
         data.use_rule(plan.rule)

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..denoise import Progress, _drain, apply_plan, iter_plan_denoise
+from .._progress import Progress, drain
+from ..denoise import apply_plan, iter_plan_denoise
 from ..fidelity import FLAG_LEVEL, MIN_SIDE, fidelity, fidelity_noise
 from .inference import ModelPlan, _as_frame, _check_stack_shape
 
@@ -145,7 +146,7 @@ class GuardedPlan:
     def _classical_for(self, frame: np.ndarray):
         with self._lock:
             if self.classical is None:
-                self.classical = _drain(
+                self.classical = drain(
                     iter_plan_denoise(frame, "classical", modality=self.modality)
                 )
             return self.classical

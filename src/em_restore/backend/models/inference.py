@@ -34,12 +34,12 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Generator
-from typing import Any
 
 import numpy as np
 
 from .._args import check_image, looks_rgb
-from ..denoise import Progress, _drain
+from .._progress import Progress, drain
+from .device import select_device
 from .normalise import frame_noise, normaliser, outlier_units
 
 __all__ = [
@@ -64,25 +64,6 @@ DEFAULT_OVERLAP = 192  # > the network's reach from a tile edge (tested)
 #: CPU batches of big tiles only thrash the cache: a 2048² frame took 459 ms/MP with
 #: batch 1 against 757 ms/MP with batch 4 (2 threads, 2026-11-22).
 DEFAULT_BATCH = 1
-
-
-def select_device(device: Any = None):
-    """``None``/``"auto"``: CUDA, else Apple MPS, else CPU; otherwise ``torch.device(device)``."""
-    import torch
-
-    if device is None or device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(
-            f"device must be 'auto', 'cpu', 'cuda' or 'mps'; got {device!r}."
-        ) from None
 
 
 def normalisation_of(frame: np.ndarray, rule: dict) -> tuple[float, float]:
@@ -319,7 +300,7 @@ def predict_frame(
     (37, 50)
     """
     _check_frame_args(tile, overlap, int(model.net.stride), batch)
-    return _drain(_iter_frame(model, _as_frame(frame), tile, overlap, batch, noise=noise))
+    return drain(_iter_frame(model, _as_frame(frame), tile, overlap, batch, noise=noise))
 
 
 def _as_frame(frame) -> np.ndarray:
@@ -376,7 +357,7 @@ def iter_predict(
 
 def predict(model, array, **kw) -> np.ndarray:
     """:func:`iter_predict` run to the end."""
-    return _drain(iter_predict(model, array, **kw))
+    return drain(iter_predict(model, array, **kw))
 
 
 def predict_lazy(

@@ -333,11 +333,11 @@ def load_model(spec: str | os.PathLike, device: Any = None) -> LoadedModel:
     spec : str or path
         A registered name (:func:`list_models`) or a model folder.
     device : None, str or torch.device
-        ``None`` / ``"auto"``: CUDA, then MPS, then CPU (:func:`.inference.select_device`).
+        ``None`` / ``"auto"``: CUDA, then MPS, then CPU (:func:`.device.select_device`).
     """
     from safetensors.torch import load_file
 
-    from .inference import select_device
+    from .device import select_device
 
     folder = resolve_model(spec)
     config = read_config(folder)

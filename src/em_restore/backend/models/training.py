@@ -35,6 +35,8 @@ import numpy as np
 
 from ..._atomic import atomic_path
 from .. import simulate as sim
+from .._progress import drive
+from .augment import dihedral
 from .inference import clean_outliers
 from .nets import build_network
 from .normalise import normaliser
@@ -250,12 +252,6 @@ def _pool_pairs(cfg: TrainConfig, workers: int):
         yield from pool.imap(partial(_pool_pair, cfg), range(cfg.pool), chunksize=16)
 
 
-def _dihedral(a: np.ndarray, k: int) -> np.ndarray:
-    """One of the 8 flips/rotations (``k`` in 0..7) of the last two axes."""
-    a = np.rot90(a, k % 4, axes=(-2, -1))
-    return a[..., ::-1] if k >= 4 else a
-
-
 def _psnr(x: np.ndarray, truth: np.ndarray) -> float:
     rng = float(np.ptp(truth)) or 1.0
     mse = float(np.mean((x.astype(np.float64) - truth) ** 2))
@@ -328,7 +324,7 @@ def _train(
 ) -> Generator[TrainStep | Validation, None, TrainResult]:
     import torch
 
-    from .inference import select_device
+    from .device import select_device
 
     dev = select_device("cpu" if device is None else device)
     t_start = time.perf_counter()
@@ -439,8 +435,8 @@ def _train(
         sl = [
             (slice(y, y + cfg.patch), slice(x, x + cfg.patch)) for y, x in zip(ys, xs, strict=True)
         ]
-        xb = np.stack([_dihedral(pool_x[i][s], k) for i, s, k in zip(idx, sl, ks, strict=True)])
-        yb = np.stack([_dihedral(pool_y[i][s], k) for i, s, k in zip(idx, sl, ks, strict=True)])
+        xb = np.stack([dihedral(pool_x[i][s], k) for i, s, k in zip(idx, sl, ks, strict=True)])
+        yb = np.stack([dihedral(pool_y[i][s], k) for i, s, k in zip(idx, sl, ks, strict=True)])
         lr = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (
             1 + math.cos(math.pi * (step - 1) / cfg.steps)
         )
@@ -504,10 +500,4 @@ def train(cfg: TrainConfig, *, on_event=None, **kw) -> TrainResult:
 
 def run_training(gen, on_event=None):
     """Drive a training generator to the end, showing ``on_event`` every event."""
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if on_event is not None:
-            on_event(event)
+    return drive(gen, on_event)

@@ -11,7 +11,6 @@ import math
 
 import numpy as np
 import scipy.fft
-import scipy.ndimage as ndi
 
 from .. import psf as _psf
 from .._args import (
@@ -23,43 +22,10 @@ from .._args import (
     check_real,
     check_shape,
 )
+from ..spline import Spline
 from .degrade import AcquisitionConfig, simulate_acquisition
 
 __all__ = ["drift", "moving_stage_stream", "subpixel_crop"]
-
-
-def _bspline3(t: np.ndarray) -> np.ndarray:
-    a = np.abs(t)
-    return np.where(a < 1, 2 / 3 - a**2 + a**3 / 2, np.where(a < 2, (2 - a) ** 3 / 6, 0.0))
-
-
-def _mirror(idx: np.ndarray, n: int) -> np.ndarray:
-    """Whole-sample mirror indexing (scipy mode "mirror": d c b | a b c d | c b a)."""
-    if n == 1:
-        return np.zeros_like(idx)
-    period = 2 * n - 2
-    idx = np.mod(idx, period)
-    return np.where(idx >= n, period - idx, idx)
-
-
-class _Spline:
-    """Cubic B-spline of a 2-D image (mirror boundary), prefiltered once."""
-
-    def __init__(self, image: np.ndarray) -> None:
-        self.coeff = ndi.spline_filter(image, order=3, mode="mirror", output=np.float64)
-
-    def crop(self, oy: float, ox: float, h: int, w: int) -> np.ndarray:
-        """``out[i, j] = spline(oy + i, ox + j)``, exact for integer offsets."""
-        ny, nx = self.coeff.shape
-        iy, ix = math.floor(oy), math.floor(ox)
-        fy, fx = oy - iy, ox - ix
-        ry = _mirror(np.arange(iy - 1, iy + h + 2), ny)
-        rx = _mirror(np.arange(ix - 1, ix + w + 2), nx)
-        c = self.coeff[np.ix_(ry, rx)]
-        ks = np.arange(-1, 3)
-        wy, wx = _bspline3(fy - ks), _bspline3(fx - ks)
-        tmp = sum(wy[k] * c[k : k + h] for k in range(4))
-        return sum(wx[k] * tmp[:, k : k + w] for k in range(4))
 
 
 def subpixel_crop(image, offset_yx, shape) -> np.ndarray:
@@ -92,7 +58,7 @@ def subpixel_crop(image, offset_yx, shape) -> np.ndarray:
     img = check_image(image, "image", max_ndim=2)
     oy, ox = check_pair(offset_yx, "offset_yx")
     h, w = check_shape(shape, "shape", min_size=1)
-    return _Spline(img).crop(oy, ox, h, w)
+    return Spline(img).crop(oy, ox, h, w)
 
 
 def drift(frames_or_image, shifts, *, method: str = "spline") -> np.ndarray:
@@ -146,7 +112,7 @@ def drift(frames_or_image, shifts, *, method: str = "spline") -> np.ndarray:
     flat = s.reshape(-1, 2)
     out = np.empty(frames.shape)
     for k in range(frames.shape[0]):
-        out[k] = _Spline(frames[k]).crop(-flat[k, 0], -flat[k, 1], h, w)
+        out[k] = Spline(frames[k]).crop(-flat[k, 0], -flat[k, 1], h, w)
     return out.reshape(img.shape)
 
 
@@ -312,7 +278,7 @@ def moving_stage_stream(
                 f"y [{lo[0]:.2f}, {hi[0]:.2f}], x [{lo[1]:.2f}, {hi[1]:.2f}]."
             )
     offsets = start + mid
-    spline = _Spline(spec)
+    spline = Spline(spec)
     sharp = np.empty((n_frames, fh, fw))
     blurred = np.empty((n_frames, fh, fw))
     for i in range(n_frames):
