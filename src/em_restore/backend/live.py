@@ -132,8 +132,8 @@ class BurstRestorer:
         return self._cache
 
     def push(self, frame: np.ndarray) -> np.ndarray | None:
-        from .burst import FrameSpectrum, phase_shift
-        from .deconvolve import periodic_pad
+        from .register import FrameSpectrum, phase_shift
+        from .solvers import periodic_pad
 
         x = np.asarray(frame, dtype=np.float64)
         if self._shape is not None and x.shape != self._shape:
@@ -153,7 +153,7 @@ class BurstRestorer:
         return self._fuse()
 
     def _fuse(self) -> np.ndarray:
-        from .burst import window_velocity
+        from .fuse import window_velocity
 
         g = self._grids((*self._ring[0][1].shape[:1], self._shape[1] + 2 * BURST_MARGIN))
         positions = np.array([p for p, _ in self._ring])
@@ -183,7 +183,7 @@ class BurstRestorer:
         """:func:`~.deconvolve.auto_balance` of the registered mean, as
         :func:`~.burst.fuse_wiener`; re-estimated every :data:`BALANCE_EVERY` outputs
         (41 ms at 1024²; the dose of a stream changes slowly)."""
-        from .deconvolve import auto_balance
+        from .solvers import auto_balance
 
         if self._balance is None or self._balance[0] >= BALANCE_EVERY:
             m = BURST_MARGIN

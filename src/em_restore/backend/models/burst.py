@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import simulate as sim
-from ..burst import AlignedWindow, align_window, fuse_wiener, window_velocity
+from ..fuse import fuse_wiener, window_velocity
+from ..register import AlignedWindow, align_window
 from .augment import dihedral, dihedral_vec
 from .inference import blend_window, normalisation_of, tile_grid
 from .nets import build_network

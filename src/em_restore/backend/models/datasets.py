@@ -190,7 +190,7 @@ def register_pair(noisy: np.ndarray, clean: np.ndarray) -> dict:
     from scipy import ndimage
     from skimage.registration import phase_cross_correlation
 
-    from ..burst import _refine
+    from ..register import refine_shift as _refine
 
     if noisy.shape != clean.shape:
         raise ValueError(
@@ -515,7 +515,7 @@ class BurstData(SimulatedData):
         self.frames = frames
 
     def window(self, gen: np.random.Generator, size: int):
-        from ..burst import fuse_wiener, window_velocity
+        from ..fuse import fuse_wiener, window_velocity
         from .burst import BurstRecipe, simulated_window
 
         recipe = BurstRecipe(dose_range=self.dose_range, size=size, frames=self.frames)

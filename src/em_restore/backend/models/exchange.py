@@ -389,7 +389,7 @@ def scale_range(x: np.ndarray, rule: dict, axes: tuple[int, ...]) -> np.ndarray:
 
 def _burst_test_window(rule: dict, seed: int = 0) -> dict:
     """A simulated, registered 5-frame window as the burst network gets it."""
-    from ..burst import fuse_wiener, window_velocity
+    from ..fuse import fuse_wiener, window_velocity
     from .burst import _normalise, simulated_window
 
     aligned, _, _ = simulated_window(np.random.default_rng(seed), size=128, frames=5)
