@@ -46,19 +46,19 @@ SUPPORTED_EXTENSIONS = [
 # extension -> (format name, private module, reader function); modules are
 # imported on use so that importing em_restore.io stays cheap (no h5py, PIL).
 _READERS = {
-    ".tif": ("TIFF", "_tiff", "read_tiff"),
-    ".tiff": ("TIFF", "_tiff", "read_tiff"),
-    ".mrc": ("MRC", "_mrc", "read_mrc"),
-    ".mrcs": ("MRC", "_mrc", "read_mrc"),
-    ".st": ("MRC", "_mrc", "read_mrc"),
-    ".dm3": ("DM3", "_dm", "read_dm"),
-    ".dm4": ("DM4", "_dm", "read_dm"),
-    ".emd": ("EMD (HDF5)", "_emd", "read_emd"),
-    ".emi": ("TIA EMI", "_tia", "read_tia"),
-    ".ser": ("TIA SER", "_tia", "read_tia"),
-    ".png": ("PNG", "_png", "read_png"),
-    ".jpg": ("JPEG", "_png", "read_png"),
-    ".jpeg": ("JPEG", "_png", "read_png"),
+    ext: (name, module, reader)
+    for name, module, reader, exts in (
+        ("TIFF", "_tiff", "read_tiff", (".tif", ".tiff")),
+        ("MRC", "_mrc", "read_mrc", (".mrc", ".mrcs", ".st")),
+        ("DM3", "_dm", "read_dm", (".dm3",)),
+        ("DM4", "_dm", "read_dm", (".dm4",)),
+        ("EMD (HDF5)", "_emd", "read_emd", (".emd",)),
+        ("TIA EMI", "_tia", "read_tia", (".emi",)),
+        ("TIA SER", "_tia", "read_tia", (".ser",)),
+        ("PNG", "_png", "read_png", (".png",)),
+        ("JPEG", "_png", "read_png", (".jpg", ".jpeg")),
+    )
+    for ext in exts
 }
 # the formats read through rosettasciio (one EMImage per image signal)
 _READERS.update({ext: (name, "_rsciio", "") for ext, (name, _) in _RSCIIO_FORMATS.items()})

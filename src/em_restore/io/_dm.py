@@ -329,7 +329,8 @@ def _calibrations(image_data: dict, ndim: int) -> list[tuple[float, str, float]]
     return out
 
 
-def _vendor_fields(image: dict) -> dict[str, Any]:
+def vendor_fields(image: dict) -> dict[str, Any]:
+    """Microscope, exposure and acquisition fields of a DM image (and its tag tree)."""
     tags = image.get("ImageTags", {}) if isinstance(image.get("ImageTags"), dict) else {}
     scope = tags.get("Microscope Info", {}) if isinstance(tags.get("Microscope Info"), dict) else {}
     bar = tags.get("DataBar", {}) if isinstance(tags.get("DataBar"), dict) else {}
@@ -417,7 +418,7 @@ def _assemble(path, version, image, image_data, pixels, dims, rgb) -> EMImage:
         (sy, sx),
         (uy, ux),
         calibrations=[{"scale": s, "unit": u, "origin": o} for s, u, o in cals],
-        **_vendor_fields(image),
+        **vendor_fields(image),
     )
     return EMImage(pixels, axes, tuple(float(s) for s in scale), tuple(units), meta)
 

@@ -61,23 +61,29 @@ def guess_modality(metadata: dict) -> str | None:
         return "sem"
     # the detector that made this image (Velox's BinaryResult, the signal's title)
     # before the list of every detector the microscope has
-    for path, value in items:
-        if path in ("/title", "/detector") or path.endswith("/binaryresult/detector"):
-            if _STEM_DETECTORS.search(value):
-                return "stem"
-            if _TEM_CAMERAS.search(value):
-                return "tem"
-    for path, value in items:
-        leaf = path.rsplit("/", 1)[-1]
-        if leaf in ("detector", "detectorname", "detector_name"):
-            if _STEM_DETECTORS.search(value):
-                return "stem"
-            if _TEM_CAMERAS.search(value):
-                return "tem"
+    kind = _detector_kind(
+        items, lambda p: p in ("/title", "/detector") or p.endswith("/binaryresult/detector")
+    ) or _detector_kind(
+        items, lambda p: p.rsplit("/", 1)[-1] in ("detector", "detectorname", "detector_name")
+    )
+    if kind:
+        return kind
     for path, value in items:
         leaf = path.rsplit("/", 1)[-1]
         if leaf == "operation mode" and value.strip().upper() == "IMAGING":
             return "tem"
     if metadata.get("microscope_type") == "TEM":
         return "tem"
+    return None
+
+
+def _detector_kind(items, where) -> str | None:
+    """ "stem" or "tem" from the first detector name, at a path ``where`` accepts, that
+    names a STEM detector or a TEM camera; ``None`` when none does."""
+    for path, value in items:
+        if where(path):
+            if _STEM_DETECTORS.search(value):
+                return "stem"
+            if _TEM_CAMERAS.search(value):
+                return "tem"
     return None

@@ -38,6 +38,7 @@ from ._image import (
     spatial_to_nm,
     unsupported,
 )
+from ._write import writing
 
 TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 OUR_KEY = "em_restore"
@@ -247,10 +248,10 @@ def _dm_vendor(page) -> dict:
     raw = _tag(page, _DM_TAGS)
     if not isinstance(raw, (bytes, bytearray)):
         return {}
-    from ._dm import _vendor_fields, parse_tag_bytes
+    from ._dm import parse_tag_bytes, vendor_fields
 
     try:  # the embedded tree is the image's ImageTags group
-        return _vendor_fields({"ImageTags": parse_tag_bytes(bytes(raw))})
+        return vendor_fields({"ImageTags": parse_tag_bytes(bytes(raw))})
     except Exception:  # vendor extras are optional: never fail the read for them
         return {}
 
@@ -428,41 +429,6 @@ def _assemble(path: str, pixels: da.Array, axes: str, cal: dict) -> EMImage:
 # -- writing -----------------------------------------------------------------
 
 
-def _check_axes(axes: str, ndim: int) -> None:
-    if len(axes) != ndim or len(set(axes)) != ndim:
-        raise ValueError(f"axes {axes!r} must name each of the {ndim} array dimensions once")
-    if not (axes.endswith("yx") or axes.endswith("yxc")):
-        raise ValueError(f"axes {axes!r} must end with 'yx' (or 'yxc' for colour)")
-
-
-def _pixel_sizes(pixel_size_nm: Any) -> tuple[float, float] | None:
-    if pixel_size_nm is None:
-        return None
-    if np.ndim(pixel_size_nm) == 0:
-        size = float(pixel_size_nm)
-        return size, size
-    size_y, size_x = (float(v) for v in pixel_size_nm)
-    return size_y, size_x
-
-
-def _scales(axes: str, sizes, unit: str, frame_interval) -> tuple[list, list]:
-    scale, units = [], []
-    for letter in axes:
-        if letter in "yx":
-            scale.append(sizes[0 if letter == "y" else 1] if sizes else 1.0)
-            units.append(unit if sizes else "pixel")
-        elif letter == "c":
-            scale.append(1.0)
-            units.append("channel")
-        elif letter == "t" and frame_interval:
-            scale.append(float(frame_interval))
-            units.append("s")
-        else:
-            scale.append(1.0)
-            units.append("frame")
-    return scale, units
-
-
 def _pages(data: Any, frame_ndim: int) -> Iterator[np.ndarray]:
     """Frame by frame, so a dask stack is never held in memory at once."""
     lead = data.shape[: data.ndim - frame_ndim]
@@ -557,14 +523,9 @@ def write_tiff(
     ValueError
         If ``axes`` does not match ``data``.
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"'{path}' already exists; choose another name or pass overwrite=True to replace it"
-        )
-    _check_axes(axes, data.ndim)
-    sizes = _pixel_sizes(pixel_size_nm)
-    scale, units = _scales(axes, sizes, unit, frame_interval)
+    path, sizes, scale, units = writing(
+        path, data, pixel_size_nm, unit, axes, overwrite, frame_interval
+    )
     doc = {
         "version": 1,
         "shape": list(data.shape),

@@ -23,7 +23,7 @@ import dask.array as da
 import numpy as np
 
 from ._image import EMImage, jsonable, spatial_to_nm, time_to_s, unsupported
-from ._tiff import _check_axes, _pixel_sizes, _scales
+from ._write import writing
 
 _NGFF_TYPES = {"t": "time", "z": "space", "y": "space", "x": "space", "c": "channel"}
 _NGFF_UNITS = {"nm": "nanometer", "s": "second"}
@@ -50,14 +50,9 @@ def write_zarr(
     """
     import zarr
 
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"'{path}' already exists; choose another name or pass overwrite=True to replace it"
-        )
-    _check_axes(axes, data.ndim)
-    sizes = _pixel_sizes(pixel_size_nm)
-    scale, units = _scales(axes, sizes, unit, frame_interval)
+    path, sizes, scale, units = writing(
+        path, data, pixel_size_nm, unit, axes, overwrite, frame_interval
+    )
     array = data if isinstance(data, da.Array) else da.from_array(np.asarray(data))
     frame_ndim = 3 if axes.endswith("c") else 2
     array = array.rechunk((1,) * (array.ndim - frame_ndim) + array.shape[-frame_ndim:])

@@ -30,7 +30,7 @@ from scipy import ndimage as ndi
 from .._progress import Progress, drain
 from ..denoise import apply_plan, iter_plan_denoise
 from ..fidelity import FLAG_LEVEL, MIN_SIDE, fidelity, fidelity_noise
-from .inference import ModelPlan, _as_frame, _check_stack_shape
+from .inference import ModelPlan, as_frame, check_stack_shape
 
 __all__ = ["FALLBACK_AREA", "FALLBACK_TILE", "MARGIN", "RAMP", "GuardedPlan", "fallback_weight"]
 
@@ -153,7 +153,7 @@ class GuardedPlan:
 
     def check(self, frame, restored) -> tuple[np.ndarray, dict]:
         """(fidelity map, summary) of a network result on one frame, with tile decisions."""
-        x = _as_frame(frame)
+        x = as_frame(frame)
         f = fidelity(x, restored, self._noise_for(x), modality=self.modality)
         frac, fall = tile_decisions(f.map, self.tile, self.area)
         summary = dict(f.summary)
@@ -164,7 +164,7 @@ class GuardedPlan:
 
     def apply_frame_checked(self, frame, index: Any = ()) -> tuple[np.ndarray, np.ndarray, dict]:
         """(result, fidelity map of the network result, decision record) for one frame."""
-        x = _as_frame(frame)
+        x = as_frame(frame)
         net = self.model_plan.apply_frame(x)
         if min(x.shape) < MIN_SIDE:
             record = {"frame": list(index), "checked": False, "tiles": 0, "tiles_fallen_back": 0}
@@ -205,16 +205,22 @@ class GuardedPlan:
     def apply_frame(self, frame) -> np.ndarray:
         return self.apply_frame_checked(frame)[0]
 
+    def _prepare(self, array) -> tuple[int, ...]:
+        """Check a stack's shape; fix the noise model on its middle frame and the
+        network's input units (the middle frame's too) before any frame is restored."""
+        shape = tuple(int(s) for s in array.shape)
+        check_stack_shape(shape)
+        if self.noise is None and min(shape[-2:]) >= MIN_SIDE:
+            frames = list(np.ndindex(*shape[:-2]))
+            mid = frames[len(frames) // 2]
+            self._noise_for(as_frame(array[mid] if mid else array))
+        self.model_plan.prepare(array)
+        return shape
+
     def iter_apply(self, array) -> Generator[Progress, None, np.ndarray]:
         """Every frame of ``array``, checked; the noise model from the middle frame."""
-        shape = tuple(int(s) for s in array.shape)
-        _check_stack_shape(shape)
-        lead = shape[:-2]
-        frames = list(np.ndindex(*lead))
-        if self.noise is None and min(shape[-2:]) >= MIN_SIDE:
-            mid = frames[len(frames) // 2]
-            self._noise_for(_as_frame(array[mid] if mid else array))
-        self.model_plan.prepare(array)  # the network's input units: the middle frame's too
+        shape = self._prepare(array)
+        frames = list(np.ndindex(*shape[:-2]))
         out = np.empty(shape, np.float32)
         yield Progress(0, len(frames), f"restoring with {self.model.name} (checked)")
         for k, idx in enumerate(frames):
@@ -226,14 +232,8 @@ class GuardedPlan:
         """A dask array of checked frames (one per chunk); decisions gather in ``frames``."""
         import dask.array as da
 
-        shape = tuple(int(s) for s in array.shape)
-        _check_stack_shape(shape)
+        shape = self._prepare(array)  # before the graph: every worker gets the same
         lead = len(shape) - 2
-        frames = list(np.ndindex(*shape[:-2]))
-        if self.noise is None and min(shape[-2:]) >= MIN_SIDE:
-            mid = frames[len(frames) // 2]
-            self._noise_for(_as_frame(array[mid] if mid else array))
-        self.model_plan.prepare(array)  # before the graph: every worker gets the same
         src = da.asarray(array).rechunk((1,) * lead + shape[-2:])
 
         def block(data: np.ndarray, block_info=None) -> np.ndarray:

@@ -198,7 +198,7 @@ def _check_frame_args(tile: int, overlap: int, stride: int, batch: int) -> None:
         raise ValueError(f"batch must be a positive integer; got {batch!r}. Use e.g. batch=4.")
 
 
-def _check_stack_shape(shape: tuple[int, ...]) -> None:
+def check_stack_shape(shape: tuple[int, ...]) -> None:
     """A greyscale frame or stack (..., rows, cols) of at least 2x2 pixels."""
     if looks_rgb(shape):
         raise ValueError(
@@ -300,10 +300,10 @@ def predict_frame(
     (37, 50)
     """
     _check_frame_args(tile, overlap, int(model.net.stride), batch)
-    return drain(_iter_frame(model, _as_frame(frame), tile, overlap, batch, noise=noise))
+    return drain(_iter_frame(model, as_frame(frame), tile, overlap, batch, noise=noise))
 
 
-def _as_frame(frame) -> np.ndarray:
+def as_frame(frame) -> np.ndarray:
     """One finite, real 2-D frame of at least 2×2 px as float64 (dask computed)."""
     x = frame.compute() if hasattr(frame, "compute") else frame
     return check_image(x, "frame", min_ndim=2, max_ndim=2, min_size=2)
@@ -317,7 +317,7 @@ def stack_noise(model, array):
         return None
     lead = tuple(int(s) for s in array.shape[:-2])
     mid = tuple(n // 2 for n in lead)
-    return frame_noise(_as_frame(array[mid] if mid else array))
+    return frame_noise(as_frame(array[mid] if mid else array))
 
 
 def iter_predict(
@@ -338,7 +338,7 @@ def iter_predict(
     once, :func:`stack_noise`).
     """
     shape = tuple(int(s) for s in array.shape)
-    _check_stack_shape(shape)
+    check_stack_shape(shape)
     lead = shape[:-2]
     stride = int(model.net.stride)
     _check_frame_args(tile, overlap, stride, batch)
@@ -349,7 +349,7 @@ def iter_predict(
     out = np.empty(shape, dtype=np.float32)
     yield Progress(0, total, f"restoring with {model.name}")
     for k, idx in enumerate(np.ndindex(*lead)):
-        frame = _as_frame(array[idx] if idx else array)
+        frame = as_frame(array[idx] if idx else array)
         where = (k * per, total, f"frame {idx} " if idx else "")
         out[idx] = yield from _iter_frame(model, frame, tile, overlap, batch, where, noise)
     return out
@@ -380,7 +380,7 @@ def predict_lazy(
 
     if not isinstance(array, da.Array):
         array = da.asarray(array)
-    _check_stack_shape(tuple(int(n) for n in array.shape))
+    check_stack_shape(tuple(int(n) for n in array.shape))
     _check_frame_args(tile, overlap, int(model.net.stride), batch)
     chunks = (1,) * (array.ndim - 2) + (-1, -1)
     array = array.rechunk(chunks)
@@ -499,7 +499,7 @@ def plan_model(
         modality = guess_modality(metadata or {})
         source = "file metadata" if modality else "unknown (TEM default)"
     name = spec if spec is not None else default_model_name(modality)
-    from .exchange import load_onnx, onnx_model_path
+    from .onnx_io import load_onnx, onnx_model_path
 
     onnx_file = onnx_model_path(name)  # an ONNX file runs on onnxruntime (CPU)
     model = load_onnx(onnx_file) if onnx_file else load_model(name, device=device)
