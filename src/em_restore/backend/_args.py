@@ -247,3 +247,31 @@ def check_image(
             f"Clip with np.clip({name}, 0, None) or rescale."
         )
     return out
+
+
+def check_layout(shape: tuple[int, ...], name: str, *, stack: bool, min_side: int) -> None:
+    """Refuse, in one line, a shape that is not a 2-D frame (or a stack of them, ``stack``)
+    of at least ``min_side`` pixels a side, or that looks like an RGB(A) picture."""
+    ndim = len(shape)
+    if looks_rgb(shape):
+        raise ValueError(
+            f"{name} looks like an RGB(A) picture (shape {tuple(shape)}, colour last); "
+            f"convert to greyscale first, e.g. skimage.color.rgb2gray({name})."
+        )
+    if ndim < 2:
+        raise ValueError(
+            f"{name} must be a 2-D image (rows, cols); got shape {tuple(shape)}. "
+            f"Reshape it to (rows, cols)."
+        )
+    if not stack and ndim > 2:
+        raise ValueError(
+            f"{name} must be one 2-D frame (rows, cols); got shape {tuple(shape)}. "
+            f"Pass one frame, e.g. {name}[{', '.join(['0'] * (ndim - 2))}]."
+        )
+    if 0 in shape:
+        raise ValueError(f"{name} is empty (shape {tuple(shape)}); pass an image with pixels.")
+    if min(shape[-2:]) < min_side:
+        raise ValueError(
+            f"{name} must be at least {min_side}x{min_side} pixels; got shape {tuple(shape)}. "
+            f"Select a region of at least {min_side}x{min_side} pixels."
+        )

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from . import psf as _psf
-from ._args import check_choice, check_int, check_real, short
+from ._args import check_choice, check_int, check_layout, check_real, short
 from ._progress import Progress, drain, relay
 from .blind import (
     center_kernel,  # noqa: F401  (a public name here before the split)
@@ -46,11 +46,12 @@ from .blind import (
     iter_estimate_kernel,
     kernel_error,
 )
-from .denoise import DenoisePlan, _check_layout, apply_plan, iter_plan_denoise
+from .denoise import DenoisePlan, apply_plan, iter_plan_denoise
 from .solvers import (
     DEFAULT_MAX_ITER,
     DEFAULT_TOL,
     DEFAULT_TV,
+    MIN_SIDE,
     auto_balance,
     check_frame,
     check_psf,
@@ -408,7 +409,7 @@ def _check_plan(plan: Any) -> None:
 def _check_stack(array: Any) -> tuple[int, ...]:
     """The shape of an image or stack to deconvolve frame by frame (real numbers)."""
     shape = tuple(int(s) for s in array.shape)
-    _check_layout(shape, "array", stack=True)
+    check_layout(shape, "array", stack=True, min_side=MIN_SIDE)
     if np.dtype(array.dtype).kind not in "biuf":
         raise ValueError(
             f"array must be a real numeric array; got dtype {array.dtype}. "
@@ -547,7 +548,7 @@ def deconvolve(image, psf: Any = None, **kw) -> tuple[np.ndarray, DeconvPlan]:
     plan : DeconvPlan (the kernel is ``plan.psf``)
     """
     shape = tuple(int(s) for s in np.shape(image)) if not hasattr(image, "chunks") else image.shape
-    _check_layout(tuple(shape), "image", stack=True)
+    check_layout(tuple(shape), "image", stack=True, min_side=MIN_SIDE)
     lead = shape[:-2]
     frame = image[tuple(n // 2 for n in lead)] if lead else image
     frame = np.asarray(frame.compute() if hasattr(frame, "compute") else frame)

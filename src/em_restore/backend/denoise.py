@@ -89,7 +89,7 @@ import numpy as np
 import scipy.ndimage as ndi
 
 from . import filters
-from ._args import as_rng, check_choice, check_image, looks_rgb, short
+from ._args import as_rng, check_choice, check_image, check_layout, short
 from ._progress import Progress, drain
 from .bm3d import bm3d as _bm3d
 from .bm3d import support_radius as _bm3d_support_radius
@@ -271,34 +271,8 @@ def _jsonable(obj: Any) -> Any:
 def _check_frame(image: Any, name: str = "image") -> np.ndarray:
     """One 2-D frame as float64 (never the caller's buffer written to)."""
     arr = image if isinstance(image, np.ndarray) else np.asarray(image)
-    _check_layout(arr.shape, name, stack=False)
+    check_layout(arr.shape, name, stack=False, min_side=_MIN_SIDE)
     return check_image(arr, name, max_ndim=2, min_size=_MIN_SIDE)
-
-
-def _check_layout(shape: tuple[int, ...], name: str, *, stack: bool) -> None:
-    ndim = len(shape)
-    if looks_rgb(shape):
-        raise ValueError(
-            f"{name} looks like an RGB(A) picture (shape {tuple(shape)}, colour last); "
-            f"convert to greyscale first, e.g. skimage.color.rgb2gray({name})."
-        )
-    if ndim < 2:
-        raise ValueError(
-            f"{name} must be a 2-D image (rows, cols); got shape {tuple(shape)}. "
-            f"Reshape it to (rows, cols)."
-        )
-    if not stack and ndim > 2:
-        raise ValueError(
-            f"{name} must be one 2-D frame (rows, cols); got shape {tuple(shape)}. "
-            f"Pass one frame, e.g. {name}[{', '.join(['0'] * (ndim - 2))}]."
-        )
-    if 0 in shape:
-        raise ValueError(f"{name} is empty (shape {tuple(shape)}); pass an image with pixels.")
-    if min(shape[-2:]) < _MIN_SIDE:
-        raise ValueError(
-            f"{name} must be at least {_MIN_SIDE}x{_MIN_SIDE} pixels; got shape {tuple(shape)}. "
-            f"Select a region of at least {_MIN_SIDE}x{_MIN_SIDE} pixels."
-        )
 
 
 def _check_params(method: str, params: Any) -> dict:
@@ -1052,7 +1026,7 @@ def iter_denoise(
         )
     tile = check_int(tile, "tile", low=16, hint="Use e.g. tile=512.")
     shape = tuple(int(s) for s in array.shape)
-    _check_layout(shape, "array", stack=True)
+    check_layout(shape, "array", stack=True, min_side=_MIN_SIDE)
     dtype = np.dtype(array.dtype)
     if dtype.kind not in "biuf":
         raise ValueError(
@@ -1122,7 +1096,7 @@ def denoise_lazy(array, plan: DenoisePlan):
     if not isinstance(array, da.Array):
         array = da.asarray(array)
     shape = tuple(int(s) for s in array.shape)
-    _check_layout(shape, "array", stack=True)
+    check_layout(shape, "array", stack=True, min_side=_MIN_SIDE)
     if np.dtype(array.dtype).kind not in "biuf":
         raise ValueError(
             f"array must be a real numeric array; got dtype {array.dtype}. "
@@ -1190,7 +1164,7 @@ def denoise(
     True
     """
     shape = tuple(int(s) for s in np.shape(image)) if not hasattr(image, "chunks") else image.shape
-    _check_layout(tuple(shape), "image", stack=True)
+    check_layout(tuple(shape), "image", stack=True, min_side=_MIN_SIDE)
     lead = shape[:-2]
     frame = image[tuple(n // 2 for n in lead)] if lead else image
     frame = np.asarray(frame.compute() if hasattr(frame, "compute") else frame)

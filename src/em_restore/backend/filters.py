@@ -628,9 +628,9 @@ def wavelet(
     levels = check_int(levels, "levels", low=1, high=8)
     lo, hi = _filter_pair(wavelet)
     if kernel is not None:
-        from .noise import _check_kernel
+        from .noise import check_kernel
 
-        kernel = _check_kernel(kernel)
+        kernel = check_kernel(kernel)
     radius = _wavelet_radius(lo.size // 2, levels)
     xp = np.pad(x, radius, mode="symmetric")
     noise_var = _subband_noise(lo, hi, levels, kernel)

@@ -101,7 +101,7 @@ _EVIDENCE = {None: (0.10, 0.05), "stem": (0.10, 0.05), "sem": (0.10, 0.05), "tem
 # --------------------------------------------------------------------------- model
 
 
-def _check_kernel(kernel: Any, name: str = "kernel") -> np.ndarray:
+def check_kernel(kernel: Any, name: str = "kernel") -> np.ndarray:
     g = np.asarray(kernel, dtype=float) if kernel is not None else np.ones((1, 1))
     if g.ndim != 2 or g.shape[0] % 2 == 0 or g.shape[1] % 2 == 0:
         raise ValueError(
@@ -170,7 +170,7 @@ class NoiseModel:
         s(self, "gain", check_real(self.gain, "gain", low=0, hint="gain is ADU per electron."))
         s(self, "offset", check_real(self.offset, "offset"))
         s(self, "readout_sigma", check_real(self.readout_sigma, "readout_sigma", low=0))
-        s(self, "kernel", _check_kernel(self.kernel))
+        s(self, "kernel", check_kernel(self.kernel))
         if self.signal_range is not None:
             try:
                 lo, hi = self.signal_range
@@ -800,7 +800,7 @@ def estimate_sigma(image, *, kernel=None) -> float:
         d = d[1:-1, 1:-1]
     s = math.sqrt(_clipped_var(d))
     if kernel is not None:
-        s /= math.sqrt(_hp_energy_factor(_check_kernel(kernel)))
+        s /= math.sqrt(_hp_energy_factor(check_kernel(kernel)))
     return s
 
 

@@ -36,9 +36,8 @@ import scipy.fft as sfft
 import scipy.ndimage as ndi
 
 from . import psf as _psf
-from ._args import check_image, check_int, check_real
+from ._args import check_image, check_int, check_layout, check_real
 from ._progress import Progress, drain
-from .denoise import _check_layout
 
 __all__ = [
     "DEFAULT_MAX_ITER",
@@ -135,7 +134,7 @@ def check_psf(psf: Any, name: str = "psf") -> np.ndarray:
 def check_frame(image: Any, name: str = "image") -> np.ndarray:
     """One 2-D frame of at least :data:`MIN_SIDE` px a side, as float64 (one-line errors)."""
     arr = image if isinstance(image, np.ndarray) else np.asarray(image)
-    _check_layout(arr.shape, name, stack=False)
+    check_layout(arr.shape, name, stack=False, min_side=MIN_SIDE)
     return check_image(arr, name, max_ndim=2, min_size=MIN_SIDE)
 
 

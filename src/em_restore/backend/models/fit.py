@@ -72,7 +72,7 @@ from ..._atomic import write_text_atomic
 from .._progress import Progress
 from .burst import DEFAULT_BURST_MODEL, ssim_torch
 from .nets import build_network, network_params
-from .training import TrainStep, _load_training_state, _psnr, _save_checkpoint
+from .training import TrainStep, load_training_state, range_psnr, save_checkpoint
 
 __all__ = [
     "LOSSES",
@@ -593,7 +593,7 @@ def _fit(plan: FitPlan, data, dev, on_best, checkpoint, resume):
             "ssim": vssim,
         }
     if resuming:
-        state = _load_training_state(checkpoint)
+        state = load_training_state(checkpoint)
         if _comparable(state["config"]) != _comparable(cfg_dict):
             names = {"data": "mode", "start_weights": "start"}
             diff = sorted(
@@ -703,7 +703,7 @@ def _fit(plan: FitPlan, data, dev, on_best, checkpoint, resume):
             on_best(net, event, result())
             net.train()
         if checkpoint is not None:
-            _save_checkpoint(
+            save_checkpoint(
                 checkpoint,
                 {
                     "config": cfg_dict,
@@ -733,7 +733,7 @@ def _fit(plan: FitPlan, data, dev, on_best, checkpoint, resume):
 def _psnr_adu(out: np.ndarray, item) -> float:
     """PSNR of a (1, 1, h, w) normalised output against ``item``'s target, in ADU."""
     truth = item.to_adu(item.target[0, 0])
-    return _psnr(item.to_adu(np.asarray(out, np.float64)[0, 0]), truth)
+    return range_psnr(item.to_adu(np.asarray(out, np.float64)[0, 0]), truth)
 
 
 def fit(cfg: FitConfig, data, *, on_event=None, **kw) -> FitResult:

@@ -252,7 +252,8 @@ def _pool_pairs(cfg: TrainConfig, workers: int):
         yield from pool.imap(partial(_pool_pair, cfg), range(cfg.pool), chunksize=16)
 
 
-def _psnr(x: np.ndarray, truth: np.ndarray) -> float:
+def range_psnr(x: np.ndarray, truth: np.ndarray) -> float:
+    """PSNR (dB) of ``x`` against ``truth``, with the truth's own range as the peak."""
     rng = float(np.ptp(truth)) or 1.0
     mse = float(np.mean((x.astype(np.float64) - truth) ** 2))
     return 10 * math.log10(rng * rng / max(mse, 1e-20))
@@ -364,7 +365,7 @@ def _train(
     size = recipe.image_size
     first, elapsed0 = 1, 0.0
     if resume and checkpoint is not None and Path(checkpoint).is_file():
-        state = _load_training_state(checkpoint)
+        state = load_training_state(checkpoint)
         if state["config"] != cfg.to_dict():
             diff = sorted(k for k, v in cfg.to_dict().items() if state["config"].get(k) != v)
             raise ValueError(
@@ -384,7 +385,7 @@ def _train(
     def save_state(step: int) -> None:
         if checkpoint is None:
             return
-        _save_checkpoint(
+        save_checkpoint(
             checkpoint,
             {
                 "config": cfg.to_dict(),
@@ -408,7 +409,7 @@ def _train(
         net.train()
         l1 = float(np.mean([np.mean(np.abs(o - v[1])) for o, v in zip(outs, val, strict=True)]))
         psnr = float(
-            np.mean([_psnr(v[2].inverse(o), v[3]) for o, v in zip(outs, val, strict=True)])
+            np.mean([range_psnr(v[2].inverse(o), v[3]) for o, v in zip(outs, val, strict=True)])
         )
         is_best = l1 < best[0]
         if is_best:
@@ -462,7 +463,7 @@ def _train(
     return TrainResult(net, best[2], best[0], best[1], history, time.perf_counter() - t_start)
 
 
-def _save_checkpoint(path, state: dict) -> None:
+def save_checkpoint(path, state: dict) -> None:
     """Write a training checkpoint atomically (a crash leaves the previous one whole)."""
     import torch
 
@@ -470,7 +471,7 @@ def _save_checkpoint(path, state: dict) -> None:
         torch.save(state, tmp)
 
 
-def _load_training_state(path) -> dict:
+def load_training_state(path) -> dict:
     """A training checkpoint, read with torch's restricted unpickler (tensors, numbers,
     strings, containers: no code runs); anything else is refused in one line."""
     import pickle
