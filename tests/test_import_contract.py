@@ -78,7 +78,6 @@ SRC = Path(em_restore.__file__).parent.parent
 GROUPS = [
     ("em_restore._napari", "napari"),
     ("em_restore.cli", "cli"),
-    ("em_restore._cli_", "cli"),
     ("em_restore.io", "io"),
     ("em_restore.samples", "io"),
     ("em_restore.backend.simulate", "simulate"),
@@ -113,12 +112,8 @@ PRIVATE_ALLOWED: set[tuple[str, str, str]] = set()
 
 
 def _sibling(module: str, prefix: str) -> bool:
-    # "em_restore.backend.live" also names live_sources.py; "em_restore._cli_" the
-    # _cli_*.py modules.
-    if not module.startswith(prefix):
-        return False
-    rest = module[len(prefix) :]
-    return prefix.endswith("_") or rest.startswith(("_", "s."))
+    # "em_restore.backend.live" also names live_sources.py.
+    return module.startswith(prefix) and module[len(prefix) :].startswith("_")
 
 
 def _group(module: str) -> str:

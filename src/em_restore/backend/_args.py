@@ -16,6 +16,9 @@ import numpy as np
 
 __all__ = ["as_rng"]
 
+#: The imaging modalities every part of the project knows (noise priors, models, simulator).
+MODALITIES = ("tem", "stem", "sem")
+
 #: Largest and smallest nonzero peak |value| an image may have. Beyond them float32
 #: work (models, BM3D) and squared residuals over- or underflow; no detector records
 #: such values, so a scaled export is refused with the fix rather than turned to inf.

@@ -70,7 +70,7 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage as ndi
 
-from ._args import check_choice, check_image, check_int, check_real, short
+from ._args import MODALITIES, check_choice, check_image, check_int, check_real, short
 
 __all__ = [
     "NoiseModel",
@@ -89,7 +89,7 @@ _CLIP_VAR = 1.0 - 2.0 * _CLIP_K * math.exp(-0.5 * _CLIP_K**2) / math.sqrt(2 * ma
     _CLIP_K / math.sqrt(2.0)
 )
 _RING = 4  # half-size of the selection window (rows y±2..4, 9 columns)
-_MODALITIES = ("tem", "stem", "sem")
+_MODALITIES = MODALITIES
 # Evidence needed to call the noise correlated: |t - 1| (excess marginal variance
 # over the high-pass prediction) or off-centre kernel energy 1 - g_c**2.
 # Detector-correlated noise decays within a few pixels; a flat-window

@@ -15,6 +15,8 @@ from typing import Any
 
 from em_restore import __version__
 
+from ._common import MODALITIES
+
 
 class CheckError(ValueError):
     """A user error of ``check`` / ``--fidelity-out`` (one line, exit 2)."""
@@ -34,7 +36,7 @@ def add_parser(sub: Any) -> None:
     chk.add_argument("-o", "--output", required=True, help="MAP.tif/.tiff or .zarr")
     chk.add_argument(
         "--modality",
-        choices=("tem", "stem", "sem"),
+        choices=MODALITIES,
         default=None,
         help="prior for the noise estimate (scanned probe: correlated along x, line offsets)",
     )

@@ -20,6 +20,8 @@ from typing import Any
 
 from em_restore import __version__
 
+from ._common import device_option
+
 
 def add_parser(sub: Any) -> None:
     live = sub.add_parser(
@@ -48,7 +50,7 @@ def add_parser(sub: Any) -> None:
         "burst: classical (default) or mean",
     )
     live.add_argument("--model", default=None, help="denoise model name or folder")
-    live.add_argument("--device", default=None, help="auto (default: CUDA when present), cpu")
+    device_option(live)
     live.add_argument("--stop-after", type=int, default=None, metavar="N", help="stop after N")
     live.add_argument(
         "--idle-timeout",

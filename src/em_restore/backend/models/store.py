@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._args import MODALITIES
 from .nets import build_network, network_params
 from .normalise import check_rule
 
@@ -51,7 +52,6 @@ WEIGHTS_FILE = "model.safetensors"
 FORMAT = "em-restore-model"
 FORMAT_VERSION = 1
 TASKS = ("denoise", "burst")
-MODALITIES = ("tem", "stem", "sem")
 
 
 class ModelError(ValueError):
