@@ -79,20 +79,51 @@ whole-image output to float32 rounding. TV is global: tiles use a halo of
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import scipy.ndimage as ndi
 
 from . import filters
-from ._args import as_rng, check_choice, check_image, check_layout, short
+from ._args import as_rng, check_choice, check_layout, short
 from ._progress import Progress, drain
-from .bm3d import bm3d as _bm3d
-from .bm3d import support_radius as _bm3d_support_radius
+from .calibrate import (
+    Calibrator,
+    Crop,
+    hole_geometry,
+    label,
+    make_lattice,
+    make_row_lattice,
+    pick_crops,
+    refine_candidates,
+)
+from .calibrate import line_variance as _line_variance
+from .calibrate import noise_autocorrelation as _noise_autocorrelation
+from .classical import (
+    CANDIDATES,
+    COMMON_PARAMS,
+    DEFAULT_STRENGTH,
+    DESPIKE_SIZE,
+    DESPIKE_THRESHOLD,
+    FIXED,
+    GRID,
+    METHODS,
+    MIN_SIDE,
+    STRENGTH_PARAM,
+    TV_HALO,
+    TV_TOLERANCE,
+    DenoisePlan,
+    check_frame,
+    check_params,
+    filter_kwargs,
+    from_work,
+    kernel_of,
+    run_filter,
+    sigma_work,
+    to_work,
+)
+from .classical import despike as _despike
 
 __all__ = [
     "METHODS",
@@ -108,262 +139,6 @@ __all__ = [
     "iter_plan_denoise",
     "plan_denoise",
 ]
-
-METHODS = ("classical", "gaussian", "median", "nlm", "tv", "wavelet", "bm3d")
-CONCRETE = METHODS[1:]
-_CANDIDATES = CONCRETE
-
-#: Halo of TV tiles (TV is global; see :data:`TV_TOLERANCE`).
-TV_HALO = 48
-#: Max |tiled − whole| / data range for TV with a :data:`TV_HALO` halo (measured: <= 1.4e-6
-#: for weights 1-32 on TEM images at 1-100 e⁻/px, tiles of 48 px).
-TV_TOLERANCE = 1e-4
-
-_DESPIKE_SIZE = 3
-_DESPIKE_THRESHOLD = 5.0
-_MIN_SIDE = 8
-
-
-#: The parameter that sets each method's strength (what ``--strength`` sets); the same
-#: names as :data:`em_restore.backend.filters.STRENGTH_PARAM`, plus BM3D.
-STRENGTH_PARAM: dict[str, str] = {
-    "gaussian": "sigma_px",
-    "median": "size",
-    "nlm": "h",
-    "tv": "weight",
-    "wavelet": "strength",
-    "bm3d": "strength",
-}
-
-# Fixed (non-strength) parameters of each method, and its default strength (used
-# when the image offers nothing to calibrate on, e.g. a constant image).
-_FIXED = {
-    "gaussian": {},
-    "median": {},
-    "nlm": {"patch_size": 5, "patch_distance": 6},
-    "tv": {"max_num_iter": 200},
-    "wavelet": {"wavelet": "db2", "levels": 3},
-    "bm3d": {"patch_size": 8, "search_radius": 12, "step": 3, "max_matches": 16, "stage": "both"},
-}
-_DEFAULT_STRENGTH = {
-    "gaussian": 1.0,
-    "median": 3,
-    "nlm": 0.8,
-    "tv": 1.0,
-    "wavelet": 1.0,
-    "bm3d": 1.0,
-}
-# Strength grids (in the stabilised domain, where the noise s.d. is 1).
-_GRID = {
-    "gaussian": (0.5, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0),
-    "median": (3, 5, 7),
-    "nlm": (0.4, 0.55, 0.75, 1.0, 1.35),
-    "tv": (0.25, 0.5, 1.0, 2.0, 4.0),
-    "wavelet": (0.5, 0.7, 1.0, 1.4, 2.0),
-    "bm3d": (1.0, 0.75, 1.33),
-}
-_STRENGTH_BOUNDS = {
-    "gaussian": (0.25, 12.0),
-    "median": (3, 15),
-    "nlm": (0.1, 4.0),
-    "tv": (0.05, 32.0),
-    "wavelet": (0.1, 8.0),
-    "bm3d": (0.2, 4.0),
-}
-_TAKES_SIGMA = ("median", "nlm", "tv", "wavelet", "bm3d")
-_TAKES_KERNEL = ("wavelet", "bm3d")
-_COMMON = ("despike", "spike_threshold")  # despiking switches, never passed to filters
-
-
-# --------------------------------------------------------------------------- records
-@dataclass(frozen=True)
-class DenoisePlan:
-    """Everything needed to denoise frames exactly as calibrated.
-
-    Attributes
-    ----------
-    method : str
-        The concrete method (never ``"classical"``).
-    params : dict
-        The method's parameters, including the calibrated strength, the noise s.d.
-        ``sigma`` of the working domain (methods that take it) and the despiking
-        switches ``despike`` / ``spike_threshold``.
-    noise : NoiseModel
-    stabilise : bool
-        Whether ``forward_vst`` / ``inverse_vst`` wrap the filter.
-    requested : str
-        What was asked for: ``"classical"`` or a method name.
-    calibration : dict
-        ``{"scores": {label: risk}, "j_loss": {label: loss}, "chosen": label,
-        "crops": n, ...}``, JSON-able (empty when the parameters were given).
-    """
-
-    method: str
-    params: dict
-    noise: Any
-    stabilise: bool
-    requested: str
-    calibration: dict = field(default_factory=dict)
-
-    def halo(self) -> int | None:
-        """Support radius in input pixels (``None`` for a global method: TV)."""
-        return _halo(self.method, self.params)
-
-    def to_metadata(self) -> dict:
-        """Plain JSON-able dict that :meth:`from_metadata` turns back into this plan."""
-        from em_restore import __version__
-
-        meta = {
-            "method": self.method,
-            "params": _jsonable(self.params),
-            "noise": _jsonable(self.noise.to_dict()),
-            "stabilise": bool(self.stabilise),
-            "requested": self.requested,
-            "calibration": _jsonable(self.calibration),
-            "em_restore_version": __version__,
-        }
-        json.dumps(meta)  # fail here, not in a writer, if something slipped through
-        return meta
-
-    @classmethod
-    def from_metadata(cls, meta: dict) -> DenoisePlan:
-        """Rebuild a plan from :meth:`to_metadata` (e.g. a result layer's metadata)."""
-        from .noise import NoiseModel
-
-        if not isinstance(meta, dict):
-            raise ValueError(
-                f"meta must be the dict returned by DenoisePlan.to_metadata(); got {short(meta)}."
-            )
-        missing = [k for k in ("method", "params", "noise", "stabilise") if k not in meta]
-        if missing:
-            raise ValueError(
-                f"meta lacks {', '.join(missing)}; pass the dict returned by "
-                f"DenoisePlan.to_metadata()."
-            )
-        method = check_choice(meta["method"], "meta['method']", CONCRETE)
-        return cls(
-            method=method,
-            params=dict(meta["params"]),
-            noise=NoiseModel.from_dict(meta["noise"]),
-            stabilise=bool(meta["stabilise"]),
-            requested=meta.get("requested", method),
-            calibration=dict(meta.get("calibration", {})),
-        )
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.bool_ | bool):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating | float):
-        return float(obj)
-    return obj
-
-
-# ------------------------------------------------------------------------ validation
-def _check_frame(image: Any, name: str = "image") -> np.ndarray:
-    """One 2-D frame as float64 (never the caller's buffer written to)."""
-    arr = image if isinstance(image, np.ndarray) else np.asarray(image)
-    check_layout(arr.shape, name, stack=False, min_side=_MIN_SIDE)
-    return check_image(arr, name, max_ndim=2, min_size=_MIN_SIDE)
-
-
-def _check_params(method: str, params: Any) -> dict:
-    if params is None:
-        return {}
-    if not isinstance(params, dict):
-        raise ValueError(
-            f"params must be a dict of {method} parameters; got {short(params)}. "
-            f"Pass e.g. params={{{STRENGTH_PARAM[method]!r}: {_DEFAULT_STRENGTH[method]!r}}}."
-        )
-    allowed = (STRENGTH_PARAM[method], *_FIXED[method], "sigma", *_COMMON)
-    for key in params:
-        if key not in allowed:
-            raise ValueError(
-                f"params has an unknown key {key!r} for method {method!r}; valid keys are "
-                f"{', '.join(repr(k) for k in allowed)}."
-            )
-    return dict(params)
-
-
-# ------------------------------------------------------------------------- the filter
-def _sigma_work(x: np.ndarray, noise, stabilise: bool) -> float:
-    """Noise s.d. in the working domain: 1 after the VST, else the model's at the mean level."""
-    if stabilise:
-        return 1.0
-    return float(math.sqrt(float(noise.variance(float(np.mean(x))))))
-
-
-def _kernel_of(noise) -> np.ndarray | None:
-    if not noise.is_correlated():
-        return None
-    return np.asarray(noise.kernel, dtype=np.float64)
-
-
-def _filter_kwargs(method: str, params: dict) -> dict:
-    drop = _COMMON if method in _TAKES_SIGMA else (*_COMMON, "sigma")
-    return {k: v for k, v in params.items() if k not in drop}
-
-
-def _run_filter(method: str, z: np.ndarray, kwargs: dict, kernel, origin=(0, 0)) -> np.ndarray:
-    flt = filters
-    if method == "gaussian":
-        return flt.gaussian(z, **kwargs)
-    if method == "median":
-        return flt.median(z, **kwargs)
-    if method == "nlm":
-        return flt.nlm(z, **kwargs)
-    if method == "tv":
-        return flt.tv(z, **kwargs)
-    if method == "wavelet":
-        return flt.wavelet(z, kernel=kernel, **kwargs)
-    return _bm3d(z, kernel=kernel, origin=origin, **kwargs)
-
-
-def _halo(method: str, params: dict) -> int | None:
-    kwargs = _filter_kwargs(method, params)
-    if method == "bm3d":
-        radius = _bm3d_support_radius(**kwargs)
-    else:
-        radius = filters.support_radius(method, **kwargs)
-    if radius is None:
-        return None
-    despike = _DESPIKE_SIZE // 2 if params.get("despike") else 0
-    return int(radius) + despike
-
-
-def _to_work(x: np.ndarray, plan: DenoisePlan) -> np.ndarray:
-    if plan.stabilise:
-        from .vst import forward_vst
-
-        return np.asarray(forward_vst(x, plan.noise), dtype=np.float64)
-    return x
-
-
-def _from_work(z: np.ndarray, plan: DenoisePlan) -> np.ndarray:
-    if plan.stabilise:
-        from .vst import inverse_vst
-
-        return np.asarray(inverse_vst(z, plan.noise), dtype=np.float64)
-    return z
-
-
-def _despike(z: np.ndarray, params: dict) -> np.ndarray:
-    if not params.get("despike"):
-        return z
-    return filters.remove_spikes(
-        z,
-        threshold=float(params.get("spike_threshold", _DESPIKE_THRESHOLD)),
-        sigma=float(params["sigma"]),
-        size=_DESPIKE_SIZE,
-    )
 
 
 def apply_plan(image2d, plan: DenoisePlan, *, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
@@ -395,320 +170,16 @@ def apply_plan(image2d, plan: DenoisePlan, *, origin: tuple[int, int] = (0, 0)) 
             f"plan must be a DenoisePlan; got {type(plan).__name__}. "
             f"Make one with plan_denoise(image)."
         )
-    x = _check_frame(image2d, "image2d")
-    z = _to_work(x, plan)
+    x = check_frame(image2d, "image2d")
+    z = to_work(x, plan)
     z = _despike(z, plan.params)
-    z = _run_filter(
-        plan.method, z, _filter_kwargs(plan.method, plan.params), _kernel_of(plan.noise), origin
+    z = run_filter(
+        plan.method, z, filter_kwargs(plan.method, plan.params), kernel_of(plan.noise), origin
     )
-    return _from_work(z, plan).astype(np.float32)
+    return from_work(z, plan).astype(np.float32)
 
 
 # ---------------------------------------------------------------------- calibration
-def _noise_autocorrelation(kernel: np.ndarray | None) -> np.ndarray:
-    """``(g ⋆ g)``, the noise correlation (1 at lag 0), cropped to its support."""
-    if kernel is None:
-        return np.ones((1, 1))
-    g = np.asarray(kernel, dtype=np.float64)
-    ac = ndi.correlate(np.pad(g, [(s - 1, s - 1) for s in g.shape]), g, mode="constant")
-    ac = ac / ac[ac.shape[0] // 2, ac.shape[1] // 2]
-    keep = np.abs(ac) > _CORR_SUPPORT
-    rows, cols = np.nonzero(keep)
-    cy, cx = ac.shape[0] // 2, ac.shape[1] // 2
-    ry = int(max(abs(rows - cy).max(), 0))
-    rx = int(max(abs(cols - cx).max(), 0))
-    return ac[cy - ry : cy + ry + 1, cx - rx : cx + rx + 1]
-
-
-@dataclass
-class _Lattice:
-    """One blind-spot lattice on a crop: the holes, filled from outside, and their centres."""
-
-    zj: np.ndarray  # the crop with every hole filled from its ring
-    centres: tuple[np.ndarray, np.ndarray]  # evaluated pixels (hole centres), raveled
-    e: np.ndarray  # (n_centres, n_offsets + n_neighbours): perturbations seen by each centre
-
-
-# Neighbouring holes (in lattice steps) whose perturbations are fitted as nuisance
-# regressors, pooled with their mirror images: they leak into every centre through
-# the filter's support and would otherwise dominate the noise of the fit.
-_NEIGHBOURS = [(a, b) for a in range(-2, 3) for b in range(-2, 3) if (a, b) > (0, 0)]
-
-
-def _hole_geometry(corr: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Hole radii (covering the correlation support) and lattice strides."""
-    ry, rx = corr.shape[0] // 2, corr.shape[1] // 2
-    stride = (max(4, 2 * (2 * ry + 1)), max(4, 2 * (2 * rx + 1)))
-    return (ry, rx), stride
-
-
-def _make_lattice(z: np.ndarray, radii, stride, phase) -> _Lattice:
-    ry, rx = radii
-    sy, sx = stride
-    h, w = z.shape
-    # Centres far enough from the border that the ring never reflects into the hole.
-    ys = np.arange(ry + 1 + phase[0] % sy, h - ry - 1, sy)
-    xs = np.arange(rx + 1 + phase[1] % sx, w - rx - 1, sx)
-    inner = ndi.uniform_filter(z, size=(2 * ry + 1, 2 * rx + 1), mode="reflect") * (
-        (2 * ry + 1) * (2 * rx + 1)
-    )
-    outer = ndi.uniform_filter(z, size=(2 * ry + 3, 2 * rx + 3), mode="reflect") * (
-        (2 * ry + 3) * (2 * rx + 3)
-    )
-    ring = (outer - inner) / ((2 * ry + 3) * (2 * rx + 3) - (2 * ry + 1) * (2 * rx + 1))
-    cy, cx = np.meshgrid(ys, xs, indexing="ij")
-    fill = ring[cy, cx]
-    zj = z.copy()
-    offsets = [(dy, dx) for dy in range(-ry, ry + 1) for dx in range(-rx, rx + 1)]
-    own = np.empty((*cy.shape, len(offsets)))
-    for j, (dy, dx) in enumerate(offsets):
-        own[..., j] = z[cy + dy, cx + dx] - fill
-        zj[cy + dy, cx + dx] = fill
-    total = np.pad(own.sum(axis=-1), 2)
-    ny, nx = cy.shape
-    nuisance = np.empty((ny, nx, len(_NEIGHBOURS)))
-    for j, (a, b) in enumerate(_NEIGHBOURS):
-        nuisance[..., j] = (
-            total[2 + a : 2 + a + ny, 2 + b : 2 + b + nx]
-            + total[2 - a : 2 - a + ny, 2 - b : 2 - b + nx]
-        )
-    e = np.concatenate([own, nuisance], axis=-1).reshape(ny * nx, -1)
-    return _Lattice(zj=zj, centres=(cy.ravel(), cx.ravel()), e=e)
-
-
-_ROW_STRIDE = 4
-_ROW_NEIGHBOURS = (1, 2)  # own-row offsets fitted individually (pooled ±k)
-
-
-def _make_row_lattice(z: np.ndarray, phase: int) -> _Lattice:
-    """Blind spots for scan-line noise: whole rows, filled with the mean of the rows around.
-
-    A row offset is shared by every pixel of the row, so the blind spot of a pixel is
-    its whole row. Every pixel of a masked row is a centre. Regressors per centre:
-    its own perturbation, the pooled ones at ±1, ±2 px along the row, the mean
-    perturbation of the row (the offset seen by the rest of the row) and, as
-    nuisance, the same column in the masked rows ±4, ±8 away.
-    """
-    h, w = z.shape
-    rows = np.arange(1 + phase % _ROW_STRIDE, h - 1, _ROW_STRIDE)
-    zj = z.copy()
-    fill = 0.5 * (z[rows - 1] + z[rows + 1])
-    e_rows = z[rows] - fill
-    zj[rows] = fill
-    cols = np.arange(2, w - 2)
-    feats = [e_rows[:, cols]]
-    for k in _ROW_NEIGHBOURS:
-        feats.append(e_rows[:, cols - k] + e_rows[:, cols + k])
-    feats.append(np.broadcast_to(e_rows.mean(axis=1, keepdims=True), (rows.size, cols.size)))
-    padded = np.pad(e_rows[:, cols], ((2, 2), (0, 0)))
-    n = rows.size
-    for a in (1, 2):
-        feats.append(padded[2 + a : 2 + a + n] + padded[2 - a : 2 - a + n])
-    e = np.stack(feats, axis=-1).reshape(n * cols.size, -1)
-    cy, cx = np.meshgrid(rows, cols, indexing="ij")
-    return _Lattice(zj=zj, centres=(cy.ravel(), cx.ravel()), e=e)
-
-
-def _ridge_solve(gram: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Least-squares weights ``(G + εI)⁻¹ b``; zeros when nothing responded (flat probe)."""
-    ridge = 1e-9 * np.trace(gram) / gram.shape[0]
-    if not ridge > 0:
-        return np.zeros(gram.shape[0])
-    return np.linalg.lstsq(gram + ridge * np.eye(gram.shape[0]), b, rcond=None)[0]
-
-
-def _row_response_trace(d: np.ndarray, e: np.ndarray, v_white: float, v_line: float) -> float:
-    """``E[f_i n_i]`` for white + scan-line noise from the row-blind-spot responses.
-
-    ``d ≈ e w``; ``w[0]`` is the response to the pixel itself, ``w[1:3]`` to its
-    neighbours along the row, ``w[3]`` to the row's common offset; the line noise
-    is seen through the whole-row weight ``w0 + 2 w1 + 2 w2 + w3``.
-    """
-    gram = e.T @ e
-    w = _ridge_solve(gram, e.T @ d)
-    row_weight = w[0] + 2.0 * w[1] + 2.0 * w[2] + w[3]
-    t = w[0] * v_white + row_weight * v_line
-    return float(np.clip(t, 0.0, 1.5 * (v_white + v_line)))
-
-
-def _line_variance(x: np.ndarray, segment: int = 32) -> float:
-    """Variance of scan-line offsets (constant along rows), robust to the signal.
-
-    Vertical second differences cancel smooth signal; their median over segments
-    of ``segment`` px along a row keeps a row's offset; offsets are common to all
-    segments of a row and signal and white noise are not, so the mean covariance
-    between different segments of the same row, divided by 1.5 (the variance of
-    ``o_r - (o_{r-1} + o_{r+1}) / 2``), estimates the offset variance.
-    """
-    h, w = x.shape
-    n_seg = w // segment
-    if h < 16 or n_seg < 2:
-        return 0.0
-    d = x[1:-1] - 0.5 * (x[:-2] + x[2:])
-    m = np.median(d[:, : n_seg * segment].reshape(h - 2, n_seg, segment), axis=2)
-    m = m - np.median(m, axis=0, keepdims=True)
-    total = m.sum(axis=1)
-    cross = (total**2 - (m**2).sum(axis=1)) / (n_seg * (n_seg - 1))
-    return max(float(np.mean(cross)) / 1.5, 0.0)
-
-
-def _pick_crops(z: np.ndarray, n: int, size: int) -> list[tuple[int, int]]:
-    """Top-left corners of up to ``n`` disjoint ``size``² crops spread over the structure ranking.
-
-    Candidates tile the frame (step ``size``, the last row / column flush with the
-    border); they are ranked by gradient energy and picked at the quantiles
-    ``(k + 0.5) / n`` of the ranking, so flat and busy regions are both represented.
-    """
-    h, w = z.shape
-    ch, cw = min(size, h), min(size, w)
-    ys = sorted({*range(0, h - ch + 1, ch), h - ch})
-    xs = sorted({*range(0, w - cw + 1, cw), w - cw})
-    energy = ndi.gaussian_gradient_magnitude(z, 2.0) ** 2
-    integral = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-    scores = sorted(
-        (
-            -float(
-                integral[y + ch, x + cw]
-                - integral[y, x + cw]
-                - integral[y + ch, x]
-                + integral[y, x]
-            ),
-            y,
-            x,
-        )
-        for y in ys
-        for x in xs
-    )
-    chosen: list[tuple[int, int]] = []
-    for k in range(n):
-        target = int((k + 0.5) / n * len(scores))
-        for i in sorted(range(len(scores)), key=lambda i: (abs(i - target), i)):
-            _, y, x = scores[i]
-            free = all(abs(y - y2) >= ch or abs(x - x2) >= cw for y2, x2 in chosen)
-            if free and (y, x) not in chosen:
-                chosen.append((y, x))
-                break
-    return chosen
-
-
-@dataclass
-class _Crop:
-    """A calibration crop: data in the scoring domain, and its blind-spot lattices."""
-
-    z: np.ndarray
-    weight: np.ndarray  # 1 where the pixel counts (0 on replaced spikes)
-    variance: float  # mean noise variance of the crop in the scoring domain
-    lattices: list[_Lattice]
-
-
-@dataclass
-class _Calibrator:
-    """Scores candidates ``(method, strength)`` on the calibration crops."""
-
-    crops: list[_Crop]
-    corr: np.ndarray  # noise correlation on the hole offsets (1 at lag 0)
-    base: dict  # per-method fixed params (incl. sigma)
-    line: float  # scan-line offset variance (row blind spots when > 0)
-    run: Any  # (method, kwargs, y) -> estimate of y's expectation, same domain
-    risk: dict = field(default_factory=dict)
-    j_loss: dict = field(default_factory=dict)
-    _fz: dict = field(default_factory=dict)
-    _blind: dict = field(default_factory=dict)  # (key, crop, lattice) -> (d, e, jl terms)
-
-    def score(self, method: str, strength, phases: int = 1) -> float:
-        """Risk estimate of the candidate using ``phases`` lattices per crop (cached)."""
-        key = (method, strength)
-        kwargs = _filter_kwargs(method, {**self.base[method], STRENGTH_PARAM[method]: strength})
-        if key not in self._fz:
-            self._fz[key] = [self.run(method, kwargs, crop.z) for crop in self.crops]
-        resid = n_pix = var_sum = 0.0
-        num, rows, sq, var_c = [], [], [], []
-        for i, (crop, fz) in enumerate(zip(self.crops, self._fz[key], strict=True)):
-            wgt = crop.weight
-            resid += float(np.sum(wgt * (fz - crop.z) ** 2))
-            n_pix += float(wgt.sum())
-            var_sum += crop.variance * float(wgt.sum())
-            for j, lat in enumerate(crop.lattices[:phases]):
-                if (key, i, j) not in self._blind:
-                    fj = self.run(method, kwargs, lat.zj)
-                    cy, cx = lat.centres
-                    ok = wgt[cy, cx] > 0
-                    self._blind[key, i, j] = (
-                        (fz[cy, cx] - fj[cy, cx])[ok],
-                        lat.e[ok],
-                        ((fj[cy, cx] - crop.z[cy, cx]) ** 2)[ok],
-                    )
-                d, e, s2 = self._blind[key, i, j]
-                num.append(d)
-                rows.append(e)
-                sq.append(s2)
-                var_c.append(np.full(d.size, crop.variance))
-        var = var_sum / n_pix
-        if self.line > 0:
-            trace = _row_response_trace(np.concatenate(num), np.concatenate(rows), var, self.line)
-            var = var + self.line
-        else:
-            c_lag = var * self.corr.ravel()
-            trace = _response_trace(np.concatenate(num), np.concatenate(rows), c_lag)
-        self.risk[key] = float(resid / n_pix - var + 2.0 * trace)
-        j_var = float(np.concatenate(var_c).mean()) + self.line
-        self.j_loss[key] = float(np.concatenate(sq).mean() - j_var)
-        return self.risk[key]
-
-
-def _response_trace(d: np.ndarray, e: np.ndarray, c_lag: np.ndarray) -> float:
-    """``Σ_k w_k C(k)``: ``d ≈ e w`` fitted by least squares (own offsets point-symmetric).
-
-    The first ``len(c_lag)`` columns of ``e`` are the centre's own hole offsets; the
-    rest are nuisance regressors (the neighbouring holes).
-    """
-    n_off = c_lag.size
-    half = (n_off + 1) // 2
-    own = e[:, :half].copy()
-    own[:, : half - 1] += e[:, n_off - 1 : n_off - half : -1] if half > 1 else 0.0
-    x = np.concatenate([own, e[:, n_off:]], axis=1)
-    gram = x.T @ x
-    w = _ridge_solve(gram, x.T @ d)
-    c_pooled = c_lag[:half].copy()
-    c_pooled[: half - 1] *= 2.0  # each pooled column stands for the lags k and -k
-    t = float(w[:half] @ c_pooled)
-    c0 = float(c_lag[n_off // 2])
-    return float(np.clip(t, 0.0, 1.5 * c0))
-
-
-def _label(method: str, strength) -> str:
-    name = STRENGTH_PARAM[method]
-    value = f"{strength:.4g}" if isinstance(strength, float) else str(strength)
-    return f"{method}({name}={value})"
-
-
-def _refine_candidates(method: str, grid: list, best) -> list:
-    """Strengths to try next around the grid's best: outward at an edge, midpoints inside."""
-    lo, hi = _STRENGTH_BOUNDS[method]
-    grid = sorted(grid)
-    i = grid.index(best)
-    out = []
-    if method == "median":
-        if i == len(grid) - 1 and best + 2 <= hi:
-            out.append(best + 2)
-        return out
-    if i == 0:
-        ratio = grid[1] / grid[0] if len(grid) > 1 else 1.4
-        nxt = best / ratio
-        if nxt >= lo:
-            out.append(round(nxt, 4))
-    elif i == len(grid) - 1:
-        ratio = grid[-1] / grid[-2] if len(grid) > 1 else 1.4
-        nxt = best * ratio
-        if nxt <= hi:
-            out.append(round(nxt, 4))
-    if 0 < i:
-        out.append(round(math.sqrt(best * grid[i - 1]), 4))
-    if i < len(grid) - 1:
-        out.append(round(math.sqrt(best * grid[i + 1]), 4))
-    return out
-
-
 # ------------------------------------------------------------------------- planning
 def iter_plan_denoise(
     image,
@@ -758,9 +229,9 @@ def iter_plan_denoise(
     """
     method = check_choice(method, "method", METHODS)
     as_rng(rng)
-    x = _check_frame(image)
-    concrete = _CANDIDATES if method == "classical" else (method,)
-    user = {} if method == "classical" else _check_params(method, params)
+    x = check_frame(image)
+    concrete = CANDIDATES if method == "classical" else (method,)
+    user = {} if method == "classical" else check_params(method, params)
     if method == "classical" and params:
         raise ValueError(
             f"params apply to one method, not to method='classical'; got {short(params)}. "
@@ -769,27 +240,27 @@ def iter_plan_denoise(
     if modality is not None:
         modality = check_choice(modality, "modality", ("tem", "stem", "sem"))
 
-    n_grid = sum(len(_GRID[m]) for m in concrete)
+    n_grid = sum(len(GRID[m]) for m in concrete)
     skip = method != "classical" and STRENGTH_PARAM[method] in user
     total = 1 + (0 if skip else n_grid + _N_REFINE * min(2, len(concrete)) + _N_FINAL)
     yield Progress(0, total, "estimating noise")
     noise = _resolve_noise(x, noise, modality)
     stabilise = bool(noise.is_signal_dependent())
     flat = float(np.ptp(x)) == 0.0
-    sigma = float(user.get("sigma", _sigma_work(x, noise, stabilise)))
-    z = _to_work(x, DenoisePlan("gaussian", {}, noise, stabilise, method))
+    sigma = float(user.get("sigma", sigma_work(x, noise, stabilise)))
+    z = to_work(x, DenoisePlan("gaussian", {}, noise, stabilise, method))
     despike = user.get("despike")
     if despike is None:
         despike = _wants_despike(z, modality, noise, sigma)
     common = {"sigma": sigma, "despike": bool(despike)}
     spikes = np.zeros(z.shape, dtype=bool)
     if despike:
-        common["spike_threshold"] = float(user.get("spike_threshold", _DESPIKE_THRESHOLD))
+        common["spike_threshold"] = float(user.get("spike_threshold", DESPIKE_THRESHOLD))
         z, spikes = filters.remove_spikes(
             z,
             threshold=common["spike_threshold"],
             sigma=sigma,
-            size=_DESPIKE_SIZE,
+            size=DESPIKE_SIZE,
             return_mask=True,
         )
     probe = DenoisePlan("gaussian", common, noise, stabilise, method)
@@ -799,7 +270,7 @@ def iter_plan_denoise(
 
     if skip or flat:
         chosen = concrete[0] if method != "classical" else "gaussian"
-        strength = user.get(STRENGTH_PARAM[chosen], _DEFAULT_STRENGTH[chosen])
+        strength = user.get(STRENGTH_PARAM[chosen], DEFAULT_STRENGTH[chosen])
         params_out = {**base[chosen], STRENGTH_PARAM[chosen]: strength, **common}
         plan = DenoisePlan(chosen, params_out, noise, stabilise, method, {})
         if skip:
@@ -815,21 +286,21 @@ def iter_plan_denoise(
     cal = _make_calibrator(x, z, spikes, probe, base, line)
     best: dict[str, Any] = {}
     for m in concrete:
-        for s in _GRID[m]:
-            yield Progress(done, total, f"scoring {_label(m, s)}")
+        for s in GRID[m]:
+            yield Progress(done, total, f"scoring {label(m, s)}")
             cal.score(m, s, _PHASES)
             done += 1
-        best[m] = min(_GRID[m], key=lambda s, m=m: cal.risk[(m, s)])
+        best[m] = min(GRID[m], key=lambda s, m=m: cal.risk[(m, s)])
     ranked = sorted(concrete, key=lambda m: cal.risk[(m, best[m])])
     for m in ranked[:2]:
-        tried = list(_GRID[m])
+        tried = list(GRID[m])
         budget = _N_REFINE
         while budget > 0:
-            extra = [s for s in _refine_candidates(m, tried, best[m]) if (m, s) not in cal.risk]
+            extra = [s for s in refine_candidates(m, tried, best[m]) if (m, s) not in cal.risk]
             if not extra:
                 break
             for s in extra[:budget]:
-                yield Progress(done, total, f"refining {_label(m, s)}")
+                yield Progress(done, total, f"refining {label(m, s)}")
                 cal.score(m, s, _PHASES)
                 tried.append(s)
                 done += 1
@@ -842,29 +313,26 @@ def iter_plan_denoise(
     # lattices per crop (the estimate's noise, not its bias, decides between close ones).
     finalists = sorted(cal.risk, key=cal.risk.get)[:_N_FINAL]
     for m, s in finalists:
-        yield Progress(done, total, f"confirming {_label(m, s)}")
+        yield Progress(done, total, f"confirming {label(m, s)}")
         cal.score(m, s, _FINAL_PHASES)
         done += 1
     chosen, strength = min(finalists, key=cal.risk.get)
     params_out = {**base[chosen], STRENGTH_PARAM[chosen]: strength, **common}
     calibration = {
-        "scores": {_label(m, s): r for (m, s), r in cal.risk.items()},
-        "j_loss": {_label(m, s): r for (m, s), r in cal.j_loss.items()},
-        "chosen": _label(chosen, strength),
+        "scores": {label(m, s): r for (m, s), r in cal.risk.items()},
+        "j_loss": {label(m, s): r for (m, s), r in cal.j_loss.items()},
+        "chosen": label(chosen, strength),
         "crops": len(cal.crops),
         "crop_size": list(cal.crops[0].z.shape),
         "blind_spot": ["row"] if line > 0 else list(cal.corr.shape),
         "line_variance": line,
     }
     plan = DenoisePlan(chosen, params_out, noise, stabilise, method, calibration)
-    yield Progress(total, total, f"chose {_label(chosen, strength)}")
+    yield Progress(total, total, f"chose {label(chosen, strength)}")
     return plan
 
 
 _N_REFINE = 3
-# Lags whose noise correlation is below this are left outside the blind spot (an
-# estimated kernel has small noisy tails; their leak into the scores is negligible).
-_CORR_SUPPORT = 0.05
 # Scan-line offsets are modelled when their variance exceeds this fraction of the
 # mean noise variance (below it their effect on the scores is negligible, and the
 # estimate is dominated by row-aligned structure at high dose).
@@ -877,7 +345,7 @@ _CROP_SIZE = 128
 _N_CROPS = 3
 
 
-def _make_calibrator(x, z, spikes, probe: DenoisePlan, base, line: float = 0.0) -> _Calibrator:
+def _make_calibrator(x, z, spikes, probe: DenoisePlan, base, line: float = 0.0) -> Calibrator:
     """Crops, blind-spot lattices and the scoring function.
 
     ``x``: raw frame (the scoring domain); ``z``: working domain after despiking
@@ -885,14 +353,14 @@ def _make_calibrator(x, z, spikes, probe: DenoisePlan, base, line: float = 0.0) 
     (replaced by their 3×3 median here too, and left out of the scores); ``line``:
     scan-line offset variance (row blind spots when > 0).
     """
-    kernel = _kernel_of(probe.noise)
+    kernel = kernel_of(probe.noise)
     corr = _noise_autocorrelation(kernel)
-    radii, stride = _hole_geometry(corr)
+    radii, stride = hole_geometry(corr)
     h, w = z.shape
     if h * w <= _N_CROPS * _CROP_SIZE**2:
         corners, size = [(0, 0)], max(h, w)
     else:
-        corners, size = _pick_crops(z, _N_CROPS, _CROP_SIZE), _CROP_SIZE
+        corners, size = pick_crops(z, _N_CROPS, _CROP_SIZE), _CROP_SIZE
     data = np.where(spikes, ndi.median_filter(x, size=3, mode="reflect"), x) if spikes.any() else x
     order = np.random.default_rng(20251121).permutation(stride[0] * stride[1])
     crops = []
@@ -906,11 +374,11 @@ def _make_calibrator(x, z, spikes, probe: DenoisePlan, base, line: float = 0.0) 
         lattices = []
         for j in range(_MAX_PHASES):
             if line > 0:
-                lattices.append(_make_row_lattice(patch, k + j * len(corners)))
+                lattices.append(make_row_lattice(patch, k + j * len(corners)))
                 continue
             p = int(order[(k + j * len(corners)) % order.size])
-            lattices.append(_make_lattice(patch, radii, stride, divmod(p, stride[1])))
-        crops.append(_Crop(z=patch, weight=wgt, variance=variance, lattices=lattices))
+            lattices.append(make_lattice(patch, radii, stride, divmod(p, stride[1])))
+        crops.append(Crop(z=patch, weight=wgt, variance=variance, lattices=lattices))
 
     # The stabilised, despiked input of each crop and lattice is the same for every
     # candidate: computed once (keyed by identity: the crops own these arrays).
@@ -919,10 +387,13 @@ def _make_calibrator(x, z, spikes, probe: DenoisePlan, base, line: float = 0.0) 
     def run(method, kwargs, y):
         # The whole pipeline of a plan, so candidates are scored on what they output.
         if id(y) not in work:
-            work[id(y)] = _despike(_to_work(y, probe), probe.params)
-        return _from_work(_run_filter(method, work[id(y)], kwargs, kernel), probe)
+            work[id(y)] = _despike(to_work(y, probe), probe.params)
+        return from_work(run_filter(method, work[id(y)], kwargs, kernel), probe)
 
-    return _Calibrator(crops=crops, corr=corr, base=base, line=line, run=run)
+    def kwargs_of(method, strength):
+        return filter_kwargs(method, {**base[method], STRENGTH_PARAM[method]: strength})
+
+    return Calibrator(crops=crops, corr=corr, base=base, line=line, run=run, kwargs_of=kwargs_of)
 
 
 def _resolve_noise(x: np.ndarray, noise, modality):
@@ -952,14 +423,14 @@ def _wants_despike(z: np.ndarray, modality, noise, sigma: float) -> bool:
     if modality is not None or noise.is_correlated():
         return False
     _, mask = filters.remove_spikes(
-        z, threshold=_DESPIKE_THRESHOLD, sigma=sigma, size=_DESPIKE_SIZE, return_mask=True
+        z, threshold=DESPIKE_THRESHOLD, sigma=sigma, size=DESPIKE_SIZE, return_mask=True
     )
     return bool(np.any(mask))
 
 
 def _base_params(method: str, sigma: float, user: dict) -> dict:
-    params = {**_FIXED[method], "sigma": float(sigma)}
-    params.update({k: v for k, v in user.items() if k not in _COMMON})
+    params = {**FIXED[method], "sigma": float(sigma)}
+    params.update({k: v for k, v in user.items() if k not in COMMON_PARAMS})
     params.pop(STRENGTH_PARAM[method], None)
     return params
 
@@ -1026,7 +497,7 @@ def iter_denoise(
         )
     tile = check_int(tile, "tile", low=16, hint="Use e.g. tile=512.")
     shape = tuple(int(s) for s in array.shape)
-    check_layout(shape, "array", stack=True, min_side=_MIN_SIDE)
+    check_layout(shape, "array", stack=True, min_side=MIN_SIDE)
     dtype = np.dtype(array.dtype)
     if dtype.kind not in "biuf":
         raise ValueError(
@@ -1096,7 +567,7 @@ def denoise_lazy(array, plan: DenoisePlan):
     if not isinstance(array, da.Array):
         array = da.asarray(array)
     shape = tuple(int(s) for s in array.shape)
-    check_layout(shape, "array", stack=True, min_side=_MIN_SIDE)
+    check_layout(shape, "array", stack=True, min_side=MIN_SIDE)
     if np.dtype(array.dtype).kind not in "biuf":
         raise ValueError(
             f"array must be a real numeric array; got dtype {array.dtype}. "
@@ -1164,9 +635,14 @@ def denoise(
     True
     """
     shape = tuple(int(s) for s in np.shape(image)) if not hasattr(image, "chunks") else image.shape
-    check_layout(tuple(shape), "image", stack=True, min_side=_MIN_SIDE)
+    check_layout(tuple(shape), "image", stack=True, min_side=MIN_SIDE)
     lead = shape[:-2]
     frame = image[tuple(n // 2 for n in lead)] if lead else image
     frame = np.asarray(frame.compute() if hasattr(frame, "compute") else frame)
     plan = plan_denoise(frame, method, modality=modality, params=params or None)
     return drain(iter_denoise(image, plan))
+
+
+# Names the tests read (and patch) on this module: the planner calls these three through
+# its own globals, so a patched one is what it runs.
+_GRID, _COMMON, _FIXED, _to_work = GRID, COMMON_PARAMS, FIXED, to_work
