@@ -167,3 +167,31 @@ def test_default_model_is_listed_and_runs_with_its_hash_in_metadata(
     job = widget.preview()
     _wait(qtbot, job)
     assert widget.last_preview.data.shape == stack.shape[1:]
+
+
+def test_a_widget_docked_after_a_file_opened_starts_on_it(make_napari_viewer, qtbot):
+    # issue 30.4: the menu starts where the user is (the only, else the active image layer)
+    from em_restore._napari.deconvolve_widget import DeconvolveWidget
+    from em_restore._napari.denoise_widget import DenoiseWidget
+
+    viewer = make_napari_viewer()
+    only = viewer.add_image(np.zeros((32, 32), np.float32), name="opened")
+    for cls in (DenoiseWidget, DeconvolveWidget):
+        assert cls(viewer).layer_combo.value is only
+    other = viewer.add_image(np.ones((32, 32), np.float32), name="second")
+    viewer.layers.selection.active = other
+    assert DenoiseWidget(viewer).layer_combo.value is other
+    viewer.layers.selection.active = only
+    assert DenoiseWidget(viewer).layer_combo.value is only
+    viewer.add_points([[1, 1]])  # the active layer is not an image, two images: no guess
+    assert DenoiseWidget(viewer).layer_combo.value is None
+
+
+def test_an_empty_menu_takes_the_first_image_opened(make_napari_viewer, qtbot):
+    from em_restore._napari.denoise_widget import DenoiseWidget
+
+    viewer = make_napari_viewer()
+    widget = DenoiseWidget(viewer)
+    assert widget.layer_combo.value is None
+    layer = viewer.add_image(np.zeros((32, 32), np.float32), name="later")
+    assert widget.layer_combo.value is layer

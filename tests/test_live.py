@@ -35,7 +35,7 @@ def stream():
     return noisy, sharp, offsets
 
 
-def drain(gen):
+def _drain(gen):
     records = []
     try:
         while True:
@@ -131,7 +131,7 @@ def _frames(n, size=16):
 
 def test_drop_policy_counts_the_dropped_frames():
     source = S.IteratorSource(_frames(40), fps=400)
-    records, summary = drain(L.iter_live(source, SlowRestorer(0.03), policy="drop", queue_size=3))
+    records, summary = _drain(L.iter_live(source, SlowRestorer(0.03), policy="drop", queue_size=3))
     shown = [r.index for r in records]
     assert summary.dropped > 0 and summary.peak_queue <= 3
     assert summary.frames_in + summary.dropped == 40
@@ -145,7 +145,7 @@ def test_drop_policy_counts_the_dropped_frames():
 
 def test_queue_policy_keeps_every_frame_in_bounded_memory():
     source = S.IteratorSource(_frames(30), fps=400)
-    records, summary = drain(L.iter_live(source, SlowRestorer(0.01), policy="queue", queue_size=4))
+    records, summary = _drain(L.iter_live(source, SlowRestorer(0.01), policy="queue", queue_size=4))
     assert [r.index for r in records] == list(range(30))
     assert summary.dropped == 0 and summary.peak_queue <= 4
     assert summary.stopped == "source ended"
@@ -155,7 +155,7 @@ def test_queue_policy_keeps_every_frame_in_bounded_memory():
 
 def test_workers_restore_concurrently_in_order():
     source = S.IteratorSource(_frames(24))
-    records, summary = drain(L.iter_live(source, SlowRestorer(0.02), workers=3))
+    records, summary = _drain(L.iter_live(source, SlowRestorer(0.02), workers=3))
     assert [r.index for r in records] == list(range(24)) and summary.frames_out == 24
     assert all(r.restored[0, 0] == 2 * r.index for r in records)
     with pytest.raises(ValueError, match="workers=1"):
@@ -169,12 +169,12 @@ def test_bad_policy_names_the_choices():
 
 def test_stop_after_and_idle_timeout(tmp_path):
     source = S.IteratorSource(_frames(50))
-    records, summary = drain(L.iter_live(source, SlowRestorer(0), stop_after=7))
+    records, summary = _drain(L.iter_live(source, SlowRestorer(0), stop_after=7))
     assert len(records) == 7 and summary.stopped == "stop-after" and source.closed
     empty = tmp_path / "empty"
     empty.mkdir()
     t = time.monotonic()
-    records, summary = drain(L.iter_live(S.FolderSource(empty), SlowRestorer(0), idle_timeout=0.3))
+    records, summary = _drain(L.iter_live(S.FolderSource(empty), SlowRestorer(0), idle_timeout=0.3))
     assert records == [] and summary.stopped == "idle timeout"
     assert time.monotonic() - t < 5
 
@@ -219,7 +219,7 @@ def test_folder_source_skips_part_files_and_waits_for_complete_files(tmp_path):
 
     thread = threading.Thread(target=writer)
     thread.start()
-    records, summary = drain(L.iter_live(source, SlowRestorer(0), idle_timeout=1.0))
+    records, summary = _drain(L.iter_live(source, SlowRestorer(0), idle_timeout=1.0))
     thread.join()
     assert [int(r.raw[0, 0]) for r in records] == [10, 20, 30, 40]
     assert [r.index for r in records] == [0, 1, 2, 3]
@@ -238,7 +238,7 @@ def test_growing_tiff_stack_is_followed(tmp_path):
 
     thread = threading.Thread(target=writer)
     thread.start()
-    records, _ = drain(
+    records, _ = _drain(
         L.iter_live(S.StackSource(path, poll=0.02), SlowRestorer(0), idle_timeout=1.0)
     )
     thread.join()
@@ -278,7 +278,7 @@ def test_growing_mrc_stack_is_followed_when_its_header_comes_last(tmp_path):
 
     thread = threading.Thread(target=writer)
     thread.start()
-    records, _ = drain(
+    records, _ = _drain(
         L.iter_live(S.StackSource(path, poll=0.02), SlowRestorer(0), idle_timeout=1.0)
     )
     thread.join()
@@ -292,7 +292,7 @@ def test_synthetic_microscope_drifts_as_it_says():
     steps = np.diff(src.offsets, axis=0)
     np.testing.assert_allclose(np.hypot(*steps.T), 2.5, rtol=0.01)
     r = L.BurstRestorer(5, "mean")
-    records, summary = drain(L.iter_live(src, r))
+    records, summary = _drain(L.iter_live(src, r))
     assert summary.frames_in == 14 and len(records) == 10
     truth = np.array([src.offset(k) for k in range(9, 14)]) - src.offset(11)
     assert np.hypot(*(r.last_shifts - truth).T).max() < 0.15

@@ -72,7 +72,7 @@ def test_the_cli_and_a_resumed_training_refuse_pickles(tmp_path, marker, capsys)
     folder.mkdir()
     _evil(folder / fit.STATE_FILE, marker, "zip")
     with pytest.raises(ValueError, match="not a training checkpoint em-restore wrote"):
-        fit._load_training_state(folder / fit.STATE_FILE)
+        fit.load_training_state(folder / fit.STATE_FILE)
     quick = ["--epochs", "1", "--steps-per-epoch", "1", "--batch", "2", "--patch", "32", "-q"]
     train = ["train", "--mode", "self", "--noisy", str(image), "-o", str(folder), "--resume"]
     assert main([*train, *quick]) == 2

@@ -18,7 +18,7 @@ from qtpy.QtCore import QEvent, QObject
 
 from em_restore._napari._fill import Filling, FramesDone, Streaming
 from em_restore._napari._jobs import Job
-from em_restore._napari._layers import layer_choices, show_side_by_side
+from em_restore._napari._layers import layer_choices, show_side_by_side, start_where_the_user_is
 
 if TYPE_CHECKING:
     import napari
@@ -82,6 +82,7 @@ class JobWidget(Container):
         self.last_result: Any = None
         self._alive = True
         self.layer_combo = ComboBox(label="image", choices=self._image_layers, nullable=True)
+        start_where_the_user_is(self.layer_combo, self.viewer)
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.compare_button = PushButton(text="Side by side", enabled=False)
@@ -123,6 +124,7 @@ class JobWidget(Container):
 
     def _refresh_layers(self, _event: Any = None) -> None:
         self.layer_combo.reset_choices()
+        start_where_the_user_is(self.layer_combo, self.viewer)
 
     def cancel(self, _value: Any = None) -> None:
         if self.job is not None and self.job.running:

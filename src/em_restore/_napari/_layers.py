@@ -108,6 +108,31 @@ def layer_choices(viewer: Any, kind: str = "Image") -> list[tuple[str, Any]]:
     return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, cls)]
 
 
+def where_the_user_is(viewer: Any, kind: str = "Image") -> Any:
+    """The layer a menu of ``kind`` layers should start on: the active one, else the only one.
+
+    ``None`` when the active layer is of another kind and there are several (or no)
+    layers of this kind: the menu then waits for the user's choice.
+    """
+    import napari.layers
+
+    cls = getattr(napari.layers, kind)
+    active = viewer.layers.selection.active
+    if isinstance(active, cls):
+        return active
+    layers = [layer for layer in viewer.layers if isinstance(layer, cls)]
+    return layers[0] if len(layers) == 1 else None
+
+
+def start_where_the_user_is(combo: Any, viewer: Any, kind: str = "Image") -> None:
+    """Point an empty layer menu at :func:`where_the_user_is` (a chosen layer stays)."""
+    if combo.value is not None:
+        return
+    layer = where_the_user_is(viewer, kind)
+    if layer is not None and any(layer is choice for choice in combo.choices):
+        combo.value = layer
+
+
 def viewer_grid(viewer: Any) -> Any:
     """The viewer's grid settings (``viewer.canvas.grid`` since napari 0.9)."""
     canvas = getattr(viewer, "canvas", None)

@@ -21,6 +21,7 @@ from em_restore._napari._layers import (
     layer_choices,
     result_layer_kwargs,
     show_side_by_side,
+    start_where_the_user_is,
 )
 from em_restore.backend import metrics
 
@@ -36,6 +37,7 @@ class CompareWidget(Container):
         self.viewer = napari_viewer
         self.scores: dict[str, float] | None = None
         self.layer_combo = ComboBox(label="layer", choices=self._image_layers, nullable=True)
+        start_where_the_user_is(self.layer_combo, self.viewer)
         self.reference_combo = ComboBox(
             label="reference", choices=self._image_layers, nullable=True
         )
@@ -79,6 +81,7 @@ class CompareWidget(Container):
 
     def _refresh_layers(self, _event: Any = None) -> None:
         self.layer_combo.reset_choices()
+        start_where_the_user_is(self.layer_combo, self.viewer)
         self.reference_combo.reset_choices()
 
     def _pair(self) -> tuple[Any, Any] | None:

@@ -44,7 +44,7 @@ from qtpy.QtWidgets import QSizePolicy, QWidget
 
 from em_restore._napari._base import on_close, status_label
 from em_restore._napari._jobs import Job
-from em_restore._napari._layers import layer_choices
+from em_restore._napari._layers import layer_choices, start_where_the_user_is
 from em_restore._napari._models import user_models
 
 if TYPE_CHECKING:
@@ -208,6 +208,7 @@ class TrainWidget(Container):
         self.task_combo = ComboBox(label="task", choices=list(TASKS), value="denoise")
         self.task_combo.tooltip = "burst: a network fusing a moving-stage stream (simulated only)"
         self.noisy_combo = ComboBox(label="noisy", choices=self._image_layers, nullable=True)
+        start_where_the_user_is(self.noisy_combo, self.viewer)
         self.clean_combo = ComboBox(label="clean", choices=self._image_layers, nullable=True)
         self.clean_combo.tooltip = (
             "paired: the clean image(s) of the same area (one per noisy frame, or one for "
@@ -329,6 +330,7 @@ class TrainWidget(Container):
 
     def _refresh_layers(self, _event: Any = None) -> None:
         self.noisy_combo.reset_choices()
+        start_where_the_user_is(self.noisy_combo, self.viewer)
         self.clean_combo.reset_choices()
 
     def _task_changed(self, _value: Any = None) -> None:

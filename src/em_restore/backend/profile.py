@@ -51,6 +51,7 @@ Examples
 >>> res = analyse_profile(LineProfile(x, y, unit="nm"))
 >>> round(res.particles[0].diameter, 3), res.particles[0].appearance
 (20.0, 'bright')
+
 Where each part lives: :mod:`.profile_line` (sampling), :mod:`.profile_fit` (the
 model and the sizing), :mod:`.profile_pairs` (pair resolution); this module
 re-exports them and holds :func:`measure_line`.

@@ -130,6 +130,7 @@ def pair_resolution(
 
     Examples
     --------
+    >>> from em_restore.backend.profile_fit import sphere_profile
     >>> x = np.arange(0.0, 100.0, 1.0)
     >>> def pair(gap):
     ...     return sphere_profile(x, centers=[35.0, 35.0 + 20.0 + gap], radii=[10.0, 10.0],
