@@ -179,7 +179,7 @@ def main(argv=None) -> int:
         "--resume",
         action="store_true",
         help=f"go on from the model folder's {STATE_FILE} left by an interrupted run "
-        "(denoisers; the result is bit-identical to an uninterrupted run)",
+        "(the result is bit-identical to an uninterrupted run)",
     )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -232,15 +232,12 @@ def main(argv=None) -> int:
             elif isinstance(event, TrainStep) and event.step % 50 == 0:
                 print(f"[{key}] step {event.step:5d} loss {event.loss:.5f}", end="\r", flush=True)
 
-        # Denoisers leave everything needed to go on at each validation (--resume).
-        state = None if is_burst else folder / STATE_FILE
-        resumable = (
-            {}
-            if is_burst
-            else {"checkpoint": state, "resume": args.resume, "workers": args.workers}
-        )
-        if state is not None:
-            folder.mkdir(parents=True, exist_ok=True)
+        # Every run leaves everything needed to go on at each validation (--resume).
+        state = folder / STATE_FILE
+        resumable = {"checkpoint": state, "resume": args.resume}
+        if not is_burst:
+            resumable["workers"] = args.workers
+        folder.mkdir(parents=True, exist_ok=True)
         result = run(
             cfg,
             log=lambda m, key=key: print(f"[{key}] {m}", flush=True),
@@ -251,8 +248,7 @@ def main(argv=None) -> int:
         )
         rec = burst_record(result, cfg) if is_burst else result.record(cfg)
         save_model(folder, result.net, model_config(result.net, rec), overwrite=True)
-        if state is not None:
-            state.unlink(missing_ok=True)  # finished: the model folder is all that is kept
+        state.unlink(missing_ok=True)  # finished: the model folder is all that is kept
         print(
             f"[{key}] saved {folder} (best step {result.best_step}, val PSNR "
             f"{result.best_psnr:.2f} dB, {result.seconds:.0f} s)"

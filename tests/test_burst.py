@@ -19,6 +19,7 @@ from em_restore.backend.models.burst import (
     BurstTrainConfig,
     iter_train_burst,
     simulated_window,
+    train_burst,
 )
 from em_restore.backend.models.nets import BurstDenseUNet, BurstDenseUNetConfig
 
@@ -289,3 +290,37 @@ def test_training_runs_and_learns_a_little():
     losses = [e.loss for e in events if type(e).__name__ == "TrainStep"]
     assert len(losses) == 12 and all(np.isfinite(losses))
     assert result.best_step in (0, 6, 12) and isinstance(result.net, BurstDenseUNet)
+
+
+def test_an_interrupted_burst_training_resumes_to_the_same_weights(tmp_path):
+    from em_restore.backend.models.training import Validation
+
+    cfg = BurstTrainConfig(
+        arch_params={"channels": 8, "growth": 4},
+        steps=8,
+        batch=2,
+        patch=32,
+        pool=3,
+        val_windows=2,
+        val_size=32,
+        val_every=3,
+        warmup=2,
+        max_frames=5,
+        recipe=BurstRecipe(size=48, frames=5),
+    )
+    whole = train_burst(cfg)
+    state = tmp_path / "training-state.pt"
+    run = iter_train_burst(cfg, checkpoint=state)
+    for event in run:  # stopped, as a killed process would be, after the step-6 validation
+        if isinstance(event, Validation) and event.step == 6:
+            break
+    run.close()
+    resumed = train_burst(cfg, checkpoint=state, resume=True)
+    for k, v in whole.net.state_dict().items():
+        assert torch.equal(v, resumed.net.state_dict()[k]), k
+    vals = [(v.step, v.loss) for v in resumed.history if isinstance(v, Validation)]
+    assert vals == [(v.step, v.loss) for v in whole.history if isinstance(v, Validation)]
+    assert [v.step for v in resumed.history if isinstance(v, Validation)] == [0, 3, 6, 8]
+    other = BurstTrainConfig(**{**cfg.__dict__, "seed": 1})
+    with pytest.raises(ValueError, match=r"other settings \(seed\)"):
+        train_burst(other, checkpoint=state, resume=True)

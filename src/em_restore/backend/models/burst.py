@@ -31,7 +31,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -40,14 +41,22 @@ from ..fuse import fuse_wiener, window_velocity
 from ..register import AlignedWindow, align_window
 from .augment import dihedral, dihedral_vec
 from .inference import blend_window, normalisation_of, tile_grid
-from .nets import build_network
-from .training import (
+from .loop import (
+    Loop,
     TrainResult,
     TrainStep,
     Validation,
+    check_same_settings,
     config_dict,
+    deterministic,
+    iter_steps,
+    load_training_state,
+    range_psnr,
     run_training,
+    save_checkpoint,
 )
+from .losses import ssim_torch
+from .nets import build_network
 
 __all__ = [
     "DEFAULT_BURST_MODEL",
@@ -235,28 +244,6 @@ class BurstTrainConfig:
         return config_dict(self)
 
 
-def ssim_torch(x, y, *, data_range: float = 1.0, window: int = 11, sigma: float = 1.5):
-    """Mean SSIM of two ``(B, 1, H, W)`` tensors (Gaussian window, valid region)."""
-    import torch
-    import torch.nn.functional as F
-
-    ax = torch.arange(window, dtype=x.dtype, device=x.device) - window // 2
-    g = torch.exp(-(ax**2) / (2 * sigma * sigma))
-    g = g / g.sum()
-    k = (g[:, None] * g[None, :])[None, None]
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-
-    def f(z):
-        return F.conv2d(z, k)
-
-    mx, my = f(x), f(y)
-    vx = f(x * x) - mx * mx
-    vy = f(y * y) - my * my
-    cxy = f(x * y) - mx * my
-    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    return s.mean(dim=(1, 2, 3))
-
-
 def _check(cfg: BurstTrainConfig, stride: int) -> None:
     for name in ("steps", "batch", "patch", "pool", "val_windows", "val_size", "val_every"):
         v = getattr(cfg, name)
@@ -289,158 +276,184 @@ def _sub_window(a: AlignedWindow, k: int) -> AlignedWindow:
 
 
 def iter_train_burst(
-    cfg: BurstTrainConfig, *, log=None, device=None, on_best=None
+    cfg: BurstTrainConfig, *, log=None, device=None, on_best=None, checkpoint=None, resume=False
 ) -> Generator[TrainStep | Validation, None, TrainResult]:
     """Train a burst network on simulated streams (see module doc).
 
     ``Validation.loss`` is ``1 - SSIM`` (normalised units) and ``psnr`` the mean
     PSNR in ADU against the data range of the target; the best checkpoint is the
     one with the highest validation SSIM. Closing the generator stops training.
+    ``checkpoint`` and ``resume`` work as in :func:`~.training.iter_train`: the
+    state is rewritten at every validation, and a resumed run ends bit-identical
+    to an uninterrupted one.
     """
-    import torch
-
     from .device import select_device
 
-    previous = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    try:
-        dev = select_device("cpu" if device is None else device)
-        t_start = time.perf_counter()
-        torch.manual_seed(cfg.seed)
-        net = build_network(cfg.architecture, cfg.arch_params).to(dev)
-        _check(cfg, int(net.stride))
-        rule = cfg.normalisation
+    dev = select_device("cpu" if device is None else device)
+    with deterministic(dev):
+        return (yield from _train_burst(cfg, log, dev, on_best, checkpoint, resume))
 
-        def say(msg: str) -> None:
-            if log is not None:
-                log(msg)
 
-        rec = cfg.recipe
-        say(f"simulating {cfg.pool} training windows of {rec.frames} x {rec.size}²")
-        n, t = rec.size, rec.frames
-        pool_x = np.empty((cfg.pool, t, n, n), np.float32)
-        pool_m = np.empty((cfg.pool, t, n, n), bool)
-        pool_y = np.empty((cfg.pool, n, n), np.float32)
-        pool_s = np.empty((cfg.pool, t, 2), np.float64)
-        ks = range(cfg.min_frames, cfg.max_frames + 1)
-        pool_b = np.empty((cfg.pool, len(ks), n, n), np.float32)  # Wiener base per size
-        for i in range(cfg.pool):
-            a, target, _ = simulated_window(np.random.default_rng([cfg.seed, 11, i]), rec)
-            pool_x[i], pool_m[i], pool_y[i], lo, scale = _sample(a, target, rule)
-            pool_s[i] = a.shifts
-            for j, k in enumerate(ks):
-                pool_b[i, j] = (fuse_wiener(_sub_window(a, k)) - lo) / scale
-            if (i + 1) % 100 == 0:
-                say(f"  {i + 1}/{cfg.pool}")
-        say(f"simulating {cfg.val_windows} validation windows of {cfg.val_frames} frames")
-        val = []
-        for i in range(cfg.val_windows):
-            a, target, _ = simulated_window(
-                np.random.default_rng([cfg.seed, 13, i]),
-                rec,
-                size=cfg.val_size,
-                frames=cfg.val_frames,
-            )
-            xn, m, yn, lo, scale = _sample(a, target, rule)
-            base = (fuse_wiener(a) - lo) / scale
-            val.append((xn, m, yn, lo, scale, target, window_velocity(a.shifts), base))
-        vx = torch.from_numpy(np.stack([v[0] for v in val])).to(dev)
-        vv = torch.from_numpy(np.stack([v[6] for v in val]).astype(np.float32)).to(dev)
-        vbase = torch.from_numpy(np.stack([v[7] for v in val])[:, None].astype(np.float32)).to(dev)
-        vm = torch.from_numpy(np.stack([v[1] for v in val]).astype(np.float32)).to(dev)
-        vy = torch.from_numpy(np.stack([v[2] for v in val])[:, None]).to(dev)
+def _train_burst(cfg: BurstTrainConfig, log, dev, on_best, checkpoint, resume):
+    import torch
 
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-        best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-        best = (-math.inf, -math.inf, 0)  # ssim, psnr, step
-        history: list = []
+    t_start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    net = build_network(cfg.architecture, cfg.arch_params).to(dev)
+    _check(cfg, int(net.stride))
+    rule = cfg.normalisation
 
-        def validate(step: int) -> Validation:
-            nonlocal best, best_state
-            net.eval()
-            with torch.inference_mode():
-                outs = torch.cat(
-                    [
-                        net(vx[i : i + 4], vm[i : i + 4], vv[i : i + 4], vbase[i : i + 4])
-                        for i in range(0, len(val), 4)
-                    ]
-                )
-                ssim = float(ssim_torch(outs, vy, data_range=1.0).mean())  # normalised units
-            net.train()
-            outs_np = outs[:, 0].cpu().numpy()
-            psnrs = []
-            for o, v in zip(outs_np, val, strict=True):
-                truth = v[5]
-                rng = float(np.ptp(truth)) or 1.0
-                mse = float(np.mean((o * v[4] + v[3] - truth) ** 2))
-                psnrs.append(10 * math.log10(rng * rng / max(mse, 1e-20)))
-            psnr = float(np.mean(psnrs))
-            is_best = ssim > best[0]
-            if is_best:
-                best = (ssim, psnr, step)
-                best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-            event = Validation(step, cfg.steps, 1.0 - ssim, psnr, is_best)
-            history.append(event)
-            if is_best and on_best is not None:
-                net.eval()
-                on_best(net, event)
-                net.train()
-            return event
+    def say(msg: str) -> None:
+        if log is not None:
+            log(msg)
 
-        net.train()
-        yield validate(0)
-        p = cfg.patch
-        for step in range(1, cfg.steps + 1):
-            t0 = time.perf_counter()
-            g = np.random.default_rng([cfg.seed, 12, step])
-            k = int(g.integers(cfg.min_frames, cfg.max_frames + 1))
-            first = t // 2 - k // 2
-            idx = g.integers(cfg.pool, size=cfg.batch)
-            ys = g.integers(n - p + 1, size=cfg.batch)
-            xs = g.integers(n - p + 1, size=cfg.batch)
-            rots = g.integers(8, size=cfg.batch)
-            xb, mb, yb, vb, bb = [], [], [], [], []
-            for i, y0, x0, r in zip(idx, ys, xs, rots, strict=True):
-                sl = (slice(first, first + k), slice(y0, y0 + p), slice(x0, x0 + p))
-                xb.append([dihedral(f, r) for f in pool_x[i][sl]])
-                mb.append([dihedral(f, r) for f in pool_m[i][sl]])
-                yb.append(dihedral(pool_y[i][sl[1:]], r))
-                vb.append(dihedral_vec(window_velocity(pool_s[i][first : first + k]), r))
-                bb.append(dihedral(pool_b[i, k - cfg.min_frames][sl[1:]], r))
-            xt = torch.from_numpy(np.array(xb, dtype=np.float32)).to(dev)
-            mt = torch.from_numpy(np.array(mb, dtype=np.float32)).to(dev)
-            vt = torch.from_numpy(np.array(vb, dtype=np.float32)).to(dev)
-            bt = torch.from_numpy(np.array(bb, dtype=np.float32)[:, None]).to(dev)
-            yt = torch.from_numpy(np.array(yb, dtype=np.float32)[:, None]).to(dev)
-            lr = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (
-                1 + math.cos(math.pi * (step - 1) / cfg.steps)
-            )
-            if step <= cfg.warmup:
-                lr *= step / cfg.warmup
-            for group in opt.param_groups:
-                group["lr"] = lr
-            pred = net(xt, mt, vt, bt)
-            loss = torch.nn.functional.l1_loss(pred, yt)
-            if cfg.ssim_weight:
-                loss = loss + cfg.ssim_weight * (1 - ssim_torch(pred, yt).mean())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip)
-            opt.step()
-            event = TrainStep(step, cfg.steps, loss.item(), lr, time.perf_counter() - t0)
-            history.append(event)
-            yield event
-            if step % cfg.val_every == 0 or step == cfg.steps:
-                yield validate(step)
-        net.load_state_dict(best_state)
-        net = net.cpu().eval()
-        return TrainResult(
-            net, best[2], 1.0 - best[0], best[1], history, time.perf_counter() - t_start
+    rec = cfg.recipe
+    say(f"simulating {cfg.pool} training windows of {rec.frames} x {rec.size}²")
+    n, t = rec.size, rec.frames
+    pool_x = np.empty((cfg.pool, t, n, n), np.float32)
+    pool_m = np.empty((cfg.pool, t, n, n), bool)
+    pool_y = np.empty((cfg.pool, n, n), np.float32)
+    pool_s = np.empty((cfg.pool, t, 2), np.float64)
+    ks = range(cfg.min_frames, cfg.max_frames + 1)
+    pool_b = np.empty((cfg.pool, len(ks), n, n), np.float32)  # Wiener base per size
+    for i in range(cfg.pool):
+        a, target, _ = simulated_window(np.random.default_rng([cfg.seed, 11, i]), rec)
+        pool_x[i], pool_m[i], pool_y[i], lo, scale = _sample(a, target, rule)
+        pool_s[i] = a.shifts
+        for j, k in enumerate(ks):
+            pool_b[i, j] = (fuse_wiener(_sub_window(a, k)) - lo) / scale
+        if (i + 1) % 100 == 0:
+            say(f"  {i + 1}/{cfg.pool}")
+    say(f"simulating {cfg.val_windows} validation windows of {cfg.val_frames} frames")
+    val = []
+    for i in range(cfg.val_windows):
+        a, target, _ = simulated_window(
+            np.random.default_rng([cfg.seed, 13, i]),
+            rec,
+            size=cfg.val_size,
+            frames=cfg.val_frames,
         )
-    finally:
-        torch.use_deterministic_algorithms(previous)
+        xn, m, yn, lo, scale = _sample(a, target, rule)
+        base = (fuse_wiener(a) - lo) / scale
+        val.append((xn, m, yn, lo, scale, target, window_velocity(a.shifts), base))
+    vx = torch.from_numpy(np.stack([v[0] for v in val])).to(dev)
+    vv = torch.from_numpy(np.stack([v[6] for v in val]).astype(np.float32)).to(dev)
+    vbase = torch.from_numpy(np.stack([v[7] for v in val])[:, None].astype(np.float32)).to(dev)
+    vm = torch.from_numpy(np.stack([v[1] for v in val]).astype(np.float32)).to(dev)
+    vy = torch.from_numpy(np.stack([v[2] for v in val])[:, None]).to(dev)
+
+    loop = Loop(
+        net, lr=cfg.lr, lr_min=cfg.lr_min, warmup=cfg.warmup, total=cfg.steps, clip=cfg.clip
+    )
+    best = (-math.inf, -math.inf, 0)  # ssim, psnr, step
+    history: list = []
+    first, elapsed0 = 1, 0.0
+    if resume and checkpoint is not None and Path(checkpoint).is_file():
+        state = load_training_state(checkpoint)
+        check_same_settings(checkpoint, state["config"], cfg.to_dict())
+        loop.restore(state)
+        best = tuple(state["best"])
+        history = [Validation(**v) for v in state["validations"]]
+        first, elapsed0 = int(state["step"]) + 1, float(state["seconds"])
+        say(f"resuming after step {first - 1} of {cfg.steps} from {checkpoint}")
+    t_start -= elapsed0
+
+    def save_state(step: int) -> None:
+        if checkpoint is not None:
+            save_checkpoint(
+                checkpoint,
+                loop.state(
+                    config=cfg.to_dict(),
+                    step=step,
+                    best=list(best),
+                    validations=[asdict(v) for v in history if isinstance(v, Validation)],
+                    seconds=time.perf_counter() - t_start,
+                ),
+            )
+
+    def validate(step: int) -> Validation:
+        nonlocal best
+        net.eval()
+        with torch.inference_mode():
+            outs = torch.cat(
+                [
+                    net(vx[i : i + 4], vm[i : i + 4], vv[i : i + 4], vbase[i : i + 4])
+                    for i in range(0, len(val), 4)
+                ]
+            )
+            ssim = float(ssim_torch(outs, vy, data_range=1.0).mean())  # normalised units
+        net.train()
+        outs_np = outs[:, 0].cpu().numpy()
+        psnr = float(
+            np.mean([range_psnr(o * v[4] + v[3], v[5]) for o, v in zip(outs_np, val, strict=True)])
+        )
+        is_best = ssim > best[0]
+        if is_best:
+            best = (ssim, psnr, step)
+            loop.keep_best()
+        event = Validation(step, cfg.steps, 1.0 - ssim, psnr, is_best)
+        history.append(event)
+        if is_best:
+            loop.show_best(on_best, event)
+        return event
+
+    p = cfg.patch
+
+    def loss_of(step: int):
+        g = np.random.default_rng([cfg.seed, 12, step])
+        k = int(g.integers(cfg.min_frames, cfg.max_frames + 1))
+        first = t // 2 - k // 2
+        idx = g.integers(cfg.pool, size=cfg.batch)
+        ys = g.integers(n - p + 1, size=cfg.batch)
+        xs = g.integers(n - p + 1, size=cfg.batch)
+        rots = g.integers(8, size=cfg.batch)
+        xb, mb, yb, vb, bb = [], [], [], [], []
+        for i, y0, x0, r in zip(idx, ys, xs, rots, strict=True):
+            sl = (slice(first, first + k), slice(y0, y0 + p), slice(x0, x0 + p))
+            xb.append([dihedral(f, r) for f in pool_x[i][sl]])
+            mb.append([dihedral(f, r) for f in pool_m[i][sl]])
+            yb.append(dihedral(pool_y[i][sl[1:]], r))
+            vb.append(dihedral_vec(window_velocity(pool_s[i][first : first + k]), r))
+            bb.append(dihedral(pool_b[i, k - cfg.min_frames][sl[1:]], r))
+        xt = torch.from_numpy(np.array(xb, dtype=np.float32)).to(dev)
+        mt = torch.from_numpy(np.array(mb, dtype=np.float32)).to(dev)
+        vt = torch.from_numpy(np.array(vb, dtype=np.float32)).to(dev)
+        bt = torch.from_numpy(np.array(bb, dtype=np.float32)[:, None]).to(dev)
+        yt = torch.from_numpy(np.array(yb, dtype=np.float32)[:, None]).to(dev)
+        pred = net(xt, mt, vt, bt)
+        loss = torch.nn.functional.l1_loss(pred, yt)
+        if cfg.ssim_weight:
+            loss = loss + cfg.ssim_weight * (1 - ssim_torch(pred, yt).mean())
+        return loss
+
+    net.train()
+    if first == 1:
+        yield validate(0)
+    yield from iter_steps(
+        loop,
+        first,
+        loss_of,
+        val_every=cfg.val_every,
+        validate=validate,
+        history=history,
+        save=save_state,
+    )
+    net = loop.finish()
+    return TrainResult(net, best[2], 1.0 - best[0], best[1], history, time.perf_counter() - t_start)
 
 
-def train_burst(cfg: BurstTrainConfig, *, log=None, on_event=None, device=None, on_best=None):
+def train_burst(
+    cfg: BurstTrainConfig,
+    *,
+    log=None,
+    on_event=None,
+    device=None,
+    on_best=None,
+    checkpoint=None,
+    resume=False,
+):
     """:func:`iter_train_burst` run to the end; ``on_event`` sees every event."""
-    return run_training(iter_train_burst(cfg, log=log, device=device, on_best=on_best), on_event)
+    gen = iter_train_burst(
+        cfg, log=log, device=device, on_best=on_best, checkpoint=checkpoint, resume=resume
+    )
+    return run_training(gen, on_event)

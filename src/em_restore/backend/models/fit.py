@@ -62,7 +62,7 @@ import math
 import os
 import time
 from collections.abc import Generator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +70,31 @@ import numpy as np
 
 from ..._atomic import write_text_atomic
 from .._progress import Progress
-from .burst import DEFAULT_BURST_MODEL, ssim_torch
+from .burst import DEFAULT_BURST_MODEL
+from .fit_config import (
+    LOSSES,
+    LR_FINE_TUNE,
+    LR_SCRATCH,
+    MODES,
+    RESUMABLE,
+    SCRATCH_ARCHITECTURE,
+    Epoch,
+    FitConfig,
+    FitResult,
+    rounded,
+)
+from .loop import (
+    Loop,
+    TrainStep,
+    check_same_settings,
+    deterministic,
+    load_training_state,
+    range_psnr,
+    run_training,
+    save_checkpoint,
+)
+from .losses import N2N_GAMMA, loss_for, loss_value, n2n_indices, n2n_subsample, ssim_torch
 from .nets import build_network, network_params
-from .training import TrainStep, load_training_state, range_psnr, save_checkpoint
 
 __all__ = [
     "LOSSES",
@@ -92,252 +114,9 @@ __all__ = [
     "start_spec",
 ]
 
-MODES = ("paired", "self", "simulated", "burst")
-LOSSES = ("auto", "l1", "l2", "ssim", "l1+ssim", "gradient")
-N2N_GAMMA = 2.0
-_RESUMABLE = ("epochs", "max_minutes")
-#: Adam's learning rate when ``lr`` is None: from random weights, and when fine-tuning
-#: (lower, so the first steps keep what the start model knows; bench_train finetune).
-LR_SCRATCH = 1e-3
-LR_FINE_TUNE = 3e-4
-#: The network trained from scratch when no architecture is chosen.
-SCRATCH_ARCHITECTURE = {"denoise": "fast_denoiser", "burst": "burst_dense_unet"}
-
-
-@dataclass(frozen=True)
-class FitConfig:
-    """How a network is trained on a dataset (recorded in the model's config).
-
-    ``start``: the model to fine-tune (a registered name or a model folder); None:
-    the bundled model of the task and modality. ``from_scratch``: random weights
-    instead. ``architecture`` / ``arch_params``: None / empty take the start
-    model's (from scratch: :data:`SCRATCH_ARCHITECTURE` with its defaults); a
-    different choice while fine-tuning is refused. ``lr`` None: :data:`LR_FINE_TUNE`
-    or :data:`LR_SCRATCH`. :func:`check_fit` turns it into the resolved config that
-    is trained and recorded.
-    """
-
-    architecture: str | None = None
-    arch_params: dict = field(default_factory=dict)
-    start: str | None = None
-    from_scratch: bool = False
-    loss: str = "auto"
-    epochs: int = 20
-    steps_per_epoch: int = 50
-    batch: int = 8
-    patch: int = 64
-    lr: float | None = None
-    lr_min: float = 1e-5
-    warmup: int = 50
-    clip: float = 1.0
-    val_crop: int = 128
-    patience: int = 0  # epochs without improvement before stopping; 0: never
-    max_minutes: float | None = None
-    preview: int = 0  # index of the validation crop shown as preview
-    seed: int = 0
-
-    @property
-    def learning_rate(self) -> float:
-        """``lr``, or its default for fine-tuning / training from scratch."""
-        if self.lr is not None:
-            return self.lr
-        return LR_SCRATCH if self.from_scratch else LR_FINE_TUNE
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def check(self) -> None:
-        for name in ("epochs", "steps_per_epoch", "batch", "patch", "val_crop"):
-            v = getattr(self, name)
-            if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
-                raise ValueError(f"{name} must be a positive integer; got {v!r}.")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}.")
-        lr = self.learning_rate
-        if not (0 < self.lr_min <= lr):
-            raise ValueError(f"need 0 < lr_min <= lr; got lr={lr}, lr_min={self.lr_min}.")
-        if self.from_scratch and self.start is not None:
-            raise ValueError(
-                f"start={self.start!r} and from_scratch=True exclude each other; drop one "
-                "(--from MODEL or --from-scratch)."
-            )
-        if not (isinstance(self.patience, int) and self.patience >= 0):
-            raise ValueError(f"patience must be an integer >= 0; got {self.patience!r}.")
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise ValueError(f"max_minutes must be > 0 (or None); got {self.max_minutes!r}.")
-
-
-@dataclass(frozen=True)
-class Epoch:
-    """One epoch done: losses, validation, best-so-far, timing and a preview."""
-
-    epoch: int
-    epochs: int
-    step: int
-    train_loss: float
-    val_loss: float
-    val_psnr: float | None  # dB in ADU against the target's range; None if self-supervised
-    val_ssim: float | None  # normalised units
-    best: bool
-    best_epoch: int
-    lr: float
-    seconds: float  # since training started (data preparation excluded)
-    eta_s: float
-    preview: np.ndarray | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def done(self) -> int:
-        return self.epoch
-
-    @property
-    def total(self) -> int:
-        return self.epochs
-
-    @property
-    def eta(self) -> str:
-        """The ETA as ``m:ss``."""
-        return _clock(self.eta_s)
-
-    @property
-    def message(self) -> str:
-        score = (
-            f"val SSIM {self.val_ssim:.3f}"
-            if self.val_ssim is not None
-            else (f"val loss {self.val_loss:.4g}")
-        )
-        return f"epoch {self.epoch}/{self.epochs}, {score}, ETA {self.eta}"
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("preview")
-        return d
-
-
-def _clock(seconds: float) -> str:
-    s = max(round(seconds), 0)
-    return f"{s // 60}:{s % 60:02d}"
-
-
-@dataclass
-class FitResult:
-    net: Any  # holding the best epoch's weights, on CPU, eval mode
-    config: FitConfig
-    loss: str
-    data: dict
-    best_epoch: int
-    best_val_loss: float
-    best_psnr: float | None
-    best_ssim: float | None
-    input_psnr: float | None
-    input_ssim: float | None
-    history: list = field(default_factory=list)
-    seconds: float = 0.0
-    stop_reason: str = "completed"
-    # fine-tuned: the start model's name, weights' SHA-256 and validation scores
-    start: dict | None = None
-
-    def record(self) -> dict:
-        """JSON-able training record for the model config and card."""
-        import platform
-
-        import torch
-
-        origin = {}
-        if self.start is not None:
-            s = self.start
-            origin = {
-                "fine_tuned_from": {"name": s["name"], "weights_sha256": s["weights_sha256"]},
-                "start_val_loss": _round(s["val_loss"]),
-                "start_val_psnr_db": _round(s["val_psnr_db"], 3),
-                "start_val_ssim": _round(s["val_ssim"], 4),
-            }
-        return {
-            "data": self.data,
-            "config": self.config.to_dict(),
-            **origin,
-            "loss": self.loss,
-            "best_epoch": self.best_epoch,
-            "best_val_loss": _round(self.best_val_loss),
-            "best_val_psnr_db": _round(self.best_psnr, 3),
-            "best_val_ssim": _round(self.best_ssim, 4),
-            "input_val_psnr_db": _round(self.input_psnr, 3),
-            "input_val_ssim": _round(self.input_ssim, 4),
-            "epochs_run": len(self.history),
-            "stop_reason": self.stop_reason,
-            "seconds": round(self.seconds, 1),
-            "torch": torch.__version__,
-            "machine": platform.machine(),
-            "history": [
-                {k: _round(v) for k, v in e.to_dict().items() if k not in ("epochs",)}
-                for e in self.history
-            ],
-        }
-
-
-def _round(v, digits: int = 6):
-    return None if v is None else round(float(v), digits) if isinstance(v, float) else v
-
-
-def loss_for(kind: str, self_supervised: bool, burst: bool) -> str:
-    """The loss ``auto`` stands for, or ``kind`` after checking it fits the data."""
-    if self_supervised:
-        if kind not in ("auto", "l2"):
-            raise ValueError(
-                f"self-supervised training needs the l2 loss (a noisy target is unbiased only "
-                f"in the mean); got {kind!r}: choose l2 or auto."
-            )
-        return "l2"
-    if kind == "auto":
-        return "l1+ssim" if burst else "l1"
-    return kind
-
-
-def _loss(kind: str, pred, target):
-    import torch.nn.functional as F
-
-    if kind == "l1":
-        return F.l1_loss(pred, target)
-    if kind == "l2":
-        return F.mse_loss(pred, target)
-    if kind == "ssim":
-        return 1 - ssim_torch(pred, target).mean()
-    if kind == "l1+ssim":
-        return F.l1_loss(pred, target) + (1 - ssim_torch(pred, target).mean())
-    if kind == "gradient":
-        d = pred - target
-        return (
-            F.l1_loss(pred, target)
-            + (d[..., 1:, :] - d[..., :-1, :]).abs().mean()
-            + (d[..., :, 1:] - d[..., :, :-1]).abs().mean()
-        )
-    raise ValueError(f"unknown loss {kind!r}")  # pragma: no cover - checked before
-
-
-# Neighbour cells of each position in a 2×2 cell (index dy*2+dx), sharing an edge.
-_NEIGHBOURS = np.array([[1, 2], [0, 3], [0, 3], [1, 2]])
-
-
-def n2n_indices(gen: np.random.Generator, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-cell pixel choices ``(i1, i2)`` of two neighbouring pixels in each 2×2 cell."""
-    i1 = gen.integers(4, size=shape)
-    i2 = _NEIGHBOURS[i1, gen.integers(2, size=shape)]
-    return i1, i2
-
-
-def n2n_subsample(x, i1, i2):
-    """Sub-images ``(g1, g2)`` of ``x`` (B, 1, 2h, 2w) for cell choices (B, 1, h, w)."""
-    import torch.nn.functional as F
-
-    cells = F.pixel_unshuffle(x, 2)
-    return cells.gather(1, i1), cells.gather(1, i2)
-
-
-def _state(net) -> dict:
-    return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-
 
 def _comparable(cfg_dict: dict) -> dict:
-    return {k: v for k, v in cfg_dict.items() if k not in _RESUMABLE}
+    return {k: v for k, v in cfg_dict.items() if k not in RESUMABLE}
 
 
 def iter_fit(
@@ -366,20 +145,13 @@ def iter_fit(
 
 
 def _iter_fit(plan: FitPlan, data, device, on_best, checkpoint, resume):
-    import torch
-
     from .device import select_device
 
     if data.rule != plan.rule:  # fine-tuning: the inputs on the start model's scale
         data.use_rule(plan.rule)
     dev = select_device("cpu" if device is None else device)
-    previous = torch.are_deterministic_algorithms_enabled()
-    # On CUDA some kernels have no deterministic version: warn there instead of failing.
-    torch.use_deterministic_algorithms(True, warn_only=dev.type != "cpu")
-    try:
+    with deterministic(dev):
         return (yield from _fit(plan, data, dev, on_best, checkpoint, resume))
-    finally:
-        torch.use_deterministic_algorithms(previous)
 
 
 @dataclass(frozen=True)
@@ -546,7 +318,7 @@ def _fit(plan: FitPlan, data, dev, on_best, checkpoint, resume):
                 else:
                     out = net(*inputs)
                     target = torch.from_numpy(item.target).to(dev)
-                    losses.append(float(_loss(loss_kind, out, target)))
+                    losses.append(float(loss_value(loss_kind, out, target)))
                     ssims.append(float(ssim_torch(out, target).mean()))
                     psnrs.append(_psnr_adu(out.cpu().numpy(), item))
                 if j == preview_at:
@@ -568,9 +340,10 @@ def _fit(plan: FitPlan, data, dev, on_best, checkpoint, resume):
             )
         )
 
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     total_steps = cfg.epochs * cfg.steps_per_epoch
-    best_state = _state(net)
+    loop = Loop(
+        net, lr=cfg.lr, lr_min=cfg.lr_min, warmup=cfg.warmup, total=total_steps, clip=cfg.clip
+    )
     best = {"score": -math.inf, "epoch": 0, "loss": math.inf, "psnr": None, "ssim": None}
     history: list[Epoch] = []
     start_epoch, bad_epochs, elapsed0 = 1, 0, 0.0
@@ -594,20 +367,14 @@ def _fit(plan: FitPlan, data, dev, on_best, checkpoint, resume):
         }
     if resuming:
         state = load_training_state(checkpoint)
-        if _comparable(state["config"]) != _comparable(cfg_dict):
-            names = {"data": "mode", "start_weights": "start"}
-            diff = sorted(
-                names.get(k, k)
-                for k in _comparable(cfg_dict)
-                if state["config"].get(k) != cfg_dict[k]
-            )
-            raise ValueError(
-                f"the checkpoint {checkpoint} was made with other settings ({', '.join(diff)}); "
-                "resume with the same settings or start a new run in another folder."
-            )
-        net.load_state_dict(state["net"])
-        opt.load_state_dict(state["opt"])
-        best_state, best = state["best_state"], state["best"]
+        check_same_settings(
+            checkpoint,
+            _comparable(state["config"]),
+            _comparable(cfg_dict),
+            names={"data": "mode", "start_weights": "start"},
+        )
+        loop.restore(state)
+        best = state["best"]
         history = [Epoch(**h) for h in state["history"]]
         start_epoch, bad_epochs = state["epoch"] + 1, state["bad_epochs"]
         elapsed0 = state["seconds"]
@@ -633,47 +400,35 @@ def _fit(plan: FitPlan, data, dev, on_best, checkpoint, resume):
             start_info,
         )
 
+    def loss_of(step: int):
+        gen = np.random.default_rng([cfg.seed, 2, step])
+        inputs, target = data.batch(gen, cfg.batch, cfg.patch)
+        if not selfsup:
+            return loss_value(loss_kind, net(*tensors(inputs)), torch.from_numpy(target).to(dev))
+        (x,) = tensors(inputs)
+        i1, i2 = n2n_indices(gen, (cfg.batch, 1, cfg.patch, cfg.patch))
+        i1, i2 = torch.from_numpy(i1).to(dev), torch.from_numpy(i2).to(dev)
+        g1, g2 = n2n_subsample(x, i1, i2)
+        with torch.no_grad():
+            f1, f2 = n2n_subsample(net(x), i1, i2)
+        out = net(g1)
+        return torch.mean((out - g2) ** 2) + N2N_GAMMA * torch.mean((out - g2 - (f1 - f2)) ** 2)
+
     net.train()
     epoch = start_epoch - 1
     for epoch in range(start_epoch, cfg.epochs + 1):
         losses = []
         for step in range((epoch - 1) * cfg.steps_per_epoch + 1, epoch * cfg.steps_per_epoch + 1):
-            t0 = time.perf_counter()
-            gen = np.random.default_rng([cfg.seed, 2, step])
-            inputs, target = data.batch(gen, cfg.batch, cfg.patch)
-            lr = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (
-                1 + math.cos(math.pi * (step - 1) / total_steps)
-            )
-            if step <= cfg.warmup:
-                lr *= step / cfg.warmup
-            for group in opt.param_groups:
-                group["lr"] = lr
-            if selfsup:
-                (x,) = tensors(inputs)
-                i1, i2 = n2n_indices(gen, (cfg.batch, 1, cfg.patch, cfg.patch))
-                i1, i2 = torch.from_numpy(i1).to(dev), torch.from_numpy(i2).to(dev)
-                g1, g2 = n2n_subsample(x, i1, i2)
-                with torch.no_grad():
-                    f1, f2 = n2n_subsample(net(x), i1, i2)
-                out = net(g1)
-                loss = torch.mean((out - g2) ** 2) + N2N_GAMMA * torch.mean(
-                    (out - g2 - (f1 - f2)) ** 2
-                )
-            else:
-                pred = net(*tensors(inputs))
-                loss = _loss(loss_kind, pred, torch.from_numpy(target).to(dev))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip)
-            opt.step()
-            losses.append(loss.item())
-            yield TrainStep(step, total_steps, losses[-1], lr, time.perf_counter() - t0)
+            event = loop.step(step, lambda step=step: loss_of(step))
+            losses.append(event.loss)
+            yield event
+        lr = loop.rate(epoch * cfg.steps_per_epoch)
         vloss, vpsnr, vssim, preview = validate()
         score = -vloss if selfsup else vssim
         is_best = score > best["score"]
         if is_best:
             best = {"score": score, "epoch": epoch, "loss": vloss, "psnr": vpsnr, "ssim": vssim}
-            best_state = _state(net)
+            loop.keep_best()
             bad_epochs = 0
         else:
             bad_epochs += 1
@@ -698,25 +453,20 @@ def _fit(plan: FitPlan, data, dev, on_best, checkpoint, resume):
             preview,
         )
         history.append(event)
-        if is_best and on_best is not None:
-            net.eval()
-            on_best(net, event, result())
-            net.train()
+        if is_best:
+            loop.show_best(on_best, event, result())
         if checkpoint is not None:
             save_checkpoint(
                 checkpoint,
-                {
-                    "config": cfg_dict,
-                    "epoch": epoch,
-                    "net": _state(net),
-                    "opt": opt.state_dict(),
-                    "best_state": best_state,
-                    "best": best,
-                    "history": [h.to_dict() for h in history],
-                    "bad_epochs": bad_epochs,
-                    "seconds": seconds,
-                    "start": start_info,
-                },
+                loop.state(
+                    config=cfg_dict,
+                    epoch=epoch,
+                    best=best,
+                    history=[h.to_dict() for h in history],
+                    bad_epochs=bad_epochs,
+                    seconds=seconds,
+                    start=start_info,
+                ),
             )
         yield event
         if cfg.patience and bad_epochs >= cfg.patience and epoch < cfg.epochs:
@@ -725,8 +475,7 @@ def _fit(plan: FitPlan, data, dev, on_best, checkpoint, resume):
         if cfg.max_minutes is not None and seconds >= cfg.max_minutes * 60 and epoch < cfg.epochs:
             stop_reason = f"time limit ({cfg.max_minutes:g} min)"
             break
-    net.load_state_dict(best_state)
-    net = net.cpu().eval()
+    net = loop.finish()
     return result()
 
 
@@ -738,8 +487,6 @@ def _psnr_adu(out: np.ndarray, item) -> float:
 
 def fit(cfg: FitConfig, data, *, on_event=None, **kw) -> FitResult:
     """:func:`iter_fit` run to the end; ``on_event`` sees every event."""
-    from .training import run_training
-
     return run_training(iter_fit(cfg, data, **kw), on_event)
 
 
@@ -819,15 +566,15 @@ def iter_train_model(
             arch_params=network_params(net),
             training=res.record(),
             metrics={
-                "val_psnr_db": _round(res.best_psnr, 3),
-                "val_ssim": _round(res.best_ssim, 4),
-                "input_val_psnr_db": _round(res.input_psnr, 3),
-                "input_val_ssim": _round(res.input_ssim, 4),
+                "val_psnr_db": rounded(res.best_psnr, 3),
+                "val_ssim": rounded(res.best_ssim, 4),
+                "input_val_psnr_db": rounded(res.input_psnr, 3),
+                "input_val_ssim": rounded(res.input_ssim, 4),
                 "best_epoch": res.best_epoch,
                 **(
                     {}
                     if res.start is None
-                    else {"start_val_psnr_db": _round(res.start["val_psnr_db"], 3)}
+                    else {"start_val_psnr_db": rounded(res.start["val_psnr_db"], 3)}
                 ),
             },
         )

@@ -25,7 +25,6 @@ yields; :func:`train` runs it to the end.
 from __future__ import annotations
 
 import math
-import platform
 import time
 from collections.abc import Generator
 from dataclasses import asdict, dataclass, field
@@ -33,11 +32,23 @@ from pathlib import Path
 
 import numpy as np
 
-from ..._atomic import atomic_path
 from .. import simulate as sim
-from .._progress import drive
 from .augment import dihedral
 from .inference import clean_outliers
+from .loop import (
+    Loop,
+    TrainResult,
+    TrainStep,
+    Validation,
+    check_same_settings,
+    config_dict,
+    deterministic,
+    iter_steps,
+    load_training_state,
+    range_psnr,
+    run_training,
+    save_checkpoint,
+)
 from .nets import build_network
 from .normalise import normaliser
 
@@ -48,6 +59,7 @@ __all__ = [
     "TrainStep",
     "Validation",
     "iter_train",
+    "run_training",
     "simulated_pair",
     "train",
 ]
@@ -72,13 +84,6 @@ class SimulationRecipe:
     simulator: str = "classic"
     exclude_specimens: tuple[str, ...] = ()
     exclude_distortions: tuple[str, ...] = ()
-
-
-def config_dict(cfg) -> dict:
-    """A training config dataclass as JSON-able dict (its recipe's tuples as lists)."""
-    d = asdict(cfg)
-    d["recipe"] = {k: list(v) if isinstance(v, tuple) else v for k, v in d["recipe"].items()}
-    return d
 
 
 @dataclass(frozen=True)
@@ -106,64 +111,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return config_dict(self)
-
-
-@dataclass(frozen=True)
-class TrainStep:
-    """One optimisation step done."""
-
-    step: int
-    total: int
-    loss: float
-    lr: float
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Validation:
-    """Validation after ``step`` steps: L1 in normalised units and mean PSNR in dB."""
-
-    step: int
-    total: int
-    loss: float
-    psnr: float
-    best: bool
-
-
-@dataclass
-class TrainResult:
-    net: object  # the network holding the best checkpoint's weights
-    best_step: int
-    best_loss: float
-    best_psnr: float
-    history: list = field(default_factory=list)
-    seconds: float = 0.0
-
-    def record(self, config: TrainConfig) -> dict:
-        """JSON-able training record for the model config."""
-        import torch
-
-        return {
-            "data": "em_restore.backend.simulate only (no third-party images)",
-            "config": config.to_dict(),
-            "best_step": self.best_step,
-            "best_val_l1": round(self.best_loss, 6),
-            "best_val_psnr_db": round(self.best_psnr, 3),
-            "seconds": round(self.seconds, 1),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-            "validation": [
-                {"step": v.step, "l1": round(v.loss, 6), "psnr": round(v.psnr, 3)}
-                for v in self.history
-                if isinstance(v, Validation)
-            ],
-        }
-
-
-def _cpu_state(net) -> dict:
-    """A detached CPU copy of a network's weights and buffers."""
-    return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
 
 
 def simulated_pair(rng, recipe: SimulationRecipe, size: int | None = None):
@@ -252,13 +199,6 @@ def _pool_pairs(cfg: TrainConfig, workers: int):
         yield from pool.imap(partial(_pool_pair, cfg), range(cfg.pool), chunksize=16)
 
 
-def range_psnr(x: np.ndarray, truth: np.ndarray) -> float:
-    """PSNR (dB) of ``x`` against ``truth``, with the truth's own range as the peak."""
-    rng = float(np.ptp(truth)) or 1.0
-    mse = float(np.mean((x.astype(np.float64) - truth) ** 2))
-    return 10 * math.log10(rng * rng / max(mse, 1e-20))
-
-
 def _check(cfg: TrainConfig) -> None:
     for name in ("steps", "batch", "patch", "pool", "val_images", "val_size", "val_every"):
         v = getattr(cfg, name)
@@ -306,28 +246,19 @@ def iter_train(
     ``workers``: processes that simulate the pool (the pool is the same for any
     number).
     """
-    import torch
+    from .device import select_device
 
     _check(cfg)
-    previous = torch.are_deterministic_algorithms_enabled()
-    # the CPU is the reproducible path; on a GPU, cuBLAS and some kernels have no
-    # deterministic variant without CUBLAS_WORKSPACE_CONFIG, so only warn there
-    on_cpu = device is None or str(device) == "cpu"
-    torch.use_deterministic_algorithms(True, warn_only=not on_cpu)
-    try:
-        return (yield from _train(cfg, log, device, on_best, checkpoint, resume, workers))
-    finally:
-        torch.use_deterministic_algorithms(previous)
+    dev = select_device("cpu" if device is None else device)
+    with deterministic(dev):
+        return (yield from _train(cfg, log, dev, on_best, checkpoint, resume, workers))
 
 
 def _train(
-    cfg: TrainConfig, log, device, on_best=None, checkpoint=None, resume=False, workers=1
+    cfg: TrainConfig, log, dev, on_best=None, checkpoint=None, resume=False, workers=1
 ) -> Generator[TrainStep | Validation, None, TrainResult]:
     import torch
 
-    from .device import select_device
-
-    dev = select_device("cpu" if device is None else device)
     t_start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     net = build_network(cfg.architecture, cfg.arch_params).to(dev)
@@ -358,24 +289,17 @@ def _train(
         val.append((xn, yn, norm, expected))
     val_x = torch.from_numpy(np.stack([v[0] for v in val])[:, None]).to(dev)
 
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    best_state = _cpu_state(net)
+    loop = Loop(
+        net, lr=cfg.lr, lr_min=cfg.lr_min, warmup=cfg.warmup, total=cfg.steps, clip=cfg.clip
+    )
     best = (math.inf, -math.inf, 0)
     history: list = []
     size = recipe.image_size
     first, elapsed0 = 1, 0.0
     if resume and checkpoint is not None and Path(checkpoint).is_file():
         state = load_training_state(checkpoint)
-        if state["config"] != cfg.to_dict():
-            diff = sorted(k for k, v in cfg.to_dict().items() if state["config"].get(k) != v)
-            raise ValueError(
-                f"the checkpoint {checkpoint} was made with other settings "
-                f"({', '.join(diff) or 'unknown'}); resume with the same settings or "
-                "train into another folder."
-            )
-        net.load_state_dict(state["net"])
-        opt.load_state_dict(state["opt"])
-        best_state = state["best_state"]
+        check_same_settings(checkpoint, state["config"], cfg.to_dict())
+        loop.restore(state)
         best = tuple(state["best"])
         history = [Validation(**v) for v in state["validations"]]
         first, elapsed0 = int(state["step"]) + 1, float(state["seconds"])
@@ -383,24 +307,20 @@ def _train(
     t_start -= elapsed0
 
     def save_state(step: int) -> None:
-        if checkpoint is None:
-            return
-        save_checkpoint(
-            checkpoint,
-            {
-                "config": cfg.to_dict(),
-                "step": step,
-                "net": _cpu_state(net),
-                "opt": opt.state_dict(),
-                "best_state": best_state,
-                "best": list(best),
-                "validations": [asdict(v) for v in history if isinstance(v, Validation)],
-                "seconds": time.perf_counter() - t_start,
-            },
-        )
+        if checkpoint is not None:
+            save_checkpoint(
+                checkpoint,
+                loop.state(
+                    config=cfg.to_dict(),
+                    step=step,
+                    best=list(best),
+                    validations=[asdict(v) for v in history if isinstance(v, Validation)],
+                    seconds=time.perf_counter() - t_start,
+                ),
+            )
 
     def validate(step: int) -> Validation:
-        nonlocal best, best_state
+        nonlocal best
         net.eval()
         with torch.inference_mode():
             outs = np.concatenate(
@@ -414,20 +334,14 @@ def _train(
         is_best = l1 < best[0]
         if is_best:
             best = (l1, psnr, step)
-            best_state = _cpu_state(net)
+            loop.keep_best()
         event = Validation(step, cfg.steps, l1, psnr, is_best)
         history.append(event)
-        if is_best and on_best is not None:
-            net.eval()
-            on_best(net, event)
-            net.train()
+        if is_best:
+            loop.show_best(on_best, event)
         return event
 
-    net.train()
-    if first == 1:
-        yield validate(0)
-    for step in range(first, cfg.steps + 1):
-        t0 = time.perf_counter()
+    def loss_of(step: int):
         g = np.random.default_rng([cfg.seed, 2, step])
         idx = g.integers(cfg.pool, size=cfg.batch)
         ys = g.integers(size - cfg.patch + 1, size=cfg.batch)
@@ -438,67 +352,25 @@ def _train(
         ]
         xb = np.stack([dihedral(pool_x[i][s], k) for i, s, k in zip(idx, sl, ks, strict=True)])
         yb = np.stack([dihedral(pool_y[i][s], k) for i, s, k in zip(idx, sl, ks, strict=True)])
-        lr = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (
-            1 + math.cos(math.pi * (step - 1) / cfg.steps)
-        )
-        if step <= cfg.warmup:  # linear warm-up: long runs at a high rate otherwise diverge
-            lr *= step / cfg.warmup
-        for group in opt.param_groups:
-            group["lr"] = lr
         pred = net(torch.from_numpy(xb[:, None].copy()).to(dev))
-        loss = torch.nn.functional.l1_loss(pred, torch.from_numpy(yb[:, None].copy()).to(dev))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip)
-        opt.step()
-        event = TrainStep(step, cfg.steps, loss.item(), lr, time.perf_counter() - t0)
-        history.append(event)
-        yield event
-        if step % cfg.val_every == 0 or step == cfg.steps:
-            event = validate(step)
-            save_state(step)
-            yield event
-    net.load_state_dict(best_state)
-    net = net.cpu().eval()
+        return torch.nn.functional.l1_loss(pred, torch.from_numpy(yb[:, None].copy()).to(dev))
+
+    net.train()
+    if first == 1:
+        yield validate(0)
+    yield from iter_steps(
+        loop,
+        first,
+        loss_of,
+        val_every=cfg.val_every,
+        validate=validate,
+        history=history,
+        save=save_state,
+    )
+    net = loop.finish()
     return TrainResult(net, best[2], best[0], best[1], history, time.perf_counter() - t_start)
-
-
-def save_checkpoint(path, state: dict) -> None:
-    """Write a training checkpoint atomically (a crash leaves the previous one whole)."""
-    import torch
-
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_training_state(path) -> dict:
-    """A training checkpoint, read with torch's restricted unpickler (tensors, numbers,
-    strings, containers: no code runs); anything else is refused in one line."""
-    import pickle
-
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(
-            f"{path} is not a training checkpoint em-restore wrote, or it is damaged "
-            f"({first[:120]}); delete it and train without --resume"
-        ) from None
-    if not isinstance(state, dict) or "config" not in state:
-        raise ValueError(
-            f"{path} is not a training checkpoint em-restore wrote; delete it and train "
-            "without --resume"
-        )
-    return state
 
 
 def train(cfg: TrainConfig, *, on_event=None, **kw) -> TrainResult:
     """:func:`iter_train` run to the end (``kw``: its options); ``on_event`` sees every event."""
     return run_training(iter_train(cfg, **kw), on_event)
-
-
-def run_training(gen, on_event=None):
-    """Drive a training generator to the end, showing ``on_event`` every event."""
-    return drive(gen, on_event)
