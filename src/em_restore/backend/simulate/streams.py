@@ -23,7 +23,7 @@ from .._args import (
     check_shape,
 )
 from ..spline import Spline
-from .degrade import AcquisitionConfig, simulate_acquisition
+from .acquisition import AcquisitionConfig, simulate_acquisition
 
 __all__ = ["drift", "moving_stage_stream", "subpixel_crop"]
 
