@@ -395,3 +395,18 @@ def test_self_supervised_training_refuses_a_start_model_in_noise_units(recording
     # paired data may start from it
     pairs = ds.PairedData(recordings[0], recordings[1])
     assert F.check_fit(F.FitConfig(start=str(folder)), pairs).rule["kind"] == "noise"
+
+
+def test_the_torch_free_request_tables_match_the_networks():
+    from em_restore.backend.models import fit_config as C
+    from em_restore.backend.models.nets import ARCHITECTURES
+
+    assert {a for t in C.TASKS for a in C.TASK_ARCHITECTURES[t]} == set(ARCHITECTURES)
+    for task in C.TASKS:
+        assert C.SCRATCH_ARCHITECTURE[task] in C.TASK_ARCHITECTURES[task]
+    assert set(C.DOSE_DEFAULTS) == set(C.POOL_DEFAULTS) == set(C.TASKS)
+    # the datasets' own defaults are the request's
+    sim_data = ds.SimulatedData(None, pool=1)
+    assert sim_data.dose_range == C.DOSE_DEFAULTS["denoise"]
+    with pytest.raises(ValueError, match="burst networks train on simulated streams; X"):
+        C.check_task_mode("burst", "self", "X")

@@ -128,7 +128,7 @@ def test_controls_follow_mode_and_task(make_napari_viewer):
 def test_paired_run_trains_saves_and_lists_the_model(
     make_napari_viewer, qtbot, monkeypatch, pair, models_dir
 ):
-    from em_restore._napari import denoise_widget
+    from em_restore._napari import _models
     from em_restore._napari.burst_widget import BurstWidget
     from em_restore._napari.denoise_widget import DenoiseWidget, method_choices
 
@@ -145,7 +145,7 @@ def test_paired_run_trains_saves_and_lists_the_model(
     widget = _widget(viewer, epochs=3, scratch=True)
     widget.noisy_combo.value = raw
     widget.clean_combo.value = ref
-    denoise_widget._MODEL_CACHE[("tiny", "tem")] = "stale"
+    _models.MODEL_CACHE[("tiny", "tem")] = "stale"
 
     job = widget.run()
     assert job is not None and widget.cancel_button.enabled and not widget.train_button.enabled
@@ -196,7 +196,7 @@ def test_paired_run_trains_saves_and_lists_the_model(
     # listed at once: the Denoise menu has it, the stale cached model is gone
     assert "model: tiny" in method_choices()
     assert "model: tiny" in denoise.method_combo.choices
-    assert denoise_widget._MODEL_CACHE == {}
+    assert _models.MODEL_CACHE == {}
     assert "tiny" not in burst.model_combo.choices  # burst models only: this is a denoiser
     denoise.layer_combo.value = raw
     denoise.method_combo.value = "model: tiny"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 from qtpy.QtCore import QEvent, QObject
 
@@ -80,6 +81,7 @@ class JobWidget(Container):
         self.job: Job | None = None
         self._filling: Filling | None = None  # the stack result filling now, if any
         self.last_result: Any = None
+        self.last_fidelity: Any = None
         self._alive = True
         self.layer_combo = ComboBox(label="image", choices=self._image_layers, nullable=True)
         start_where_the_user_is(self.layer_combo, self.viewer)
@@ -88,19 +90,18 @@ class JobWidget(Container):
         self.compare_button = PushButton(text="Side by side", enabled=False)
         self.status = status_label()
 
-    def _arrange(self, options: list[Any], buttons: list[Any] = ()) -> None:
-        """Layer menu, the subclass's options, its extra buttons, then the common ones."""
-        self.extend(
-            [
-                self.layer_combo,
-                *options,
-                *buttons,
-                self.run_button,
-                self.cancel_button,
-                self.compare_button,
-                self.status,
-            ]
-        )
+    def _arrange(
+        self,
+        options: list[Any],
+        buttons: list[Any] = (),
+        *,
+        lead: list[Any] = (),
+        compare: bool = True,
+    ) -> None:
+        """``lead``, the layer menu, the subclass's options, its extra buttons, then the
+        common ones (``compare=False``: no Side-by-side button, e.g. for training)."""
+        common = [self.run_button, self.cancel_button] + ([self.compare_button] * compare)
+        self.extend([*lead, self.layer_combo, *options, *buttons, *common, self.status])
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.compare_button.changed.connect(self.side_by_side)
@@ -199,3 +200,38 @@ class JobWidget(Container):
     def _set_status(self, text: str) -> None:
         if self._alive:
             self.status.value = text
+
+    # ---------------------------------------------------------------- shared by the widgets
+    def _chosen_image(self, op: str, what: str = "image") -> Any:
+        """The chosen layer, or None after a one-line warning (none chosen, or RGB)."""
+        from napari.utils.notifications import show_warning
+
+        layer = self.layer_combo.value
+        if layer is None:
+            article = "an" if what[0] in "aeiou" else "a"
+            show_warning(f"{op}: no image layer selected; open or select {article} {what} first")
+            return None
+        if layer.rgb:
+            show_warning(
+                f"{op}: layer {layer.name!r} is RGB; EM {what}s are greyscale — "
+                "convert it to greyscale first"
+            )
+            return None
+        return layer
+
+    def _show_result(self, source: Any, data: Any, kwargs: dict[str, Any]) -> Any:
+        """Add a result layer on its source (a lazy or filling one starts with the source's
+        contrast); it is what Side by side shows."""
+        if not isinstance(data, np.ndarray):  # not computed yet: the raw's contrast
+            kwargs["contrast_limits"] = tuple(source.contrast_limits)
+        layer = self.viewer.add_image(data, **kwargs)
+        self.last_result = (source, layer)
+        self.compare_button.enabled = True
+        return layer
+
+    def _show_stack_map(self, filling: Any, fmap: Any) -> Any:
+        """A stack result's fidelity map, filling beside it (:mod:`._fidelity`)."""
+        from em_restore._napari._fidelity import show_stack_map
+
+        self.last_fidelity = show_stack_map(self.viewer, filling, fmap)
+        return self.last_fidelity

@@ -100,6 +100,14 @@ def result_layer_kwargs(source: Any, name: str, em_restore_metadata: dict[str, A
     return kwargs
 
 
+def drop_leading_axes(kwargs: dict, n_lead: int) -> dict:
+    """``kwargs`` of :func:`result_layer_kwargs` for one 2-D frame of an ``n_lead``-axes stack."""
+    for key in ("scale", "translate", "units", "axis_labels"):
+        if key in kwargs:
+            kwargs[key] = kwargs[key][n_lead:]
+    return kwargs
+
+
 def layer_choices(viewer: Any, kind: str = "Image") -> list[tuple[str, Any]]:
     """``(name, layer)`` of every layer of a napari type (``"Image"``, ``"Shapes"``)."""
     import napari.layers

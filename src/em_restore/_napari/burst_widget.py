@@ -36,7 +36,6 @@ from em_restore._napari._fidelity import (
     fidelity_checkbox,
     finish_fidelity,
     iter_result_fidelity,
-    show_stack_map,
 )
 from em_restore._napari._fill import Filling, Streaming, default_batch, iter_batches
 from em_restore._napari._jobs import Job
@@ -44,13 +43,10 @@ from em_restore._napari._layers import current_frame_index, result_layer_kwargs
 from em_restore._napari._models import user_models
 from em_restore.backend import burst as backend
 from em_restore.backend.denoise import Progress
-from em_restore.backend.models.burst import DEFAULT_BURST_MODEL
+from em_restore.backend.models.fit_config import DEFAULT_BURST_MODEL
 
 if TYPE_CHECKING:
     import napari
-
-#: Smallest frame side the registration accepts (pixels).
-MIN_FRAME_SIDE = 16
 
 
 def burst_model_names() -> list[str]:
@@ -89,7 +85,6 @@ class BurstWidget(JobWidget):
             "add the result at once and restore each frame only when it is shown"
         )
         self.fidelity_check = fidelity_checkbox(self.method_combo.value == "network")
-        self.last_fidelity: Any = None
         self._arrange(
             [
                 self.frames_spin,
@@ -136,36 +131,14 @@ class BurstWidget(JobWidget):
 
         from em_restore.io import guess_modality
 
-        layer = self.layer_combo.value
+        layer = self._chosen_image("Burst", "stream")
         if layer is None:
-            show_warning("Burst: no image layer selected; open or select a stream first")
-            return None
-        if layer.rgb:
-            show_warning(
-                f"Burst: layer {layer.name!r} is RGB; EM streams are greyscale — "
-                "convert it to greyscale first"
-            )
-            return None
-        shape = tuple(int(s) for s in layer.data.shape)
-        if len(shape) != 3:
-            hint = " — a single frame, not a stream" if len(shape) == 2 else ""
-            show_warning(
-                f"Burst: burst needs a (T, rows, cols) stack; layer {layer.name!r} has shape "
-                f"{shape}{hint}. Open the whole stream as one stack"
-            )
             return None
         frames = int(self.frames_spin.value)
-        if frames > shape[0]:
-            show_warning(
-                f"Burst: {frames} frames per window but layer {layer.name!r} has only "
-                f"{shape[0]} frames; use at most {shape[0]}"
-            )
-            return None
-        if min(shape[1:]) < MIN_FRAME_SIDE:
-            show_warning(
-                f"Burst: frames of layer {layer.name!r} are {shape[1]}×{shape[2]} px; "
-                f"registration needs at least {MIN_FRAME_SIDE}×{MIN_FRAME_SIDE}"
-            )
+        try:
+            backend.check_stack(layer.data, frames)  # the shape only: no pixels read
+        except ValueError as err:
+            show_warning(f"Burst: layer {layer.name!r}: {err}")
             return None
         method = self.method_combo.value
         model = self.model_combo.value if method == "network" else None
@@ -260,11 +233,8 @@ class BurstWidget(JobWidget):
         that frame was by the stage motion the registration measured (as the CLI)."""
         import dask.array as da
 
-        from em_restore.backend.psf import convolve
-
         centres = np.asarray(info["centres"])
-        kernels = [backend.motion_kernels(s, plan.exposure)[len(s) // 2] for s in shifts]
-        forwards = [lambda x, k=k: convolve(x, k) for k in kernels]
+        forwards = backend.fidelity_forwards(shifts, plan.exposure)
         raw = da.asarray(request["data"])[centres]  # lazy: one frame read at a time
         t = request["frame_index"][0] if request["frame_index"] else int(centres[0])
         nearest = int(np.argmin(np.abs(centres - t)))  # the output shown beside frame t
@@ -273,15 +243,11 @@ class BurstWidget(JobWidget):
                 raw,
                 filling.array,
                 (nearest,),
-                lambda f: self._show_fidelity(filling, f.array),
+                lambda f: self._show_stack_map(filling, f.array),
                 modality=request["modality"],
                 forward=forwards,
             )
         )
-
-    def _show_fidelity(self, filling: Filling, fmap: Any) -> Any:
-        self.last_fidelity = show_stack_map(self.viewer, filling, fmap)
-        return self.last_fidelity
 
     def _add_lazy(self, request: dict[str, Any]) -> None:
         """Plan on the main thread (fast) and add a dask-backed result; no job."""
@@ -323,9 +289,4 @@ class BurstWidget(JobWidget):
         scale[0] = t_scale * plan.stride
         translate[0] = float(source.translate[0]) + info["centres"][0] * t_scale
         kwargs["scale"], kwargs["translate"] = tuple(scale), tuple(translate)
-        if not isinstance(out, np.ndarray):  # lazy or filling: not computed yet
-            kwargs["contrast_limits"] = tuple(source.contrast_limits)
-        layer = self.viewer.add_image(out, **kwargs, **extra)
-        self.last_result = (source, layer)
-        self.compare_button.enabled = True
-        return layer
+        return self._show_result(source, out, {**kwargs, **extra})

@@ -31,12 +31,12 @@ from em_restore._napari._fidelity import (
     fidelity_checkbox,
     finish_fidelity,
     iter_result_fidelity,
-    show_stack_map,
 )
 from em_restore._napari._fill import Filling, Streaming
 from em_restore._napari._jobs import Job
 from em_restore._napari._layers import (
     current_frame_index,
+    drop_leading_axes,
     result_layer_kwargs,
 )
 from em_restore.backend import deconvolve as backend
@@ -77,7 +77,6 @@ class DeconvolveWidget(JobWidget):
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__(napari_viewer)
         self.last_kernel: Any = None
-        self.last_fidelity: Any = None
         self.scope_combo = ComboBox(label="apply to", choices=list(SCOPES), value=SCOPES[0])
         self.psf_combo = ComboBox(label="kernel", choices=list(PSF_KINDS), value=BLIND)
         self.psf_size = FloatSpinBox(
@@ -143,17 +142,9 @@ class DeconvolveWidget(JobWidget):
     # ---------------------------------------------------------------- inputs
     def _request(self) -> dict[str, Any] | None:
         """The user's choices, checked on the main thread; None (and a message) if invalid."""
-        from napari.utils.notifications import show_warning
 
-        layer = self.layer_combo.value
+        layer = self._chosen_image("Deconvolve")
         if layer is None:
-            show_warning("Deconvolve: no image layer selected; open or select an image first")
-            return None
-        if layer.rgb:
-            show_warning(
-                f"Deconvolve: layer {layer.name!r} is RGB; EM images are greyscale — "
-                "convert it to greyscale first"
-            )
             return None
         from em_restore.io import guess_modality
 
@@ -187,7 +178,7 @@ class DeconvolveWidget(JobWidget):
             frame = np.asarray(request["data"][request["frame_index"]])
             denoise = request["denoise"]
             if denoise == "model":  # the modality from the file when not chosen
-                from em_restore._napari.denoise_widget import cached_model_plan
+                from em_restore._napari._models import cached_model_plan
 
                 denoise = yield from cached_model_plan(
                     None, request["modality"], request["file_metadata"]
@@ -218,7 +209,7 @@ class DeconvolveWidget(JobWidget):
                 data if request["whole_stack"] else frame,
                 restored.array if stack else restored,
                 request["frame_index"],
-                lambda f: self._show_fidelity(restored, f.array),
+                lambda f: self._show_stack_map(restored, f.array),
                 modality=request["fidelity_modality"],
                 forward=_blur_by(plan.psf),
             )
@@ -243,10 +234,6 @@ class DeconvolveWidget(JobWidget):
 
         return self._start("Deconvolve", work, done)
 
-    def _show_fidelity(self, restored: Filling, fmap: Any) -> Any:
-        self.last_fidelity = show_stack_map(self.viewer, restored, fmap)
-        return self.last_fidelity
-
     def _add_result(self, request: dict[str, Any], plan: backend.DeconvPlan, restored: Any) -> Any:
         source = request["layer"]
         name = f"{source.name} deconvolved ({plan.solver})"
@@ -259,16 +246,9 @@ class DeconvolveWidget(JobWidget):
             meta["frame_index"] = list(request["frame_index"])
         kwargs = result_layer_kwargs(source, name, meta)
         if not request["whole_stack"]:  # one 2-D frame: drop the leading axes
-            n_lead = len(request["frame_index"])
-            for key in ("scale", "translate", "units", "axis_labels"):
-                if key in kwargs:
-                    kwargs[key] = kwargs[key][n_lead:]
-        if not isinstance(restored, np.ndarray):  # filling: not computed yet, use the raw's
-            kwargs["contrast_limits"] = tuple(source.contrast_limits)
-        layer = self.viewer.add_image(restored, **kwargs)
-        self.last_result = (source, layer)
+            drop_leading_axes(kwargs, len(request["frame_index"]))
+        layer = self._show_result(source, restored, kwargs)
         self.last_kernel = self._add_kernel(source, plan)
-        self.compare_button.enabled = True
         return layer
 
     def _add_kernel(self, source: Any, plan: backend.DeconvPlan) -> Any:

@@ -32,32 +32,21 @@ from em_restore._napari._fidelity import (
     finish_fidelity,
     frame_summary,
     iter_result_fidelity,
-    show_stack_map,
 )
 from em_restore._napari._fill import Filling, Streaming
 from em_restore._napari._jobs import Job
 from em_restore._napari._layers import (
     current_frame_index,
+    drop_leading_axes,
     result_layer_kwargs,
 )
-from em_restore._napari._models import user_models
+from em_restore._napari._models import DEFAULT_MODEL, MODEL_PREFIX, model_plan, user_models
 from em_restore.backend import denoise as backend
 
 if TYPE_CHECKING:
     import napari
 
 MODALITIES = ("auto", "tem", "stem", "sem")
-DEFAULT_MODEL = "default model"
-MODEL_PREFIX = "model: "
-_MODEL_CACHE: dict[tuple[str | None, str | None], Any] = {}
-
-
-def _forget_models() -> None:
-    """A model was (re)trained: loaded models may be stale, read them again."""
-    _MODEL_CACHE.clear()
-
-
-user_models.changed.connect(_forget_models)
 
 
 def method_choices() -> list[str]:
@@ -69,42 +58,6 @@ def method_choices() -> list[str]:
     except Exception:  # a broken torch install must not take the filters down with it
         names = []
     return [DEFAULT_MODEL, *names, *backend.METHODS]
-
-
-def cached_model_plan(
-    spec: str | None, modality: str | None, file_metadata: dict[str, Any]
-) -> Generator[Any, None, Any]:
-    """In a worker: ``plan_model(spec, ...)`` loaded once, then cached (shared by widgets).
-
-    The modality is the one chosen, else the one found in the layer's file metadata;
-    the cache is emptied when a model is (re)trained.
-    """
-    from em_restore.backend.models import plan_model
-    from em_restore.io import guess_modality
-
-    yield backend.Progress(0, 1, "loading model")
-    key = (spec, modality or guess_modality(file_metadata))
-    plan = _MODEL_CACHE.get(key)
-    if plan is None:
-        plan = plan_model(spec, modality=modality, metadata=file_metadata)
-        _MODEL_CACHE[key] = plan
-    return plan.fresh()  # the model is shared; the noise model is this layer's own
-
-
-def _model_plan(request: dict[str, Any]) -> Generator[Any, None, Any]:
-    """In the worker: the model chosen in the method menu (:func:`cached_model_plan`).
-
-    The default model is checked against the counts (a new GuardedPlan per job: it
-    gathers that job's decisions), as in the CLI.
-    """
-    method = request["method"]
-    spec = None if method == DEFAULT_MODEL else method[len(MODEL_PREFIX) :]
-    plan = yield from cached_model_plan(spec, request["modality"], request["file_metadata"])
-    if method == DEFAULT_MODEL:
-        from em_restore.backend.models.guarded import GuardedPlan
-
-        plan = GuardedPlan(plan)
-    return plan
 
 
 def _fidelity_modality(request: dict[str, Any], plan: Any) -> str | None:
@@ -127,7 +80,7 @@ def _plan_on_frame(request: dict[str, Any]) -> Generator[Any, None, tuple[np.nda
     """In the worker: read the chosen frame and plan the denoising on it."""
     frame = np.asarray(request["data"][request["frame_index"]])
     if request["is_model"]:
-        return frame, (yield from _model_plan(request))
+        return frame, (yield from model_plan(request))
     plan = yield from backend.iter_plan_denoise(
         frame, request["method"], modality=request["modality"], params=request["params"]
     )
@@ -148,7 +101,6 @@ class DenoiseWidget(JobWidget):
         )
         self.preview_button = PushButton(text="Preview frame")
         self.fidelity_check = fidelity_checkbox(True)
-        self.last_fidelity: Any = None
         self._arrange(
             [
                 self.method_combo,
@@ -189,17 +141,8 @@ class DenoiseWidget(JobWidget):
     # ---------------------------------------------------------------- inputs
     def _request(self) -> dict[str, Any] | None:
         """The user's choices, checked on the main thread; None (and a message) if invalid."""
-        from napari.utils.notifications import show_warning
-
-        layer = self.layer_combo.value
+        layer = self._chosen_image("Denoise")
         if layer is None:
-            show_warning("Denoise: no image layer selected; open or select an image first")
-            return None
-        if layer.rgb:
-            show_warning(
-                f"Denoise: layer {layer.name!r} is RGB; EM images are greyscale — "
-                "convert it to greyscale first"
-            )
             return None
         method = self.method_combo.value
         params = None
@@ -258,7 +201,7 @@ class DenoiseWidget(JobWidget):
 
         def work() -> Generator[Any, None, Any]:
             if request["is_model"]:
-                plan = yield from _model_plan(request)
+                plan = yield from model_plan(request)
             else:
                 _frame, plan = yield from _plan_on_frame(request)
             if data.ndim > 2:  # a stack: shown while it fills, never loaded whole
@@ -302,8 +245,7 @@ class DenoiseWidget(JobWidget):
     def _show_fidelity(self, restored: Filling, plan: Any, fmap: Any) -> Any:
         """A stack's map starts filling: its result is complete (with its decisions)."""
         self._record_plan(restored.layer, plan)
-        self.last_fidelity = show_stack_map(self.viewer, restored, fmap)
-        return self.last_fidelity
+        return self._show_stack_map(restored, fmap)
 
     @staticmethod
     def _record_plan(layer: Any, plan: Any) -> None:
@@ -328,10 +270,7 @@ class DenoiseWidget(JobWidget):
         kwargs = result_layer_kwargs(
             source, name, self._metadata(request, plan, frame_index=list(request["frame_index"]))
         )
-        n_lead = len(request["frame_index"])
-        for key in ("scale", "translate", "units", "axis_labels"):
-            if key in kwargs:
-                kwargs[key] = kwargs[key][n_lead:]
+        drop_leading_axes(kwargs, len(request["frame_index"]))
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)
         self.last_preview = self.viewer.add_image(restored, **kwargs)
@@ -341,9 +280,4 @@ class DenoiseWidget(JobWidget):
         source = request["layer"]
         name = f"{source.name} denoised ({plan.method})"
         kwargs = result_layer_kwargs(source, name, self._metadata(request, plan))
-        if not isinstance(restored, np.ndarray):  # filling: not computed yet, use the raw's
-            kwargs["contrast_limits"] = tuple(source.contrast_limits)
-        layer = self.viewer.add_image(restored, **kwargs)
-        self.last_result = (source, layer)
-        self.compare_button.enabled = True
-        return layer
+        return self._show_result(source, restored, kwargs)

@@ -58,12 +58,15 @@ from .register import (  # noqa: F401  (the constants are public names here sinc
 
 __all__ = [
     "METHODS",
+    "MIN_FRAME_SIDE",
     "AlignedWindow",
     "BurstPlan",
     "FrameSpectrum",
     "align_window",
     "burst",
     "burst_lazy",
+    "check_stack",
+    "fidelity_forwards",
     "fuse_fba",
     "fuse_mean",
     "fuse_wiener",
@@ -94,6 +97,24 @@ def output_centres(n_frames: int, frames: int, stride: int) -> list[int]:
     [2, 5, 8]
     """
     return [s + frames // 2 for s in range(0, n_frames - frames + 1, stride)]
+
+
+def fidelity_forwards(shifts, exposure: float) -> list:
+    """What each output is checked against: its window's middle raw frame, blurred as
+    that frame was by the stage motion the registration measured. One callable per
+    output window (``shifts``: that window's frame shifts), mapping the restored frame
+    to the raw frame's expectation.
+
+    Examples
+    --------
+    >>> f = fidelity_forwards([np.zeros((3, 2))], exposure=1.0)
+    >>> len(f), float(f[0](np.ones((8, 8))).mean())
+    (1, 1.0)
+    """
+    from .psf import convolve
+
+    kernels = [motion_kernels(np.asarray(s), exposure)[len(s) // 2] for s in shifts]
+    return [lambda x, k=k: convolve(x, k) for k in kernels]
 
 
 @dataclass
@@ -193,8 +214,15 @@ def plan_burst(
     return BurstPlan(method, frames, stride, loaded, fba_p, exposure)
 
 
-def _check_stack(stack, frames: int) -> tuple[int, int, int]:
-    shape = tuple(int(s) for s in stack.shape)
+#: Smallest frame side the registration accepts (pixels).
+MIN_FRAME_SIDE = 16
+
+
+def check_stack(stack, frames: int) -> tuple[int, int, int]:
+    """The ``(T, rows, cols)`` shape of a stream (an array or its shape) that windows of
+    ``frames`` frames can restore; a one-line ``ValueError`` naming the fix otherwise.
+    Reads no pixels."""
+    shape = tuple(int(s) for s in getattr(stack, "shape", stack))
     if len(shape) != 3:
         hint = " (a single frame)" if len(shape) == 2 else ""
         raise ValueError(
@@ -209,11 +237,12 @@ def _check_stack(stack, frames: int) -> tuple[int, int, int]:
         )
     if frames > t:
         raise ValueError(
-            f"window of {frames} frames is longer than the stack ({t} frames); use frames <= {t}."
+            f"a window of {frames} frames is longer than the stack, which has only {t} "
+            f"frames; use frames <= {t}."
         )
-    if min(shape[1:]) < 16:
+    if min(shape[1:]) < MIN_FRAME_SIDE:
         raise ValueError(
-            f"frames must be at least 16×16 pixels; got {shape[1:]}. "
+            f"frames must be at least {MIN_FRAME_SIDE}×{MIN_FRAME_SIDE} pixels; got {shape[1:]}. "
             "Select a larger region of the stream."
         )
     return shape  # type: ignore[return-value]
@@ -227,7 +256,7 @@ def iter_burst(stack, plan: BurstPlan) -> Generator[Progress, None, tuple[np.nda
     registration (``(frames, 2)`` lists). ``stack`` may be numpy or dask (read one
     window at a time); it is never modified.
     """
-    t, h, w = _check_stack(stack, plan.frames)
+    t, h, w = check_stack(stack, plan.frames)
     centres = output_centres(t, plan.frames, plan.stride)
     out = np.empty((len(centres), h, w), dtype=np.float32)
     shifts = []
@@ -253,7 +282,7 @@ def burst(stack, method: str = "network", **kw) -> tuple[np.ndarray, dict]:
 
 
 def _window_starts(stack, plan: BurstPlan) -> tuple[tuple[int, int, int], list[int], list[int]]:
-    shape = _check_stack(stack, plan.frames)
+    shape = check_stack(stack, plan.frames)
     centres = output_centres(shape[0], plan.frames, plan.stride)
     return shape, centres, [c - plan.frames // 2 for c in centres]
 

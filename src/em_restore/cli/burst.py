@@ -93,12 +93,7 @@ def _burst(args: argparse.Namespace) -> int:
             f"(stride {args.stride}, {what}) -> {out}"
         )
     if fid_out is not None:
-        # each output frame against its window's middle raw frame, blurred as that
-        # frame was by the stage motion the registration measured
-        from em_restore.backend.psf import convolve
-
-        kernels = [backend.motion_kernels(s, plan.exposure)[len(s) // 2] for s in shifts]
-        forwards = [lambda x, k=k: convolve(x, k) for k in kernels]
+        forwards = backend.fidelity_forwards(shifts, plan.exposure)
         raw = image.data[np.asarray(info["centres"])]
         write_fidelity_out(fid_out, args, out, image, raw_frames=raw, forward=forwards)
     return 0

@@ -57,25 +57,10 @@ def _epoch_line(e: Any) -> str:
     return f"epoch {e.epoch:3d}/{e.epochs}  train {e.train_loss:.5f}  {score}  ETA {e.eta}{mark}"
 
 
-def _origin_line(result: Any) -> str:
-    """What a run started from, and (fine-tuned) what that model scored before it."""
-    s = result.start
-    if s is None:
-        return f"from scratch ({result.config.architecture})"
-    before = (
-        f"val PSNR {s['val_psnr_db']:.2f} dB before"
-        if s["val_psnr_db"] is not None
-        else f"val loss {s['val_loss']:.5f} before"
-    )
-    kept = "; no epoch beat it, its weights are kept" if result.best_epoch == 0 else ""
-    return f"fine-tuned from {s['name']} ({before}{kept})"
-
-
 def _train(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from em_restore.backend.models import datasets as ds
     from em_restore.backend.models import fit as F
+    from em_restore.backend.models.fit_config import check_task_mode
     from em_restore.backend.models.store import user_model_dir
 
     if args.output is None and args.name is None:
@@ -84,11 +69,15 @@ def _train(args: argparse.Namespace) -> int:
         )
     folder = Path(args.output) if args.output else user_model_dir() / args.name
     burst = args.task == "burst"
-    if burst and args.mode != "simulated":
-        raise UserError(
-            "--task burst trains on simulated streams: use --mode simulated (with --clean "
-            "images of your specimens, or none for the built-in ones)"
+    try:
+        check_task_mode(
+            args.task,
+            args.mode,
+            "use --mode simulated (with --clean images of your specimens, or none for the "
+            "built-in ones)",
         )
+    except ValueError as err:
+        raise UserError(str(err)) from None
     noisy, noisy_names = _training_images(args.noisy, "noisy")
     clean, clean_names = _training_images(args.clean, "clean")
     if args.mode in ("paired", "self") and not noisy:
@@ -103,31 +92,20 @@ def _train(args: argparse.Namespace) -> int:
         )
     if args.mode == "simulated" and noisy:
         raise UserError("--mode simulated makes its own noisy images; drop --noisy")
-    as_np = [np.asarray(a) for a in noisy]
-    seed = args.seed
     if args.mode == "paired":
-        noisy, clean = _pair_by_name(
-            as_np, noisy_names, [np.asarray(a) for a in clean], clean_names
-        )
-        data = ds.PairedData(noisy, clean, val_fraction=args.val_fraction, seed=seed)
-    elif args.mode == "self":
-        data = ds.NoisyData(as_np, val_fraction=args.val_fraction, seed=seed)
-    else:
-        user_clean = [np.asarray(a) for a in clean] or None
-        if burst:
-            dose = tuple(args.dose) if args.dose else (5.0, 300.0)
-            data = ds.BurstData(
-                user_clean, frames=args.frames, dose_range=dose, pool=args.pool or 200, seed=seed
-            )
-        else:
-            dose = tuple(args.dose) if args.dose else (1.0, 100.0)
-            data = ds.SimulatedData(
-                user_clean,
-                modality=args.modality,
-                dose_range=dose,
-                pool=args.pool or 256,
-                seed=seed,
-            )
+        noisy, clean = _pair_by_name(noisy, noisy_names, clean, clean_names)
+    data = ds.training_data(
+        args.mode,
+        noisy,
+        clean,
+        task=args.task,
+        modality=args.modality,
+        dose=args.dose,
+        frames=args.frames,
+        pool=args.pool,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+    )
     cfg = F.FitConfig(
         architecture=args.arch,
         start=args.start,
@@ -140,7 +118,7 @@ def _train(args: argparse.Namespace) -> int:
         lr=args.lr,
         patience=args.patience,
         max_minutes=args.max_minutes,
-        seed=seed,
+        seed=args.seed,
     )
     modalities = (args.modality,) if args.mode == "simulated" else None
     gen = F.iter_train_model(
@@ -186,7 +164,7 @@ def _train(args: argparse.Namespace) -> int:
             score = f"val loss {result.best_val_loss:.5f} (self-supervised)"
         use = "burst STACK" if burst else "denoise IN"
         print(
-            f"trained {folder.name} {_origin_line(result)}, lr {result.config.lr:g}: best epoch "
+            f"trained {folder.name} {result.origin()}, lr {result.config.lr:g}: best epoch "
             f"{result.best_epoch} of {len(result.history)}, {score}; {result.stop_reason}, "
             f"{result.seconds:.0f} s -> {folder}\nuse it: em-restore {use} -o OUT --model {folder}"
         )
@@ -194,6 +172,17 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
+    from em_restore.backend.models.fit_config import (
+        DATA_MODES,
+        DOSE_DEFAULTS,
+        LOSSES,
+        POOL_DEFAULTS,
+        TASK_ARCHITECTURES,
+        TASKS,
+        FitConfig,
+    )
+
+    d = FitConfig()  # the defaults, and the torch-free checks, are the backend's
     tr = sub.add_parser(
         "train",
         help="train your own denoiser or burst network (paired, self-supervised, simulated)",
@@ -206,8 +195,8 @@ def add_parser(sub) -> None:
         "--modality (or --from MODEL) unless --from-scratch. The best epoch (validation SSIM) "
         "is saved as soon as it is reached; Ctrl-C keeps it and --resume continues.",
     )
-    tr.add_argument("--mode", required=True, choices=("paired", "self", "simulated"))
-    tr.add_argument("--task", choices=("denoise", "burst"), default="denoise")
+    tr.add_argument("--mode", required=True, choices=DATA_MODES)
+    tr.add_argument("--task", choices=TASKS, default="denoise")
     tr.add_argument("--noisy", default=None, metavar="DIR_OR_FILE", help="noisy image(s)")
     tr.add_argument("--clean", default=None, metavar="DIR_OR_FILE", help="clean image(s)")
     tr.add_argument("-o", "--output", default=None, metavar="MODEL_DIR", help="model folder")
@@ -216,8 +205,13 @@ def add_parser(sub) -> None:
         default=None,
         help="model name (default: the folder's); alone: save it in the user model folder",
     )
-    tr.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
-    tr.add_argument("--steps-per-epoch", type=int, default=50, help="default 50")
+    tr.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs})")
+    tr.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        default=d.steps_per_epoch,
+        help=f"default {d.steps_per_epoch}",
+    )
     tr.add_argument("--max-minutes", type=float, default=None, help="stop after this long")
     tr.add_argument(
         "--from",
@@ -234,16 +228,18 @@ def add_parser(sub) -> None:
     )
     tr.add_argument(
         "--arch",
-        choices=("fast_denoiser", "unet_resnet18", "burst_dense_unet"),
+        choices=[a for task in TASKS for a in TASK_ARCHITECTURES[task]],
         default=None,
         help="network, with --from-scratch (default fast_denoiser; burst_dense_unet for "
         "--task burst); fine-tuning keeps the start model's",
     )
+    tr.add_argument("--loss", choices=LOSSES, default=d.loss)
     tr.add_argument(
-        "--loss", choices=("auto", "l1", "l2", "ssim", "l1+ssim", "gradient"), default="auto"
+        "--patch", type=int, default=d.patch, help=f"training crop size (default {d.patch})"
     )
-    tr.add_argument("--patch", type=int, default=64, help="training crop size (default 64)")
-    tr.add_argument("--batch", type=int, default=8, help="crops per step (default 8)")
+    tr.add_argument(
+        "--batch", type=int, default=d.batch, help=f"crops per step (default {d.batch})"
+    )
     tr.add_argument(
         "--lr",
         type=float,
@@ -251,7 +247,9 @@ def add_parser(sub) -> None:
         help="Adam learning rate (default: the backend's, lower when fine-tuning than from "
         "scratch; the summary prints the one used)",
     )
-    tr.add_argument("--patience", type=int, default=0, help="early stopping after N epochs")
+    tr.add_argument(
+        "--patience", type=int, default=d.patience, help="early stopping after N epochs"
+    )
     tr.add_argument("--val-fraction", type=float, default=0.15, help="held out (default 0.15)")
     modality_option(
         tr,
@@ -265,13 +263,18 @@ def add_parser(sub) -> None:
         nargs=2,
         default=None,
         metavar=("LOW", "HIGH"),
-        help="simulated dose range in e-/px (default 1 100; burst 5 300)",
+        help="simulated dose range in e-/px (default {:g} {:g}; burst {:g} {:g})".format(
+            *DOSE_DEFAULTS["denoise"], *DOSE_DEFAULTS["burst"]
+        ),
     )
     tr.add_argument("--frames", type=int, default=5, help="frames per burst window (default 5)")
     tr.add_argument(
-        "--pool", type=int, default=None, help="simulated training images (default 256; burst 200)"
+        "--pool",
+        type=int,
+        default=None,
+        help="simulated training images (default {denoise}; burst {burst})".format(**POOL_DEFAULTS),
     )
-    tr.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    tr.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
     device_option(tr)
     tr.add_argument("--resume", action="store_true", help="continue an interrupted run")
     tr.add_argument("--overwrite", action="store_true", help="replace a model in MODEL_DIR")

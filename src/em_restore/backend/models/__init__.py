@@ -1,6 +1,8 @@
 """Deep restoration models: networks, model files and registry, inference, training.
 
-Importing this package imports torch; the rest of ``em_restore`` does not.
+The names below are loaded on first use (PEP 562), so importing a torch-free
+submodule (:mod:`.fit_config`, :mod:`.normalise`) does not import torch; the
+networks, the store, inference and training do.
 
 * :mod:`.nets`: ``FastDenoiser`` (the CPU-fast default) and ``UNetResNet18`` (the
   low-dose TEM paper's reference), rebuilt from strict configs;
@@ -14,53 +16,52 @@ Importing this package imports torch; the rest of ``em_restore`` does not.
   typed events that writes a model folder.
 """
 
-from .inference import (
-    ModelPlan,
-    iter_predict,
-    plan_model,
-    predict,
-    predict_frame,
-    predict_lazy,
-    select_device,
-)
-from .nets import ARCHITECTURES, FastDenoiser, UNetResNet18, build_network
-from .store import (
-    LoadedModel,
-    ModelConfig,
-    ModelEntry,
-    ModelError,
-    default_model_name,
-    list_models,
-    load_model,
-    save_model,
-    user_model_dir,
-)
-from .training import SimulationRecipe, TrainConfig, TrainResult, iter_train, train
+from importlib import import_module
 
-__all__ = [
-    "ARCHITECTURES",
-    "FastDenoiser",
-    "LoadedModel",
-    "ModelConfig",
-    "ModelEntry",
-    "ModelError",
-    "ModelPlan",
-    "SimulationRecipe",
-    "TrainConfig",
-    "TrainResult",
-    "UNetResNet18",
-    "build_network",
-    "default_model_name",
-    "iter_predict",
-    "iter_train",
-    "list_models",
-    "load_model",
-    "plan_model",
-    "predict",
-    "predict_frame",
-    "predict_lazy",
-    "save_model",
-    "select_device",
-    "train",
-    "user_model_dir",
-]
+#: public name -> the submodule that defines it
+_EXPORTS = {
+    **dict.fromkeys(
+        (
+            "ModelPlan",
+            "iter_predict",
+            "plan_model",
+            "predict",
+            "predict_frame",
+            "predict_lazy",
+            "select_device",
+        ),
+        ".inference",
+    ),
+    **dict.fromkeys(("ARCHITECTURES", "FastDenoiser", "UNetResNet18", "build_network"), ".nets"),
+    **dict.fromkeys(
+        (
+            "LoadedModel",
+            "ModelConfig",
+            "ModelEntry",
+            "ModelError",
+            "default_model_name",
+            "list_models",
+            "load_model",
+            "save_model",
+            "user_model_dir",
+        ),
+        ".store",
+    ),
+    **dict.fromkeys(
+        ("SimulationRecipe", "TrainConfig", "TrainResult", "iter_train", "train"), ".training"
+    ),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -40,6 +40,7 @@ from .. import simulate as sim
 from ..fuse import fuse_wiener, window_velocity
 from ..register import AlignedWindow, align_window
 from .augment import dihedral, dihedral_vec
+from .fit_config import DEFAULT_BURST_MODEL
 from .inference import blend_window, normalisation_of, tile_grid
 from .loop import (
     Loop,
@@ -68,8 +69,6 @@ __all__ = [
     "ssim_torch",
     "train_burst",
 ]
-
-DEFAULT_BURST_MODEL = "em-burst"
 
 
 # --------------------------------------------------------------------------- data

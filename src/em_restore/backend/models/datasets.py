@@ -44,11 +44,13 @@ import numpy as np
 from .. import simulate as sim
 from .._progress import Progress
 from .augment import dihedral
+from .fit_config import DOSE_DEFAULTS, POOL_DEFAULTS, check_task_mode
 from .inference import clean_outliers
 from .normalise import Norm, normaliser
 
 __all__ = [
     "MIN_CORRELATION",
+    "MIN_SIDE",
     "BurstData",
     "NoisyData",
     "PairedData",
@@ -56,6 +58,7 @@ __all__ = [
     "ValItem",
     "as_frames",
     "register_pair",
+    "training_data",
 ]
 
 MIN_CORRELATION = 0.2
@@ -580,3 +583,42 @@ class BurstData(SimulatedData):
         d.pop("modality")
         d["frames"] = self.frames
         return d
+
+
+# ------------------------------------------------------------------ the request
+def training_data(
+    mode: str,
+    noisy=None,
+    clean=None,
+    *,
+    task: str = "denoise",
+    modality: str = "tem",
+    dose: tuple[float, float] | None = None,
+    frames: int = 5,
+    pool: int | None = None,
+    val_fraction: float = 0.15,
+    seed: int = 0,
+):
+    """The dataset of a "train your own" request (reads the pixels: run it where the
+    work is done). ``noisy`` / ``clean``: an image, a stack or a list of them (``None``
+    or empty for none); ``dose`` and ``pool`` default by task (:data:`DOSE_DEFAULTS`,
+    :data:`POOL_DEFAULTS`)."""
+    check_task_mode(task, mode, "train it with mode 'simulated'.")
+
+    def arrays(images):
+        if images is None:
+            return None
+        if isinstance(images, list | tuple):
+            return [np.asarray(a) for a in images] or None
+        return np.asarray(images)
+
+    noisy, clean = arrays(noisy), arrays(clean)
+    if mode == "paired":
+        return PairedData(noisy, clean, val_fraction=val_fraction, seed=seed)
+    if mode == "self":
+        return NoisyData(noisy, val_fraction=val_fraction, seed=seed)
+    dose = tuple(dose) if dose else DOSE_DEFAULTS[task]
+    pool = pool or POOL_DEFAULTS[task]
+    if task == "burst":
+        return BurstData(clean, frames=frames, dose_range=dose, pool=pool, seed=seed)
+    return SimulatedData(clean, modality=modality, dose_range=dose, pool=pool, seed=seed)

@@ -70,8 +70,8 @@ import numpy as np
 
 from ..._atomic import write_text_atomic
 from .._progress import Progress
-from .burst import DEFAULT_BURST_MODEL
 from .fit_config import (
+    DEFAULT_BURST_MODEL,
     LOSSES,
     LR_FINE_TUNE,
     LR_SCRATCH,
@@ -106,6 +106,7 @@ __all__ = [
     "FitPlan",
     "FitResult",
     "StartModel",
+    "check_destination",
     "check_fit",
     "fit",
     "iter_fit",
@@ -497,6 +498,28 @@ STATE_FILE = "training-state.pt"
 CARD_FILE = "MODEL_CARD.md"
 
 
+def check_destination(
+    folder: str | os.PathLike, *, overwrite: bool = False, resume: bool = False, name=None
+) -> None:
+    """Where a run writes its model: ``resume`` needs the interrupted run's state there,
+    and an existing model is replaced only with ``overwrite`` (or continued with
+    ``resume``). Refused in one line (``FileNotFoundError`` / ``FileExistsError``)."""
+    from .store import CONFIG_FILE
+
+    folder = Path(folder).expanduser()
+    name = name or folder.name
+    if resume and not (folder / STATE_FILE).is_file():
+        raise FileNotFoundError(
+            f"nothing to resume for {name!r} in {folder} (no {STATE_FILE}); start a new run "
+            "without resume."
+        )
+    if (folder / CONFIG_FILE).exists() and not (overwrite or resume):
+        raise FileExistsError(
+            f"{folder} already holds a model ({name!r} already exists); choose another name "
+            "or folder, or overwrite it (replace) or resume it (continue)."
+        )
+
+
 def iter_train_model(
     cfg: FitConfig,
     data,
@@ -518,18 +541,11 @@ def iter_train_model(
     is an error unless ``overwrite`` or ``resume``. ``modality`` is :func:`iter_fit`'s
     (which bundled model to fine-tune); ``modalities`` those the written config names.
     """
-    from .store import CONFIG_FILE, ModelConfig, save_model
+    from .store import ModelConfig, save_model
 
     folder = Path(folder).expanduser()
+    check_destination(folder, overwrite=overwrite, resume=resume, name=name)
     state_file = folder / STATE_FILE
-    if resume and not state_file.is_file():
-        raise FileNotFoundError(
-            f"nothing to resume in {folder} (no {STATE_FILE}); start a new run without resume."
-        )
-    if (folder / CONFIG_FILE).exists() and not (overwrite or resume):
-        raise FileExistsError(
-            f"{folder} already holds a model; choose another folder, resume it or overwrite it."
-        )
     name = name or folder.name
     plan = check_fit(cfg, data, modality)
     task = "burst" if data.kind == "burst" else "denoise"

@@ -10,15 +10,22 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "DATA_MODES",
+    "DEFAULT_BURST_MODEL",
+    "DOSE_DEFAULTS",
     "LOSSES",
     "LR_FINE_TUNE",
     "LR_SCRATCH",
     "MODES",
+    "POOL_DEFAULTS",
     "RESUMABLE",
     "SCRATCH_ARCHITECTURE",
+    "TASKS",
+    "TASK_ARCHITECTURES",
     "Epoch",
     "FitConfig",
     "FitResult",
+    "check_task_mode",
     "rounded",
 ]
 
@@ -30,8 +37,29 @@ RESUMABLE = ("epochs", "max_minutes")
 #: (lower, so the first steps keep what the start model knows; bench_train finetune).
 LR_SCRATCH = 1e-3
 LR_FINE_TUNE = 3e-4
-#: The network trained from scratch when no architecture is chosen.
+#: The bundled burst network (the start of a fine-tuned burst run, the burst default).
+DEFAULT_BURST_MODEL = "em-burst"
+#: The network trained from scratch when no architecture is chosen, and the choices.
 SCRATCH_ARCHITECTURE = {"denoise": "fast_denoiser", "burst": "burst_dense_unet"}
+TASK_ARCHITECTURES = {"denoise": ("fast_denoiser", "unet_resnet18"), "burst": ("burst_dense_unet",)}
+#: Data modes of "train your own" and the tasks they train.
+DATA_MODES = ("paired", "self", "simulated")
+TASKS = ("denoise", "burst")
+#: Simulated dose range (e⁻/px) and pool size by task, when the user gives none.
+DOSE_DEFAULTS = {"denoise": (1.0, 100.0), "burst": (5.0, 300.0)}
+POOL_DEFAULTS = {"denoise": 256, "burst": 200}
+
+
+def check_task_mode(task: str, mode: str, fix: str) -> None:
+    """Burst networks train on simulated streams only; ``fix`` says how, in the
+    front end's words (a CLI option, a widget menu)."""
+    if task not in TASKS or mode not in DATA_MODES:
+        raise ValueError(
+            f"task must be one of {', '.join(TASKS)} and mode one of {', '.join(DATA_MODES)}; "
+            f"got {task!r}, {mode!r}."
+        )
+    if task == "burst" and mode != "simulated":
+        raise ValueError(f"burst networks train on simulated streams; {fix}")
 
 
 @dataclass(frozen=True)
@@ -165,6 +193,27 @@ class FitResult:
     stop_reason: str = "completed"
     # fine-tuned: the start model's name, weights' SHA-256 and validation scores
     start: dict | None = None
+
+    def origin(self) -> str:
+        """What the run started from, and (fine-tuned) what that model scored before.
+
+        Examples
+        --------
+        >>> r = FitResult(None, FitConfig(architecture="fast_denoiser"), "l1", {}, 3, 0.1,
+        ...               None, None, None, None)
+        >>> r.origin()
+        'from scratch (fast_denoiser)'
+        """
+        s = self.start
+        if s is None:
+            return f"from scratch ({self.config.architecture})"
+        before = (
+            f"val PSNR {s['val_psnr_db']:.2f} dB before"
+            if s["val_psnr_db"] is not None
+            else f"val loss {s['val_loss']:.5f} before"
+        )
+        kept = "; no epoch beat it, its weights are kept" if self.best_epoch == 0 else ""
+        return f"fine-tuned from {s['name']} ({before}){kept}"
 
     def record(self) -> dict:
         """JSON-able training record for the model config and card."""

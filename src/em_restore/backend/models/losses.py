@@ -47,7 +47,7 @@ def loss_for(kind: str, self_supervised: bool, burst: bool) -> str:
         if kind not in ("auto", "l2"):
             raise ValueError(
                 f"self-supervised training needs the l2 loss (a noisy target is unbiased only "
-                f"in the mean); got {kind!r}: choose l2 or auto."
+                f"in the mean); got {kind!r}: choose 'auto' or 'l2'."
             )
         return "l2"
     if kind == "auto":
