@@ -99,16 +99,36 @@ def check_real(
         high is not None and (v >= high if high_open else v > high)
     )
     if bad:
-        lo = "" if low is None else ("(" if low_open else "[") + f"{low:g}"
-        hi = "" if high is None else f"{high:g}" + (")" if high_open else "]")
-        if low is None:
-            rng_txt = f"<{'' if high_open else '='} {high:g}"
-        elif high is None:
-            rng_txt = f">{'' if low_open else '='} {low:g}"
-        else:
-            rng_txt = f"in {lo}, {hi}"
+        rng_txt = _bounds(low, high, low_open, high_open, "g")
         raise ValueError(f"{name} must be {rng_txt}; got {v:g}. {hint}".rstrip())
     return v
+
+
+def _bounds(low, high, low_open: bool = False, high_open: bool = False, fmt: str = "") -> str:
+    """``>= 1``, ``< 2``, ``in (0, 1]``: the allowed range in words.
+
+    Examples
+    --------
+    >>> _bounds(0, None), _bounds(None, 1.5, high_open=True, fmt="g"), _bounds(0, 1, True)
+    ('>= 0', '< 1.5', 'in (0, 1]')
+    """
+    if low is None:
+        return f"<{'' if high_open else '='} {high:{fmt}}"
+    if high is None:
+        return f">{'' if low_open else '='} {low:{fmt}}"
+    return f"in {'(' if low_open else '['}{low:{fmt}}, {high:{fmt}}{')' if high_open else ']'}"
+
+
+class KeyEquality:
+    """Equality and hash by the tuple ``self._key()`` (for records holding arrays)."""
+
+    def __eq__(self, other) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
 
 def check_int(
@@ -122,13 +142,7 @@ def check_int(
             raise ValueError(f"{name} must be an integer; got {short(value)}. {hint}".rstrip())
     v = int(value)
     if (low is not None and v < low) or (high is not None and v > high):
-        if high is None:
-            rng_txt = f">= {low}"
-        elif low is None:
-            rng_txt = f"<= {high}"
-        else:
-            rng_txt = f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be {rng_txt}; got {v}. {hint}".rstrip())
+        raise ValueError(f"{name} must be {_bounds(low, high)}; got {v}. {hint}".rstrip())
     return v
 
 

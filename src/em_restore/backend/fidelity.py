@@ -57,6 +57,7 @@ from scipy import ndimage as ndi
 from ._args import check_image, check_int, short
 from ._progress import Progress
 from .noise import NoiseModel, estimate_noise
+from .noise_model import check_noise_model
 
 __all__ = [
     "BLOCK",
@@ -458,15 +459,12 @@ def fidelity(
     scales = _check_scales(scales)
     if noise_model is None:
         noise_model = fidelity_noise(z, modality=modality)
-    elif not isinstance(noise_model, NoiseModel):
-        raise ValueError(
-            f"noise_model must be a NoiseModel or None; got {short(noise_model)}. "
-            "Use em_restore.backend.noise.estimate_noise(raw), or None to estimate it."
-        )
-    if noise_model.gain <= 0 and noise_model.readout_sigma <= 0:
-        raise ValueError(
-            "noise_model has no noise (gain 0, readout_sigma 0); the residual cannot be "
-            "tested against it. Pass the detector's noise model or None to estimate it."
+    else:
+        check_noise_model(
+            noise_model,
+            "noise_model",
+            "Pass the detector's noise model (em_restore.backend.noise.estimate_noise(raw)), "
+            "or None to estimate it.",
         )
     lines = _is_scanned(noise_model, modality)
     m, summary = _frame_fidelity(z, r, noise_model, scales, forward, lines)

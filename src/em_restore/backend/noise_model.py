@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
-from ._args import check_int, check_real, short
+from ._args import KeyEquality, check_int, check_real, short
 
 # --------------------------------------------------------------------------- model
 
@@ -47,7 +47,7 @@ def pad_centred(g: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class NoiseModel:
+class NoiseModel(KeyEquality):
     """Poisson–Gaussian noise in ADU with a spatial correlation kernel.
 
     ``var(pixel) = gain * (mean - offset) + readout_sigma**2`` and the noise field
@@ -184,10 +184,17 @@ class NoiseModel:
             self.signal_range,
         )
 
-    def __eq__(self, other) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return self._key() == other._key()
 
-    def __hash__(self) -> int:
-        return hash(self._key())
+def check_noise_model(noise, name: str, fix: str) -> NoiseModel:
+    """``noise`` if it is a :class:`NoiseModel` with some noise; else a one-line error
+    (``fix`` says what to pass instead)."""
+    if not isinstance(noise, NoiseModel):
+        raise ValueError(
+            f"{name} must be a NoiseModel; got {type(noise).__name__} {short(noise)}. {fix}"
+        )
+    if noise.gain <= 0 and noise.readout_sigma <= 0:
+        raise ValueError(
+            f"{name} has no noise (gain 0, readout_sigma 0): nothing to test or stabilise "
+            f"against. {fix}"
+        )
+    return noise

@@ -45,8 +45,9 @@ import math
 
 import numpy as np
 
-from ._args import check_choice, check_image, short
+from ._args import check_choice, check_image
 from .noise import NoiseModel
+from .noise_model import check_noise_model
 
 __all__ = ["forward_vst", "inverse_vst"]
 
@@ -56,17 +57,12 @@ _SQ32 = math.sqrt(1.5)
 
 
 def _check_noise(noise) -> NoiseModel:
-    if not isinstance(noise, NoiseModel):
-        raise ValueError(
-            f"noise must be a NoiseModel; got {type(noise).__name__} {short(noise)}. "
-            "Use em_restore.backend.noise.estimate_noise(image) or NoiseModel(...)."
-        )
-    if noise.gain <= 0 and noise.readout_sigma <= 0:
-        raise ValueError(
-            "noise has gain == 0 and readout_sigma == 0 (no noise): there is nothing to "
-            "stabilise. Check the noise estimate or skip the transform."
-        )
-    return noise
+    return check_noise_model(
+        noise,
+        "noise",
+        "Use em_restore.backend.noise.estimate_noise(image) or NoiseModel(...), or skip the "
+        "transform.",
+    )
 
 
 def forward_vst(image, noise: NoiseModel) -> np.ndarray:

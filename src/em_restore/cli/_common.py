@@ -14,6 +14,26 @@ from em_restore.backend._args import MODALITIES
 EXIT_USER_ERROR = 2
 
 
+def command_parser(sub, name: str, doc: str, description: str | None = None):
+    r"""The parser of subcommand ``name``. ``doc`` is the command module's docstring: its
+    first paragraph, after ``em-restore NAME``:, is the one-line help, its second the
+    description (one text for the reader of the code and of ``--help``). Given
+    ``description``, ``doc`` is the help itself.
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser().add_subparsers()
+    >>> c = command_parser(p, "x", "``em-restore x``: do\n  it.\n\nAll of it.\n\nMore.")
+    >>> c.description
+    'All of it.'
+    """
+    if description is None:
+        first, _, rest = (doc or name).strip().partition("\n\n")
+        doc = " ".join(first.split()).split(": ", 1)[-1]
+        description = " ".join(rest.partition("\n\n")[0].split()) or None
+    return sub.add_parser(name, help=doc, description=description)
+
+
 class UserError(Exception):
     """A problem with the user's input, reported as one line, no traceback."""
 
@@ -35,18 +55,26 @@ def progress_printer(enabled: bool):
     return drive
 
 
-def check_output(input_path: str | Path, output: str | Path, overwrite: bool) -> Path:
+def check_output(
+    input_path: str | Path,
+    output: str | Path,
+    overwrite: bool,
+    *,
+    what: str = "output",
+    also: Sequence[str | Path] = (),
+) -> Path:
+    """``output``'s path, refused (one line) if it is the input or one of ``also``, if
+    it exists (without ``overwrite``), or if it is not TIFF or zarr."""
     out = Path(output)
-    if out.resolve() == Path(input_path).resolve():
-        raise UserError(
-            f"output {str(out)!r} is the input file; raw data is never overwritten — "
-            "choose another output name"
-        )
+    for p in (input_path, *also):
+        if out.resolve() == Path(p).resolve():
+            never = "inputs are never overwritten" if also else "raw data is never overwritten"
+            raise UserError(f"{what} {str(out)!r} is an input file; {never} — choose another name")
     if out.exists() and not overwrite:
-        raise UserError(f"output {str(out)!r} already exists; pass --overwrite to replace it")
+        raise UserError(f"{what} {str(out)!r} already exists; pass --overwrite to replace it")
     if out.suffix.lower() not in {".tif", ".tiff", ".zarr"}:
         raise UserError(
-            f"output {str(out)!r} has extension {out.suffix!r}; use .tif, .tiff or .zarr"
+            f"{what} {str(out)!r} has extension {out.suffix!r}; use .tif, .tiff or .zarr"
         )
     return out
 

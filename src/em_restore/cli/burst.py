@@ -1,4 +1,11 @@
-"""``em-restore burst``: register and fuse a burst of frames from a moving stage."""
+"""``em-restore burst``: restore a fast stream: each window of frames -> one sharp frame
+
+Burst deblurring of a stream from a moving stage. Each window of N consecutive frames
+(every S frames) is registered to its middle frame and fused into one sharp frame by the
+burst network (default), the classical multi-frame Wiener deconvolution, Fourier burst
+accumulation or the registered mean. Output: a stack, frame i registered to input frame
+centre_i (in the file's metadata).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from ._common import (
     batched,
     check_output,
     check_scheduler,
+    command_parser,
     compute,
     device_option,
     fidelity_option,
@@ -100,15 +108,7 @@ def _burst(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    bur = sub.add_parser(
-        "burst",
-        help="restore a fast stream: each window of frames -> one sharp frame",
-        description="Burst deblurring of a stream from a moving stage. Each window of N "
-        "consecutive frames (every S frames) is registered to its middle frame and fused "
-        "into one sharp frame by the burst network (default), the classical multi-frame "
-        "Wiener deconvolution, Fourier burst accumulation or the registered mean. Output: "
-        "a stack, frame i registered to input frame centre_i (in the file's metadata).",
-    )
+    bur = command_parser(sub, "burst", __doc__)
     batch_io(bur, "stream stack(s) (T, rows, cols)")
     bur.add_argument("--frames", type=int, default=5, help="frames per window, >= 2 (default 5)")
     bur.add_argument("--stride", type=int, default=1, help="frames between windows (default 1)")

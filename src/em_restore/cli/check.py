@@ -1,4 +1,9 @@
-"""``em-restore check`` and ``--fidelity-out``: where a restoration is not backed by the counts.
+"""``em-restore check``: map where a restoration is not supported by the raw counts
+
+Compare a restoration (from em-restore or any other tool) with its raw input: under a
+correct restoration raw - restored is the noise the raw's own noise model predicts. MAP
+is float32, the shape of RAW, in [0, 1]: higher = less supported (0.5 = flagged). See
+docs/fidelity.md.
 
 The map is :func:`em_restore.backend.fidelity.fidelity` of the result against its raw
 input, frame by frame (one frame in memory at a time), written as a float32 TIFF or
@@ -15,22 +20,11 @@ from typing import Any
 
 from em_restore import __version__
 
-from ._common import MODALITIES
-
-
-class CheckError(ValueError):
-    """A user error of ``check`` / ``--fidelity-out`` (one line, exit 2)."""
+from ._common import MODALITIES, UserError, check_output, command_parser
 
 
 def add_parser(sub: Any) -> None:
-    chk = sub.add_parser(
-        "check",
-        help="map where a restoration is not supported by the raw counts",
-        description="Compare a restoration (from em-restore or any other tool) with its raw "
-        "input: under a correct restoration raw - restored is the noise the raw's own noise "
-        "model predicts. MAP is float32, the shape of RAW, in [0, 1]: higher = less "
-        "supported (0.5 = flagged). See docs/fidelity.md.",
-    )
+    chk = command_parser(sub, "check", __doc__)
     chk.add_argument("raw", help="the raw image or stack (any format `info` reads)")
     chk.add_argument("restored", help="its restoration, same shape and units")
     chk.add_argument("-o", "--output", required=True, help="MAP.tif/.tiff or .zarr")
@@ -44,24 +38,6 @@ def add_parser(sub: Any) -> None:
     chk.add_argument("--overwrite", action="store_true", help="replace an existing MAP")
     chk.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     chk.set_defaults(func=run)
-
-
-def check_output(output: str | Path, *inputs: str | Path, overwrite: bool) -> Path:
-    """The map's path, refused if it is an input, exists (without overwrite) or is not TIFF/zarr."""
-    out = Path(output)
-    for p in inputs:
-        if out.resolve() == Path(p).resolve():
-            raise CheckError(
-                f"the fidelity map {str(out)!r} is one of the inputs; inputs are never "
-                "overwritten — choose another name"
-            )
-    if out.exists() and not overwrite:
-        raise CheckError(f"output {str(out)!r} already exists; pass --overwrite to replace it")
-    if out.suffix.lower() not in {".tif", ".tiff", ".zarr"}:
-        raise CheckError(
-            f"fidelity map {str(out)!r} has extension {out.suffix!r}; use .tif, .tiff or .zarr"
-        )
-    return out
 
 
 def _noise_of(raw: Any, modality: str | None):
@@ -144,23 +120,25 @@ def run(args: argparse.Namespace) -> int:
 
     from em_restore import io
 
-    out = check_output(args.output, args.raw, args.restored, overwrite=args.overwrite)
+    out = check_output(
+        args.raw, args.output, args.overwrite, what="fidelity map", also=[args.restored]
+    )
     raw = io.read(args.raw)
     restored = io.read(args.restored)
     for image, path in ((raw, args.raw), (restored, args.restored)):
         if "c" in image.axes:
-            raise CheckError(
+            raise UserError(
                 f"{path!r} is an RGB/RGBA image; the check works on greyscale data in the "
                 "raw's units — check the greyscale restoration"
             )
     if tuple(raw.data.shape) != tuple(restored.data.shape):
-        raise CheckError(
+        raise UserError(
             f"raw {args.raw!r} has shape {tuple(raw.data.shape)} but restored "
             f"{args.restored!r} has {tuple(restored.data.shape)}; check the restoration of "
             "the same image (same frames, no crop)"
         )
     if min(raw.data.shape[-2:]) < 16:
-        raise CheckError(
+        raise UserError(
             f"the frames are {raw.data.shape[-2]}×{raw.data.shape[-1]} px; the fidelity tests "
             "need at least 16×16 px — check a larger image"
         )
@@ -195,9 +173,9 @@ def prepare_fidelity_out(args: argparse.Namespace, output: Path) -> Path | None:
     path = getattr(args, "fidelity_out", None)
     if path is None:
         return None
-    out = check_output(path, args.input, output, overwrite=args.overwrite)
+    out = check_output(args.input, path, args.overwrite, what="fidelity map", also=[output])
     if out.resolve() == output.resolve():
-        raise CheckError("--fidelity-out is the output itself; give the map its own name")
+        raise UserError("--fidelity-out is the output itself; give the map its own name")
     return out
 
 

@@ -1,4 +1,10 @@
-"""``em-restore deconvolve``: denoise, estimate (or read) the blur kernel, remove it."""
+"""``em-restore deconvolve``: denoise, estimate the blur kernel and remove it (blind unless
+--psf)
+
+Two-stage restoration: automatic denoising, then deconvolution. Without --psf the blur
+kernel is estimated from the image (blind); --psf-out saves it. The kernel and the
+parameters are planned on the middle frame of a stack and applied to every frame.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from ._common import (
     batch_io,
     batched,
     check_output,
+    command_parser,
     device_option,
     fidelity_option,
     greyscale,
@@ -142,14 +149,7 @@ def _deconvolve(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    dec = sub.add_parser(
-        "deconvolve",
-        help="denoise, estimate the blur kernel and remove it (blind unless --psf)",
-        description="Two-stage restoration: automatic denoising, then deconvolution. Without "
-        "--psf the blur kernel is estimated from the image (blind); --psf-out saves it. The "
-        "kernel and the parameters are planned on the middle frame of a stack and applied to "
-        "every frame.",
-    )
+    dec = command_parser(sub, "deconvolve", __doc__)
     batch_io(dec)
     dec.add_argument("--psf-out", default=None, metavar="PSF.tif", help="save the kernel used")
     dec.add_argument(

@@ -1,4 +1,10 @@
-"""``em-restore denoise``: the classical automatic plan, a chosen filter or a network."""
+"""``em-restore denoise``: denoise an image or stack (automatic by default)
+
+Denoise an image or stack. By default the bundled model for the modality (--modality,
+else the file's metadata, else TEM) restores it; --model NAME_OR_DIR picks any trained
+model; --method classical picks a filter and its strength by self-supervised calibration
+on the image itself (no tuning).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from ._common import (
     batch_io,
     batched,
     check_output,
+    command_parser,
     device_option,
     fidelity_option,
     greyscale,
@@ -129,14 +136,7 @@ def _denoise_model(args, image, drive, lazy=False):
 
 
 def add_parser(sub) -> None:
-    den = sub.add_parser(
-        "denoise",
-        help="denoise an image or stack (automatic by default)",
-        description="Denoise an image or stack. By default the bundled model for the "
-        "modality (--modality, else the file's metadata, else TEM) restores it; --model "
-        "NAME_OR_DIR picks any trained model; --method classical picks a filter and its "
-        "strength by self-supervised calibration on the image itself (no tuning).",
-    )
+    den = command_parser(sub, "denoise", __doc__)
     batch_io(den)
     den.add_argument(
         "--method",

@@ -10,19 +10,29 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._common import command_parser
+
 FORMATS = ("bmz", "onnx")
+
+
+EXPORT_HELP = "write a model as a BioImage Model Zoo package or an ONNX file"
+EXPORT_DESCRIPTION = (
+    "Write a bundled or user model as a BioImage Model Zoo package (format 0.5: rdf.yaml, "
+    "model card, pytorch_state_dict + torchscript + onnx weights, test tensors, cover; a "
+    ".zip, or a folder for any other name) or as one ONNX file with dynamic size (run it with"
+    " `em-restore denoise --model FILE.onnx`)."
+)
+IMPORT_HELP = "install a BioImage Model Zoo package as a user model"
+IMPORT_DESCRIPTION = (
+    "Install a BMZ package (.zip, folder or rdf.yaml) as a user model: one exported by "
+    "em-restore, or any 2-D single-channel denoiser with ONNX weights. Packages that need "
+    "code to run (a foreign architecture) are refused."
+)
 
 
 def add_parser(subparsers) -> None:
     """Add the ``export`` and ``import`` subcommands to ``em-restore``'s subparsers."""
-    exp = subparsers.add_parser(
-        "export",
-        help="write a model as a BioImage Model Zoo package or an ONNX file",
-        description="Write a bundled or user model as a BioImage Model Zoo package (format "
-        "0.5: rdf.yaml, model card, pytorch_state_dict + torchscript + onnx weights, test "
-        "tensors, cover; a .zip, or a folder for any other name) or as one ONNX file with "
-        "dynamic size (run it with `em-restore denoise --model FILE.onnx`).",
-    )
+    exp = command_parser(subparsers, "export", EXPORT_HELP, EXPORT_DESCRIPTION)
     exp.add_argument("model", metavar="MODEL", help="model name (`em-restore models`) or folder")
     exp.add_argument("--format", choices=FORMATS, required=True, help="bmz or onnx")
     exp.add_argument(
@@ -35,13 +45,7 @@ def add_parser(subparsers) -> None:
     exp.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     exp.set_defaults(func=run)
 
-    imp = subparsers.add_parser(
-        "import",
-        help="install a BioImage Model Zoo package as a user model",
-        description="Install a BMZ package (.zip, folder or rdf.yaml) as a user model: one "
-        "exported by em-restore, or any 2-D single-channel denoiser with ONNX weights. "
-        "Packages that need code to run (a foreign architecture) are refused.",
-    )
+    imp = command_parser(subparsers, "import", IMPORT_HELP, IMPORT_DESCRIPTION)
     imp.add_argument("package", metavar="PACKAGE", help="package .zip, folder or rdf.yaml")
     imp.add_argument("--name", default=None, help="model name (default: the package's name)")
     imp.add_argument("--overwrite", action="store_true", help="replace a user model of that name")

@@ -1,4 +1,4 @@
-"""``em-restore info``: shape, dtype, pixel size and unit of every image in a file."""
+"""``em-restore info``: print shape, dtype, pixel size and unit of a file"""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 from typing import Any
+
+from ._common import command_parser
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -70,7 +72,7 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 def add_parser(sub) -> None:
-    info = sub.add_parser("info", help="print shape, dtype, pixel size and unit of a file")
+    info = command_parser(sub, "info", __doc__)
     info.add_argument("file", help="TIFF, MRC, DM3/DM4, EMD, TIA (.emi/.ser), PNG or JPEG")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     info.set_defaults(func=_info)

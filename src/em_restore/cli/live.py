@@ -1,4 +1,11 @@
-"""``em-restore live``: restore an acquisition while it is recorded.
+"""``em-restore live``: restore frames while they are recorded (folder, growing stack,
+synthetic)
+
+Restore an acquisition while it is recorded: each new frame of SOURCE is denoised (the
+fast network by default) or, with --burst N, fused with the N-1 frames before it, and
+appended to OUT.zarr. SOURCE: a folder into which image files appear (name order;
+.part/.tmp and hidden names ignored), a growing .tif/.mrc stack, or
+synthetic[:fps=20,size=512,frames=N,dose=20,speed=1.5,pool=48,seed=0]. See docs/live.md.
 
 SOURCE is a folder (new files, one frame each), a growing TIFF/MRC stack, or the
 synthetic microscope ``synthetic[:fps=20,size=512,frames=N,dose=20,speed=1.5]``.
@@ -20,20 +27,11 @@ from typing import Any
 
 from em_restore import __version__
 
-from ._common import device_option
+from ._common import command_parser, device_option
 
 
 def add_parser(sub: Any) -> None:
-    live = sub.add_parser(
-        "live",
-        help="restore frames while they are recorded (folder, growing stack, synthetic)",
-        description="Restore an acquisition while it is recorded: each new frame of SOURCE is "
-        "denoised (the fast network by default) or, with --burst N, fused with the N-1 frames "
-        "before it, and appended to OUT.zarr. SOURCE: a folder into which image files appear "
-        "(name order; .part/.tmp and hidden names ignored), a growing .tif/.mrc stack, or "
-        "synthetic[:fps=20,size=512,frames=N,dose=20,speed=1.5,pool=48,seed=0]. "
-        "See docs/live.md.",
-    )
+    live = command_parser(sub, "live", __doc__)
     live.add_argument("source", help="folder, stack file or synthetic[:key=value,...]")
     live.add_argument("-o", "--output", required=True, help="OUT.zarr (appended frame by frame)")
     live.add_argument(

@@ -1,9 +1,11 @@
-"""``em-restore models``: list the bundled and user models."""
+"""``em-restore models``: list the bundled and user models"""
 
 from __future__ import annotations
 
 import argparse
 import json
+
+from ._common import command_parser
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -53,7 +55,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    mod = sub.add_parser("models", help="list the bundled and user models")
+    mod = command_parser(sub, "models", __doc__)
     mod.add_argument("--json", action="store_true", help="print JSON instead of text")
     mod.add_argument(
         "--task", choices=("denoise", "burst"), default=None, help="only models for this task"

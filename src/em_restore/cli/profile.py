@@ -1,4 +1,10 @@
-"""``em-restore profile``: a line profile and particle sizing by a projected-sphere fit."""
+"""``em-restore profile``: line profile with particle sizing (diameter, edge width, pair
+resolution)
+
+Sample a line (or polyline) across particles and size them with a projected-sphere fit:
+centre, diameter, FWHM, edge width and, for neighbours, whether (d1+d2)/2 < l. Positions
+and sizes are in the file's physical unit (px if it has none).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from typing import Any
 
 from ._common import (
     UserError,
+    command_parser,
 )
 
 
@@ -99,14 +106,7 @@ def _profile(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    prof = sub.add_parser(
-        "profile",
-        help="line profile with particle sizing (diameter, edge width, pair resolution)",
-        description="Sample a line (or polyline) across particles and size them with a "
-        "projected-sphere fit: centre, diameter, FWHM, edge width and, for neighbours, "
-        "whether (d1+d2)/2 < l. Positions and sizes are in the file's physical unit "
-        "(px if it has none).",
-    )
+    prof = command_parser(sub, "profile", __doc__)
     prof.add_argument("input", help="input file (any format `info` reads)")
     prof.add_argument(
         "--line",

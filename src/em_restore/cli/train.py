@@ -1,4 +1,15 @@
-"""``em-restore train``: train or fine-tune a restorer on the user's own images."""
+"""``em-restore train``: train your own denoiser or burst network (paired, self-supervised,
+simulated)
+
+Train a restoration network on your data and save it as a model folder (weights, config,
+model card) that denoise/burst accept with --model. Modes: paired (--noisy low-dose or
+blurry images with --clean high-dose or sharp images of the same areas: registered and
+intensity-matched), self (--noisy images alone, Neighbor2Neighbor), simulated (--clean
+images, or the built-in specimens, through the physics simulator). Training fine-tunes
+the bundled model of the task and --modality (or --from MODEL) unless --from-scratch.
+The best epoch (validation SSIM) is saved as soon as it is reached; Ctrl-C keeps it and
+--resume continues.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +20,10 @@ from typing import Any
 
 from ._common import (
     UserError,
+    command_parser,
     device_option,
     greyscale,
+    input_files,
     modality_option,
 )
 
@@ -21,16 +34,7 @@ def _training_images(spec: str | None, what: str) -> tuple[list[Any], list[str]]
 
     if spec is None:
         return [], []
-    path = Path(spec).expanduser()
-    if path.is_dir() and path.suffix.lower() != ".zarr":
-        files = io.image_files(path)
-        if not files:
-            raise UserError(
-                f"--{what} folder {spec!r} holds no image file "
-                f"({', '.join(io.SUPPORTED_EXTENSIONS)}); point it at your images"
-            )
-    else:
-        files = [path]
+    files, _folder = input_files([spec])
     images = []
     for f in files:
         image = io.read(f)
@@ -183,18 +187,7 @@ def add_parser(sub) -> None:
     )
 
     d = FitConfig()  # the defaults, and the torch-free checks, are the backend's
-    tr = sub.add_parser(
-        "train",
-        help="train your own denoiser or burst network (paired, self-supervised, simulated)",
-        description="Train a restoration network on your data and save it as a model folder "
-        "(weights, config, model card) that denoise/burst accept with --model. Modes: paired "
-        "(--noisy low-dose or blurry images with --clean high-dose or sharp images of the same "
-        "areas: registered and intensity-matched), self (--noisy images alone, "
-        "Neighbor2Neighbor), simulated (--clean images, or the built-in specimens, through the "
-        "physics simulator). Training fine-tunes the bundled model of the task and "
-        "--modality (or --from MODEL) unless --from-scratch. The best epoch (validation SSIM) "
-        "is saved as soon as it is reached; Ctrl-C keeps it and --resume continues.",
-    )
+    tr = command_parser(sub, "train", __doc__)
     tr.add_argument("--mode", required=True, choices=DATA_MODES)
     tr.add_argument("--task", choices=TASKS, default="denoise")
     tr.add_argument("--noisy", default=None, metavar="DIR_OR_FILE", help="noisy image(s)")

@@ -50,8 +50,10 @@ __all__ = [
     "iter_steps",
     "load_training_state",
     "range_psnr",
+    "resume_steps",
     "run_training",
     "save_checkpoint",
+    "save_steps",
 ]
 
 
@@ -252,6 +254,35 @@ def iter_steps(
             if save is not None:
                 save(step)
             yield event
+
+
+def resume_steps(loop: Loop, checkpoint, config: dict, say) -> tuple[list, list, int, float]:
+    """A step-validated run (:mod:`.training`, :mod:`.burst`) going on from ``checkpoint``:
+    restores ``loop`` and returns ``(best, validations, first step, seconds so far)``."""
+    state = load_training_state(checkpoint)
+    check_same_settings(checkpoint, state["config"], config)
+    loop.restore(state)
+    history = [Validation(**v) for v in state["validations"]]
+    first = int(state["step"]) + 1
+    say(f"resuming after step {first - 1} of {loop.total} from {checkpoint}")
+    return list(state["best"]), history, first, float(state["seconds"])
+
+
+def save_steps(
+    checkpoint, loop: Loop, config: dict, step: int, best, history: list, seconds: float
+) -> None:
+    """The state :func:`resume_steps` goes on from, after validation ``step``."""
+    if checkpoint is not None:
+        save_checkpoint(
+            checkpoint,
+            loop.state(
+                config=config,
+                step=step,
+                best=list(best),
+                validations=[asdict(v) for v in history if isinstance(v, Validation)],
+                seconds=seconds,
+            ),
+        )
 
 
 def check_same_settings(path, saved: dict, current: dict, names: dict | None = None) -> None:

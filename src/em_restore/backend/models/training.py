@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Generator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,14 +40,13 @@ from .loop import (
     TrainResult,
     TrainStep,
     Validation,
-    check_same_settings,
     config_dict,
     deterministic,
     iter_steps,
-    load_training_state,
     range_psnr,
+    resume_steps,
     run_training,
-    save_checkpoint,
+    save_steps,
 )
 from .nets import build_network
 from .normalise import normaliser
@@ -297,27 +296,13 @@ def _train(
     size = recipe.image_size
     first, elapsed0 = 1, 0.0
     if resume and checkpoint is not None and Path(checkpoint).is_file():
-        state = load_training_state(checkpoint)
-        check_same_settings(checkpoint, state["config"], cfg.to_dict())
-        loop.restore(state)
-        best = tuple(state["best"])
-        history = [Validation(**v) for v in state["validations"]]
-        first, elapsed0 = int(state["step"]) + 1, float(state["seconds"])
-        say(f"resuming after step {first - 1} of {cfg.steps} from {checkpoint}")
+        best, history, first, elapsed0 = resume_steps(loop, checkpoint, cfg.to_dict(), say)
+        best = tuple(best)
     t_start -= elapsed0
 
     def save_state(step: int) -> None:
-        if checkpoint is not None:
-            save_checkpoint(
-                checkpoint,
-                loop.state(
-                    config=cfg.to_dict(),
-                    step=step,
-                    best=list(best),
-                    validations=[asdict(v) for v in history if isinstance(v, Validation)],
-                    seconds=time.perf_counter() - t_start,
-                ),
-            )
+        seconds = time.perf_counter() - t_start
+        save_steps(checkpoint, loop, cfg.to_dict(), step, best, history, seconds)
 
     def validate(step: int) -> Validation:
         nonlocal best

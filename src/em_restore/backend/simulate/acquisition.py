@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import psf as _psf
-from .._args import as_rng, check_choice, check_image, check_int, check_real
+from .._args import KeyEquality, as_rng, check_choice, check_image, check_int, check_real
 from .recording import (
     dead_pixels,
     detector,
@@ -51,7 +51,7 @@ def _resolve_psf(spec) -> np.ndarray | None:
 
 
 @dataclass(frozen=True, eq=False)
-class AcquisitionConfig:
+class AcquisitionConfig(KeyEquality):
     """How a clean specimen is recorded: dose, blur, detector and defects.
 
     Parameters
@@ -190,85 +190,45 @@ class AcquisitionConfig:
             vals.append(v)
         return tuple(vals)
 
-    def __eq__(self, other) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
     # ----------------------------------------------------------------- presets
+    # Each preset is 16-bit and names only what differs from the field defaults.
+
+    @classmethod
+    def _preset(cls, overrides: dict, **settings) -> AcquisitionConfig:
+        return cls(**{"bits": 16, **settings, **overrides})
 
     @classmethod
     def low_dose_tem(cls, **overrides) -> AcquisitionConfig:
         """Direct electron detector in counting mode, dose-limited (beam-sensitive)."""
-        base = dict(
-            modality="tem",
-            dose=10.0,
-            psf=("gaussian", 0.5),
-            gain=1.0,
-            offset=0.0,
-            readout_sigma=0.0,
-            dark_current=0.0,
-            spike_fraction=1e-5,
-            spike_amplitude=10.0,
-            dead_fraction=1e-4,
-            bits=16,
-        )
-        return cls(**{**base, **overrides})
+        camera = dict(spike_fraction=1e-5, spike_amplitude=10.0, dead_fraction=1e-4)
+        return cls._preset(overrides, dose=10.0, psf=("gaussian", 0.5), **camera)
 
     @classmethod
     def high_dose_tem(cls, **overrides) -> AcquisitionConfig:
         """Scintillator-coupled CMOS/CCD camera in integrating mode, high dose."""
-        base = dict(
-            modality="tem",
-            dose=1000.0,
-            psf=("gaussian", 1.0),
-            gain=8.0,
-            offset=100.0,
-            readout_sigma=4.0,
-            dark_current=0.5,
-            spike_fraction=1e-5,
-            spike_amplitude=20.0,
-            dead_fraction=1e-4,
-            bits=16,
-        )
-        return cls(**{**base, **overrides})
+        detector = dict(gain=8.0, offset=100.0, readout_sigma=4.0, dark_current=0.5)
+        defects = dict(spike_fraction=1e-5, spike_amplitude=20.0, dead_fraction=1e-4)
+        return cls._preset(overrides, dose=1000.0, psf=("gaussian", 1.0), **detector, **defects)
 
     @classmethod
     def stem(cls, **overrides) -> AcquisitionConfig:
         """Scanning TEM (e.g. HAADF): probe blur, scan jitter and line noise."""
-        base = dict(
-            modality="stem",
-            dose=50.0,
-            psf=("gaussian", 1.0),
-            gain=10.0,
-            offset=200.0,
-            readout_sigma=5.0,
-            dark_current=0.0,
-            scan_jitter=0.3,
-            line_noise=3.0,
-            bits=16,
-        )
-        return cls(**{**base, **overrides})
+        scan = dict(gain=10.0, offset=200.0, readout_sigma=5.0, scan_jitter=0.3, line_noise=3.0)
+        return cls._preset(overrides, modality="stem", dose=50.0, psf=("gaussian", 1.0), **scan)
 
     @classmethod
     def sem(cls, **overrides) -> AcquisitionConfig:
         """Scanning electron microscope, secondary electrons with a scintillator/PMT."""
-        base = dict(
+        pmt = dict(gain=50.0, offset=1000.0, readout_sigma=30.0)
+        return cls._preset(
+            overrides,
             modality="sem",
             dose=20.0,
             psf=("gaussian", 1.5),
-            gain=50.0,
-            offset=1000.0,
-            readout_sigma=30.0,
-            dark_current=0.0,
             scan_jitter=0.2,
             line_noise=20.0,
-            bits=16,
+            **pmt,
         )
-        return cls(**{**base, **overrides})
 
     @classmethod
     def liquid_cell_tem(cls, **overrides) -> AcquisitionConfig:

@@ -42,6 +42,7 @@ from .particles import (
 from .recording import correlated_noise
 
 __all__ = [
+    "SPECIMEN_KINDS",
     "GridInfo",
     "LatticeInfo",
     "Particle",
