@@ -23,20 +23,11 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    FloatSpinBox,
-    SpinBox,
-)
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
 
 from em_restore import __version__
 from em_restore._napari._base import JobWidget
-from em_restore._napari._fidelity import (
-    fidelity_checkbox,
-    finish_fidelity,
-    iter_result_fidelity,
-)
+from em_restore._napari._fidelity import fidelity_checkbox, finish_fidelity, iter_result_fidelity
 from em_restore._napari._fill import Filling, Streaming, default_batch, iter_batches
 from em_restore._napari._jobs import Job
 from em_restore._napari._layers import current_frame_index, result_layer_kwargs

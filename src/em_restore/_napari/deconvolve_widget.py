@@ -18,27 +18,14 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    FloatSpinBox,
-    SpinBox,
-)
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
 
 from em_restore import __version__
 from em_restore._napari._base import JobWidget
-from em_restore._napari._fidelity import (
-    fidelity_checkbox,
-    finish_fidelity,
-    iter_result_fidelity,
-)
+from em_restore._napari._fidelity import fidelity_checkbox, finish_fidelity, iter_result_fidelity
 from em_restore._napari._fill import Filling, Streaming
 from em_restore._napari._jobs import Job
-from em_restore._napari._layers import (
-    current_frame_index,
-    drop_leading_axes,
-    result_layer_kwargs,
-)
+from em_restore._napari._layers import current_frame_index, drop_leading_axes, result_layer_kwargs
 from em_restore.backend import deconvolve as backend
 
 if TYPE_CHECKING:

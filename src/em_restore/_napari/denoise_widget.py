@@ -35,11 +35,7 @@ from em_restore._napari._fidelity import (
 )
 from em_restore._napari._fill import Filling, Streaming
 from em_restore._napari._jobs import Job
-from em_restore._napari._layers import (
-    current_frame_index,
-    drop_leading_axes,
-    result_layer_kwargs,
-)
+from em_restore._napari._layers import current_frame_index, drop_leading_axes, result_layer_kwargs
 from em_restore._napari._models import DEFAULT_MODEL, MODEL_PREFIX, model_plan, user_models
 from em_restore.backend import denoise as backend
 

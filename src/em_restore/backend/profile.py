@@ -85,14 +85,9 @@ __all__ = [
 
 
 def measure_line(
-    image,
-    points,
-    *,
-    width: int = 1,
-    scale: float | tuple[float, float] = 1.0,
-    unit: str = "px",
-    appearance: str = "auto",
+    image, points, *, appearance: str = "auto", **sampling
 ) -> tuple[LineProfile, ProfileAnalysis]:
-    """:func:`sample_profile` then :func:`analyse_profile` (the CLI's and widget's call)."""
-    prof = sample_profile(image, points, width=width, scale=scale, unit=unit)
+    """:func:`sample_profile` (``sampling``: its ``width``, ``scale``, ``unit``, ``step``,
+    ``order``) then :func:`analyse_profile` (the CLI's and widget's call)."""
+    prof = sample_profile(image, points, **sampling)
     return prof, analyse_profile(prof, appearance=appearance)

@@ -351,5 +351,14 @@ def device_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def restoration_options(parser: argparse.ArgumentParser, one) -> None:
+    """What every restoring command ends with: --device, --scheduler, --fidelity-out,
+    and ``one`` (the command on one file) extended to batches."""
+    device_option(parser)
+    scheduler_option(parser)
+    fidelity_option(parser)
+    parser.set_defaults(func=batched(one))
+
+
 def modality_option(parser: argparse.ArgumentParser, help: str, default: str | None = None) -> None:
     parser.add_argument("--modality", choices=MODALITIES, default=default, help=help)

@@ -17,15 +17,12 @@ from em_restore import __version__
 from ._common import (
     UserError,
     batch_io,
-    batched,
     check_output,
     check_scheduler,
     command_parser,
     compute,
-    device_option,
-    fidelity_option,
     greyscale,
-    scheduler_option,
+    restoration_options,
     write_result,
 )
 from .check import prepare_fidelity_out, write_fidelity_out
@@ -126,10 +123,7 @@ def add_parser(sub) -> None:
         default=1.0,
         help="fraction of the frame time the detector integrates, for --method classical",
     )
-    device_option(bur)
-    scheduler_option(bur)
-    bur.set_defaults(func=batched(_burst))
-    fidelity_option(bur)
+    restoration_options(bur, _burst)
 
 
 run = _burst

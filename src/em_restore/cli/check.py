@@ -20,7 +20,7 @@ from typing import Any
 
 from em_restore import __version__
 
-from ._common import MODALITIES, UserError, check_output, command_parser
+from ._common import UserError, check_output, command_parser, modality_option, write_result
 
 
 def add_parser(sub: Any) -> None:
@@ -28,11 +28,8 @@ def add_parser(sub: Any) -> None:
     chk.add_argument("raw", help="the raw image or stack (any format `info` reads)")
     chk.add_argument("restored", help="its restoration, same shape and units")
     chk.add_argument("-o", "--output", required=True, help="MAP.tif/.tiff or .zarr")
-    chk.add_argument(
-        "--modality",
-        choices=MODALITIES,
-        default=None,
-        help="prior for the noise estimate (scanned probe: correlated along x, line offsets)",
+    modality_option(
+        chk, "prior for the noise estimate (scanned probe: correlated along x, line offsets)"
     )
     chk.add_argument("--json", action="store_true", help="print the summary as JSON")
     chk.add_argument("--overwrite", action="store_true", help="replace an existing MAP")
@@ -79,18 +76,7 @@ def summarise(fmap: Any, noise: Any) -> dict:
 
 def write_map(out: Path, fmap: Any, like: Any, metadata: dict) -> None:
     """Write a map (numpy or dask) with the calibration of the image ``like``."""
-    from em_restore import io
-
-    write = io.write_zarr if out.suffix.lower() == ".zarr" else io.write_tiff
-    write(
-        out,
-        fmap,
-        pixel_size_nm=like.pixel_size,
-        unit=like.spatial_unit,
-        axes=like.axes,
-        metadata=metadata,
-        overwrite=True,
-    )
+    write_result(out, fmap, like, metadata)
 
 
 def check_image_pair(raw: Any, restored: Any, modality: str | None, forward=None):

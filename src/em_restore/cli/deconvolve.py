@@ -18,15 +18,12 @@ from em_restore import __version__
 from ._common import (
     UserError,
     batch_io,
-    batched,
     check_output,
     command_parser,
-    device_option,
-    fidelity_option,
     greyscale,
     modality_option,
     progress_printer,
-    scheduler_option,
+    restoration_options,
     wants_stream,
     write_result,
 )
@@ -176,7 +173,6 @@ def add_parser(sub) -> None:
         "--no-denoise", action="store_true", help="skip the denoise stage (clean data)"
     )
     modality_option(dec, "for the denoise stage")
-    device_option(dec)
     dec.add_argument(
         "--windows",
         type=int,
@@ -189,9 +185,7 @@ def add_parser(sub) -> None:
         default=None,
         help="largest kernel side in px, odd (default: min(31, short side / 8))",
     )
-    scheduler_option(dec)
-    dec.set_defaults(func=batched(_deconvolve))
-    fidelity_option(dec)
+    restoration_options(dec, _deconvolve)
 
 
 run = _deconvolve

@@ -16,15 +16,12 @@ from em_restore import __version__
 from ._common import (
     UserError,
     batch_io,
-    batched,
     check_output,
     command_parser,
-    device_option,
-    fidelity_option,
     greyscale,
     modality_option,
     progress_printer,
-    scheduler_option,
+    restoration_options,
     wants_stream,
     write_result,
 )
@@ -166,7 +163,6 @@ def add_parser(sub) -> None:
         default=None,
         help="fix a filter's strength instead of calibrating it (with --method)",
     )
-    device_option(den)
     den.add_argument(
         "--tile",
         type=int,
@@ -174,9 +170,7 @@ def add_parser(sub) -> None:
         help="model tile side in px (a multiple of the network's stride, larger than the "
         "overlap; default: the model's inference default, 1152)",
     )
-    scheduler_option(den)
-    den.set_defaults(func=batched(_denoise))
-    fidelity_option(den)
+    restoration_options(den, _denoise)
 
 
 run = _denoise

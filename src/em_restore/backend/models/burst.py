@@ -29,10 +29,10 @@ checkpoint returned. Events are those of :mod:`.training` (``TrainStep``,
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from pathlib import Path
+from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,21 +42,12 @@ from ..register import AlignedWindow, align_window
 from .augment import dihedral, dihedral_vec
 from .fit_config import DEFAULT_BURST_MODEL
 from .inference import blend_window, normalisation_of, tile_grid
-from .loop import (
-    Loop,
-    TrainResult,
-    TrainStep,
-    Validation,
-    config_dict,
-    deterministic,
-    iter_steps,
-    range_psnr,
-    resume_steps,
-    run_training,
-    save_steps,
-)
+from .loop import StepConfig, iter_validated, range_psnr, run_training
 from .losses import ssim_torch
 from .nets import build_network
+
+if TYPE_CHECKING:
+    from .loop import TrainResult, TrainStep, Validation
 
 __all__ = [
     "DEFAULT_BURST_MODEL",
@@ -212,34 +203,21 @@ def predict_burst(model, aligned: AlignedWindow, *, tile: int = 512, overlap: in
 
 # --------------------------------------------------------------------------- training
 @dataclass(frozen=True)
-class BurstTrainConfig:
+class BurstTrainConfig(StepConfig):
     """How a burst network is trained (recorded in the model's config)."""
 
     architecture: str = "burst_dense_unet"
-    arch_params: dict = field(default_factory=dict)
     steps: int = 3000
-    batch: int = 8
     patch: int = 64
+    warmup: int = 200
+    pool: int = 800
+    val_size: int = 96
     min_frames: int = 3
     max_frames: int = 7
-    lr: float = 1e-3
-    lr_min: float = 1e-5
-    warmup: int = 200
-    clip: float = 1.0
     ssim_weight: float = 1.0
-    pool: int = 800
     val_windows: int = 24
-    val_size: int = 96
     val_frames: int = 5
-    val_every: int = 250
-    seed: int = 0
-    normalisation: dict = field(
-        default_factory=lambda: {"kind": "percentile", "low": 0.1, "high": 99.9}
-    )
     recipe: BurstRecipe = field(default_factory=BurstRecipe)
-
-    def to_dict(self) -> dict:
-        return config_dict(self)
 
 
 def _check(cfg: BurstTrainConfig, stride: int) -> None:
@@ -274,36 +252,28 @@ def _sub_window(a: AlignedWindow, k: int) -> AlignedWindow:
 
 
 def iter_train_burst(
-    cfg: BurstTrainConfig, *, log=None, device=None, on_best=None, checkpoint=None, resume=False
+    cfg: BurstTrainConfig, **options
 ) -> Generator[TrainStep | Validation, None, TrainResult]:
     """Train a burst network on simulated streams (see module doc).
 
     ``Validation.loss`` is ``1 - SSIM`` (normalised units) and ``psnr`` the mean
     PSNR in ADU against the data range of the target; the best checkpoint is the
-    one with the highest validation SSIM. Closing the generator stops training.
-    ``checkpoint`` and ``resume`` work as in :func:`~.training.iter_train`: the
-    state is rewritten at every validation, and a resumed run ends bit-identical
-    to an uninterrupted one.
+    one with the highest validation SSIM. ``options`` (``log``, ``device``,
+    ``on_best``, ``checkpoint``, ``resume``) are :func:`~.loop.iter_validated`'s, as
+    for the denoisers: a resumed run ends bit-identical to an uninterrupted one.
+    Closing the generator stops training.
     """
-    from .device import select_device
-
-    dev = select_device("cpu" if device is None else device)
-    with deterministic(dev):
-        return (yield from _train_burst(cfg, log, dev, on_best, checkpoint, resume))
+    return (yield from iter_validated(cfg, partial(_prepare_burst, cfg), **options))
 
 
-def _train_burst(cfg: BurstTrainConfig, log, dev, on_best, checkpoint, resume):
+def _prepare_burst(cfg: BurstTrainConfig, dev, say):
+    """The network, the simulated windows and validation set, the loss and the score."""
     import torch
 
-    t_start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     net = build_network(cfg.architecture, cfg.arch_params).to(dev)
     _check(cfg, int(net.stride))
     rule = cfg.normalisation
-
-    def say(msg: str) -> None:
-        if log is not None:
-            log(msg)
 
     rec = cfg.recipe
     say(f"simulating {cfg.pool} training windows of {rec.frames} x {rec.size}²")
@@ -340,24 +310,8 @@ def _train_burst(cfg: BurstTrainConfig, log, dev, on_best, checkpoint, resume):
     vm = torch.from_numpy(np.stack([v[1] for v in val]).astype(np.float32)).to(dev)
     vy = torch.from_numpy(np.stack([v[2] for v in val])[:, None]).to(dev)
 
-    loop = Loop(
-        net, lr=cfg.lr, lr_min=cfg.lr_min, warmup=cfg.warmup, total=cfg.steps, clip=cfg.clip
-    )
-    best = (-math.inf, -math.inf, 0)  # ssim, psnr, step
-    history: list = []
-    first, elapsed0 = 1, 0.0
-    if resume and checkpoint is not None and Path(checkpoint).is_file():
-        best, history, first, elapsed0 = resume_steps(loop, checkpoint, cfg.to_dict(), say)
-        best = tuple(best)
-    t_start -= elapsed0
-
-    def save_state(step: int) -> None:
-        seconds = time.perf_counter() - t_start
-        save_steps(checkpoint, loop, cfg.to_dict(), step, best, history, seconds)
-
-    def validate(step: int) -> Validation:
-        nonlocal best
-        net.eval()
+    def evaluate() -> tuple[float, float]:
+        """``1 - SSIM`` (normalised units) and the mean PSNR in ADU."""
         with torch.inference_mode():
             outs = torch.cat(
                 [
@@ -365,21 +319,12 @@ def _train_burst(cfg: BurstTrainConfig, log, dev, on_best, checkpoint, resume):
                     for i in range(0, len(val), 4)
                 ]
             )
-            ssim = float(ssim_torch(outs, vy, data_range=1.0).mean())  # normalised units
-        net.train()
+            ssim = float(ssim_torch(outs, vy, data_range=1.0).mean())
         outs_np = outs[:, 0].cpu().numpy()
         psnr = float(
             np.mean([range_psnr(o * v[4] + v[3], v[5]) for o, v in zip(outs_np, val, strict=True)])
         )
-        is_best = ssim > best[0]
-        if is_best:
-            best = (ssim, psnr, step)
-            loop.keep_best()
-        event = Validation(step, cfg.steps, 1.0 - ssim, psnr, is_best)
-        history.append(event)
-        if is_best:
-            loop.show_best(on_best, event)
-        return event
+        return 1.0 - ssim, psnr
 
     p = cfg.patch
 
@@ -410,34 +355,10 @@ def _train_burst(cfg: BurstTrainConfig, log, dev, on_best, checkpoint, resume):
             loss = loss + cfg.ssim_weight * (1 - ssim_torch(pred, yt).mean())
         return loss
 
-    net.train()
-    if first == 1:
-        yield validate(0)
-    yield from iter_steps(
-        loop,
-        first,
-        loss_of,
-        val_every=cfg.val_every,
-        validate=validate,
-        history=history,
-        save=save_state,
-    )
-    net = loop.finish()
-    return TrainResult(net, best[2], 1.0 - best[0], best[1], history, time.perf_counter() - t_start)
+    return net, loss_of, evaluate
 
 
-def train_burst(
-    cfg: BurstTrainConfig,
-    *,
-    log=None,
-    on_event=None,
-    device=None,
-    on_best=None,
-    checkpoint=None,
-    resume=False,
-):
-    """:func:`iter_train_burst` run to the end; ``on_event`` sees every event."""
-    gen = iter_train_burst(
-        cfg, log=log, device=device, on_best=on_best, checkpoint=checkpoint, resume=resume
-    )
-    return run_training(gen, on_event)
+def train_burst(cfg: BurstTrainConfig, *, on_event=None, **kw):
+    """:func:`iter_train_burst` run to the end (``kw``: its options); ``on_event`` sees
+    every event."""
+    return run_training(iter_train_burst(cfg, **kw), on_event)

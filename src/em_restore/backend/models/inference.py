@@ -278,19 +278,12 @@ def _frame_units(shape: tuple[int, int], stride: int, tile: int, overlap: int, b
     return math.ceil(len(tile_grid((H, W), tile, overlap)) / batch)
 
 
-def predict_frame(
-    model,
-    frame,
-    *,
-    tile: int = DEFAULT_TILE,
-    overlap: int = DEFAULT_OVERLAP,
-    batch: int = DEFAULT_BATCH,
-    noise=None,
-) -> np.ndarray:
+def predict_frame(model, frame, **options) -> np.ndarray:
     """Restore one 2-D frame (any size, >= 2×2): float32 in the input's units.
 
+    ``options`` are :func:`iter_predict`'s (``tile``, ``overlap``, ``batch``, and
     ``noise``: the frame's :class:`~em_restore.backend.noise.NoiseModel`, for a
-    model normalised by the noise (estimated from the frame when ``None``).
+    model normalised by the noise; estimated from the frame when ``None``).
 
     Examples
     --------
@@ -299,8 +292,7 @@ def predict_frame(
     >>> predict_frame(model, np.full((37, 50), 100.0)).shape
     (37, 50)
     """
-    _check_frame_args(tile, overlap, int(model.net.stride), batch)
-    return drain(_iter_frame(model, as_frame(frame), tile, overlap, batch, noise=noise))
+    return predict(model, as_frame(frame), **options)
 
 
 def as_frame(frame) -> np.ndarray:
@@ -360,28 +352,25 @@ def predict(model, array, **kw) -> np.ndarray:
     return drain(iter_predict(model, array, **kw))
 
 
-def predict_lazy(
-    model,
-    array,
-    *,
-    tile: int = DEFAULT_TILE,
-    overlap: int = DEFAULT_OVERLAP,
-    batch: int = DEFAULT_BATCH,
-    noise=None,
-):
+def predict_lazy(model, array, *, noise=None, **tiling):
     """A dask array restoring ``array`` frame by frame when computed (float32).
 
-    Frames are rechunked whole (normalisation is per frame); leading axes keep one
-    frame per chunk. Nothing is computed here, except, for a model under the
+    ``tiling``: :func:`iter_predict`'s ``tile``, ``overlap`` and ``batch``, checked
+    here. Frames are rechunked whole (normalisation is per frame); leading axes keep
+    one frame per chunk. Nothing is computed here, except, for a model under the
     ``noise`` rule without ``noise``, the middle frame's noise model
     (:func:`stack_noise`).
     """
     import dask.array as da
 
+    unknown = sorted(set(tiling) - {"tile", "overlap", "batch"})
+    if unknown:
+        raise TypeError(f"predict_lazy() got unexpected keyword argument(s) {unknown}")
+    tiling = {"tile": DEFAULT_TILE, "overlap": DEFAULT_OVERLAP, "batch": DEFAULT_BATCH, **tiling}
     if not isinstance(array, da.Array):
         array = da.asarray(array)
     check_stack_shape(tuple(int(n) for n in array.shape))
-    _check_frame_args(tile, overlap, int(model.net.stride), batch)
+    _check_frame_args(tiling["tile"], tiling["overlap"], int(model.net.stride), tiling["batch"])
     chunks = (1,) * (array.ndim - 2) + (-1, -1)
     array = array.rechunk(chunks)
     if noise is None:
@@ -390,9 +379,7 @@ def predict_lazy(
     def block(data: np.ndarray) -> np.ndarray:
         out = np.empty(data.shape, dtype=np.float32)
         for idx in np.ndindex(*data.shape[:-2]):
-            out[idx] = predict_frame(
-                model, data[idx], tile=tile, overlap=overlap, batch=batch, noise=noise
-            )
+            out[idx] = predict_frame(model, data[idx], noise=noise, **tiling)
         return out
 
     return da.map_blocks(

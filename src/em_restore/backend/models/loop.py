@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -39,6 +40,7 @@ from .._progress import drive
 
 __all__ = [
     "Loop",
+    "StepConfig",
     "TrainResult",
     "TrainStep",
     "Validation",
@@ -48,6 +50,7 @@ __all__ = [
     "cpu_state",
     "deterministic",
     "iter_steps",
+    "iter_validated",
     "load_training_state",
     "range_psnr",
     "resume_steps",
@@ -118,6 +121,32 @@ def config_dict(cfg) -> dict:
     d = asdict(cfg)
     d["recipe"] = {k: list(v) if isinstance(v, tuple) else v for k, v in d["recipe"].items()}
     return d
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    """What every step-validated trainer is told (:class:`~.training.TrainConfig`,
+    :class:`~.burst.BurstTrainConfig` add their data); defaults: the denoisers'."""
+
+    architecture: str = "fast_denoiser"
+    arch_params: dict = field(default_factory=dict)
+    steps: int = 4000
+    batch: int = 8
+    patch: int = 96
+    lr: float = 1e-3
+    lr_min: float = 1e-5
+    clip: float = 1.0
+    warmup: int = 0
+    pool: int = 2048
+    val_size: int = 128
+    val_every: int = 250
+    seed: int = 0
+    normalisation: dict = field(
+        default_factory=lambda: {"kind": "percentile", "low": 0.1, "high": 99.9}
+    )
+
+    def to_dict(self) -> dict:
+        return config_dict(self)
 
 
 def cosine_lr(step: int, total: int, lr: float, lr_min: float, warmup: int = 0) -> float:
@@ -283,6 +312,85 @@ def save_steps(
                 seconds=seconds,
             ),
         )
+
+
+def iter_validated(
+    cfg: StepConfig,
+    prepare: Callable,
+    *,
+    log: Callable[[str], None] | None = None,
+    device=None,
+    on_best=None,
+    checkpoint=None,
+    resume: bool = False,
+) -> Generator[TrainStep | Validation, None, TrainResult]:
+    """A step-validated run (the bundled denoisers, the burst network).
+
+    ``prepare(device, say)`` builds the network and the data (torch seeded and
+    deterministic already) and returns ``(net, loss_of, evaluate)``. Then
+    ``cfg.steps`` steps of ``loss_of(step)``; ``evaluate()`` (the network in eval
+    mode) gives ``(validation loss, PSNR)`` before the first step, every
+    ``cfg.val_every`` steps and after the last. The lowest loss is the best: its
+    weights are kept (``on_best(net, event)`` sees them at once) and returned.
+
+    ``log`` receives one-line messages. ``device``: ``None`` = CPU (the reproducible
+    path), or ``"auto"`` / ``"cuda"`` / ``"mps"``. ``checkpoint`` is rewritten at
+    every validation with everything needed to go on; ``resume=True`` continues from
+    it, and the finished run is bit-identical to an uninterrupted one (a checkpoint
+    of other settings is refused in one line). Closing the generator stops training.
+    """
+    from .device import select_device
+
+    def say(msg: str) -> None:
+        if log is not None:
+            log(msg)
+
+    dev = select_device("cpu" if device is None else device)
+    with deterministic(dev):
+        t_start = time.perf_counter()
+        net, loss_of, evaluate = prepare(dev, say)
+        return (
+            yield from _iter_validated(
+                cfg, net, loss_of, evaluate, t_start, on_best, checkpoint, resume, say
+            )
+        )
+
+
+def _iter_validated(cfg, net, loss_of, evaluate, t_start, on_best, checkpoint, resume, say):
+    loop = Loop(
+        net, lr=cfg.lr, lr_min=cfg.lr_min, warmup=cfg.warmup, total=cfg.steps, clip=cfg.clip
+    )
+    best, history, first, elapsed0 = [math.inf, -math.inf, 0], [], 1, 0.0  # loss, psnr, step
+    if resume and checkpoint is not None and Path(checkpoint).is_file():
+        best, history, first, elapsed0 = resume_steps(loop, checkpoint, cfg.to_dict(), say)
+    t_start -= elapsed0
+
+    def validate(step: int) -> Validation:
+        net.eval()
+        loss, psnr = evaluate()
+        net.train()
+        is_best = loss < best[0]
+        if is_best:
+            best[:] = [loss, psnr, step]
+            loop.keep_best()
+        event = Validation(step, cfg.steps, loss, psnr, is_best)
+        history.append(event)
+        if is_best:
+            loop.show_best(on_best, event)
+        return event
+
+    def save(step: int) -> None:
+        seconds = time.perf_counter() - t_start
+        save_steps(checkpoint, loop, cfg.to_dict(), step, best, history, seconds)
+
+    net.train()
+    if first == 1:
+        yield validate(0)
+    yield from iter_steps(
+        loop, first, loss_of, val_every=cfg.val_every, validate=validate, history=history, save=save
+    )
+    net = loop.finish()
+    return TrainResult(net, best[2], best[0], best[1], history, time.perf_counter() - t_start)
 
 
 def check_same_settings(path, saved: dict, current: dict, names: dict | None = None) -> None:

@@ -25,10 +25,9 @@ yields; :func:`train` runs it to the end.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from pathlib import Path
+from functools import partial
 
 import numpy as np
 
@@ -36,17 +35,13 @@ from .. import simulate as sim
 from .augment import dihedral
 from .inference import clean_outliers
 from .loop import (
-    Loop,
+    StepConfig,
     TrainResult,
     TrainStep,
     Validation,
-    config_dict,
-    deterministic,
-    iter_steps,
+    iter_validated,
     range_psnr,
-    resume_steps,
     run_training,
-    save_steps,
 )
 from .nets import build_network
 from .normalise import normaliser
@@ -86,30 +81,11 @@ class SimulationRecipe:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(StepConfig):
     """How a network is trained (every field is recorded in the model's config)."""
 
-    architecture: str = "fast_denoiser"
-    arch_params: dict = field(default_factory=dict)
-    steps: int = 4000
-    batch: int = 8
-    patch: int = 96
-    lr: float = 1e-3
-    lr_min: float = 1e-5
-    clip: float = 1.0
-    pool: int = 2048
     val_images: int = 32
-    val_size: int = 128
-    val_every: int = 250
-    warmup: int = 0
-    seed: int = 0
-    normalisation: dict = field(
-        default_factory=lambda: {"kind": "percentile", "low": 0.1, "high": 99.9}
-    )
     recipe: SimulationRecipe = field(default_factory=SimulationRecipe)
-
-    def to_dict(self) -> dict:
-        return config_dict(self)
 
 
 def simulated_pair(rng, recipe: SimulationRecipe, size: int | None = None):
@@ -245,20 +221,24 @@ def iter_train(
     ``workers``: processes that simulate the pool (the pool is the same for any
     number).
     """
-    from .device import select_device
-
     _check(cfg)
-    dev = select_device("cpu" if device is None else device)
-    with deterministic(dev):
-        return (yield from _train(cfg, log, dev, on_best, checkpoint, resume, workers))
+    return (
+        yield from iter_validated(
+            cfg,
+            partial(_prepare, cfg, workers),
+            log=log,
+            device=device,
+            on_best=on_best,
+            checkpoint=checkpoint,
+            resume=resume,
+        )
+    )
 
 
-def _train(
-    cfg: TrainConfig, log, dev, on_best=None, checkpoint=None, resume=False, workers=1
-) -> Generator[TrainStep | Validation, None, TrainResult]:
+def _prepare(cfg: TrainConfig, workers: int, dev, say):
+    """The network, the simulated pool and validation set, the loss and the score."""
     import torch
 
-    t_start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     net = build_network(cfg.architecture, cfg.arch_params).to(dev)
     stride = int(net.stride)
@@ -266,10 +246,6 @@ def _train(
         raise ValueError(f"patch and val_size must be multiples of the network stride {stride}.")
     rule = cfg.normalisation
     recipe = cfg.recipe
-
-    def say(msg: str) -> None:
-        if log is not None:
-            log(msg)
 
     say(f"simulating {cfg.pool} training pairs of {recipe.image_size}²")
     pool_x = np.empty((cfg.pool, recipe.image_size, recipe.image_size), np.float32)
@@ -288,43 +264,18 @@ def _train(
         val.append((xn, yn, norm, expected))
     val_x = torch.from_numpy(np.stack([v[0] for v in val])[:, None]).to(dev)
 
-    loop = Loop(
-        net, lr=cfg.lr, lr_min=cfg.lr_min, warmup=cfg.warmup, total=cfg.steps, clip=cfg.clip
-    )
-    best = (math.inf, -math.inf, 0)
-    history: list = []
     size = recipe.image_size
-    first, elapsed0 = 1, 0.0
-    if resume and checkpoint is not None and Path(checkpoint).is_file():
-        best, history, first, elapsed0 = resume_steps(loop, checkpoint, cfg.to_dict(), say)
-        best = tuple(best)
-    t_start -= elapsed0
 
-    def save_state(step: int) -> None:
-        seconds = time.perf_counter() - t_start
-        save_steps(checkpoint, loop, cfg.to_dict(), step, best, history, seconds)
-
-    def validate(step: int) -> Validation:
-        nonlocal best
-        net.eval()
+    def evaluate() -> tuple[float, float]:
         with torch.inference_mode():
             outs = np.concatenate(
                 [net(val_x[i : i + 8]).cpu().numpy()[:, 0] for i in range(0, len(val), 8)]
             )
-        net.train()
         l1 = float(np.mean([np.mean(np.abs(o - v[1])) for o, v in zip(outs, val, strict=True)]))
         psnr = float(
             np.mean([range_psnr(v[2].inverse(o), v[3]) for o, v in zip(outs, val, strict=True)])
         )
-        is_best = l1 < best[0]
-        if is_best:
-            best = (l1, psnr, step)
-            loop.keep_best()
-        event = Validation(step, cfg.steps, l1, psnr, is_best)
-        history.append(event)
-        if is_best:
-            loop.show_best(on_best, event)
-        return event
+        return l1, psnr
 
     def loss_of(step: int):
         g = np.random.default_rng([cfg.seed, 2, step])
@@ -340,20 +291,7 @@ def _train(
         pred = net(torch.from_numpy(xb[:, None].copy()).to(dev))
         return torch.nn.functional.l1_loss(pred, torch.from_numpy(yb[:, None].copy()).to(dev))
 
-    net.train()
-    if first == 1:
-        yield validate(0)
-    yield from iter_steps(
-        loop,
-        first,
-        loss_of,
-        val_every=cfg.val_every,
-        validate=validate,
-        history=history,
-        save=save_state,
-    )
-    net = loop.finish()
-    return TrainResult(net, best[2], best[0], best[1], history, time.perf_counter() - t_start)
+    return net, loss_of, evaluate
 
 
 def train(cfg: TrainConfig, *, on_event=None, **kw) -> TrainResult:

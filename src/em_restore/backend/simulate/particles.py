@@ -225,6 +225,16 @@ def _place_disks(
     return centres, placed_r
 
 
+def _placed(placed, what: str, dmin: float, dmax: float, shape, p: float, more: str = ""):
+    """:func:`_place_disks`' result, or the one-line error when nothing fitted."""
+    if placed is None:
+        raise ValueError(
+            f"could not place {what} of {dmin:g}-{dmax:g} nm without overlap in shape "
+            f"{tuple(shape)} at {p:g} nm/px; reduce n or diameters_nm{more}."
+        )
+    return placed
+
+
 def _range_or_value(value, name: str, default: tuple[float, float]) -> tuple[float, float]:
     if value is None:
         return default
@@ -355,12 +365,9 @@ def nanoparticles(
         n_pairs=n_pairs,
         pair_gap=pair_gap / p,
     )
-    if placed is None:
-        raise ValueError(
-            f"could not place n={n} particles of {dmin:g}-{dmax:g} nm without overlap in "
-            f"shape {(h, w)} at {p:g} nm/px; reduce n or diameters_nm, or enlarge shape."
-        )
-    centres, radii_px = placed
+    centres, radii_px = _placed(
+        placed, f"n={n} particles", dmin, dmax, (h, w), p, ", or enlarge shape"
+    )
     thick = np.zeros((h, w))
     particles = []
     for i in range(n):
@@ -480,12 +487,7 @@ def vesicles(
 
     diam = np.sort(gen.uniform(dmin, dmax, n))[::-1]
     placed = _place_disks(gen, (h, w), diam / 2 / p, gap=2.0, inside=not cut_by_edge)
-    if placed is None:
-        raise ValueError(
-            f"could not place n={n} vesicles of {dmin:g}-{dmax:g} nm without overlap in "
-            f"shape {(h, w)} at {p:g} nm/px; reduce n or diameters_nm."
-        )
-    centres, radii = placed
+    centres, radii = _placed(placed, f"n={n} vesicles", dmin, dmax, (h, w), p)
     shell = np.zeros((h, w))
     ves = []
     for (cy, cx), r in zip(centres, radii, strict=True):

@@ -449,7 +449,24 @@ def plan_pair(
 ) -> WidePlan:
     """Draw everything of a wide pair except its noise (see :func:`wide_pair`).
 
-    ``dtype`` (``"uint8"``, ``"uint16"``, ``"float32"``; None = random) fixes the output type.
+    Parameters
+    ----------
+    rng : None, int or numpy.random.Generator
+    shape : (int, int)
+        At least 16 px per side.
+    modality : {"tem", "stem", "sem"} or None
+        None = random among the modalities the allowed families can serve.
+    dose_range : (float, float)
+        Incident dose is log-uniform in it (e⁻/px; SEM: detected SE per pixel).
+    specimens, distortions : sequence of str or None
+        Allowed families (None = all). With an explicit ``distortions`` every listed
+        family that applies to the modality is applied (one of ``counting`` /
+        ``integrating`` for TEM); with None each applicable family is drawn with its
+        own probability.
+    exclude_specimens, exclude_distortions : sequence of str
+        Families that never appear (e.g. ``HELD_OUT["specimens"]``).
+    dtype : {"uint8", "uint16", "float32"} or None
+        Fixes the output type (None = random).
     """
     gen = as_rng(rng)
     h, w = check_shape(shape, min_size=16)
@@ -562,35 +579,12 @@ def render_pair(plan: WidePlan, rng) -> tuple[np.ndarray, np.ndarray]:
     return a.astype(info.dtype), target.astype(np.float32)
 
 
-def wide_pair(
-    rng,
-    shape,
-    *,
-    modality=None,
-    dose_range=(0.1, 1000.0),
-    specimens=None,
-    distortions=None,
-    exclude_specimens=(),
-    exclude_distortions=(),
-):
+def wide_pair(rng, shape, **options):
     """A random raw image and its noise-free target from the wide simulator.
 
-    Parameters
-    ----------
-    rng : None, int or numpy.random.Generator
-    shape : (int, int)
-        At least 16 px per side.
-    modality : {"tem", "stem", "sem"} or None
-        None = random among the modalities the allowed families can serve.
-    dose_range : (float, float)
-        Incident dose is log-uniform in it (e⁻/px; SEM: detected SE per pixel).
-    specimens, distortions : sequence of str or None
-        Allowed families (None = all). With an explicit ``distortions`` every listed
-        family that applies to the modality is applied (one of ``counting`` /
-        ``integrating`` for TEM); with None each applicable family is drawn with its
-        own probability.
-    exclude_specimens, exclude_distortions : sequence of str
-        Families that never appear (e.g. ``HELD_OUT["specimens"]``).
+    ``rng`` and ``shape`` as :func:`plan_pair`, and ``options`` (``modality``,
+    ``dose_range``, ``specimens``, ``distortions``, ``exclude_specimens``,
+    ``exclude_distortions``, ``dtype``) are :func:`plan_pair`'s.
 
     Returns
     -------
@@ -608,16 +602,7 @@ def wide_pair(
     ('sem', False)
     """
     gen = as_rng(rng)
-    plan = plan_pair(
-        gen,
-        shape,
-        modality=modality,
-        dose_range=dose_range,
-        specimens=specimens,
-        distortions=distortions,
-        exclude_specimens=exclude_specimens,
-        exclude_distortions=exclude_distortions,
-    )
+    plan = plan_pair(gen, shape, **options)
     raw, target = render_pair(plan, gen)
     return raw, target, plan.info
 
