@@ -22,14 +22,10 @@ from em_restore.backend.models.burst import (
     train_burst,
 )
 from em_restore.backend.models.nets import BurstDenseUNet, BurstDenseUNetConfig
+from tests.conftest import range_psnr as psnr
 
 HAVE_MODEL = any(e.name == "em-burst" for e in list_models(task="burst"))
 needs_model = pytest.mark.skipif(not HAVE_MODEL, reason="bundled em-burst model not built")
-
-
-def psnr(x, truth):
-    r = float(np.ptp(truth))
-    return 10 * math.log10(r * r / float(np.mean((np.asarray(x, float) - truth) ** 2)))
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import pytest
 from em_restore.backend import simulate as sim
 from em_restore.backend.burst import burst
 from em_restore.backend.metrics import compare
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.gui
 
@@ -36,12 +37,6 @@ def _widget(viewer):
     widget = BurstWidget(viewer)
     viewer.window.add_dock_widget(widget)
     return widget
-
-
-def _wait(qtbot, job, timeout=120_000):
-    # Poll the job's own flag (cleared by its `finished` slot, after the result slot):
-    # waiting for the worker's signal would miss one emitted before the wait began.
-    qtbot.waitUntil(lambda: not job.running, timeout=timeout)
 
 
 def _warnings(monkeypatch):
@@ -84,7 +79,7 @@ def test_mean_adds_result_on_the_middle_frames(make_napari_viewer, qtbot, stream
     widget.method_combo.value = "mean"
 
     job = widget.run()
-    _wait(qtbot, job)
+    wait_for(qtbot, job)
 
     assert widget.status.value == "Burst: done"
     result = viewer.layers["raw burst (mean)"]
@@ -119,7 +114,7 @@ def test_stride_scales_the_time_axis(make_napari_viewer, qtbot, stream):
     widget.stride_spin.value = 2
 
     job = widget.run()
-    _wait(qtbot, job)
+    wait_for(qtbot, job)
 
     result = widget.last_result[1]
     assert result.data.shape == (2, 64, 64)
@@ -137,7 +132,7 @@ def test_classical_beats_the_raw_frames(make_napari_viewer, qtbot, stream):
     widget.method_combo.value = "classical"
 
     job = widget.run()
-    _wait(qtbot, job)
+    wait_for(qtbot, job)
 
     result = viewer.layers["raw burst (classical)"]
     info = result.metadata["em_restore"]["burst"]
@@ -169,7 +164,7 @@ def test_on_demand_adds_a_lazy_layer_with_the_same_values(make_napari_viewer, qt
 
     widget.lazy_check.value = False
     job = widget.run()
-    _wait(qtbot, job)
+    wait_for(qtbot, job)
     eager = widget.last_result[1]
     assert eager is not lazy
     np.testing.assert_allclose(np.asarray(lazy.data[1].compute()), eager.data[1], atol=1e-5)
@@ -186,7 +181,7 @@ def test_cancel_adds_nothing(make_napari_viewer, qtbot, stream):
     job = widget.run()
     assert widget.cancel_button.enabled
     widget.cancel()
-    _wait(qtbot, job)
+    wait_for(qtbot, job)
     assert [layer.name for layer in viewer.layers] == ["raw"]
     assert widget.last_result is None
     assert widget.run_button.enabled and not widget.cancel_button.enabled
@@ -267,7 +262,7 @@ def test_network_records_the_model(make_napari_viewer, qtbot, stream):
     widget.frames_spin.value = 3
 
     job = widget.run()
-    _wait(qtbot, job, timeout=300_000)
+    wait_for(qtbot, job, timeout=300_000)
 
     assert widget.status.value == "Burst: done", widget.status.value
     result = viewer.layers["raw burst (network)"]

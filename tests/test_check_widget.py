@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from em_restore.backend.simulate import AcquisitionConfig, nanoparticles, simulate_acquisition
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.gui
 
@@ -22,10 +23,6 @@ def low_dose():
     config = AcquisitionConfig.low_dose_tem(dose=5.0)
     raw, expected = simulate_acquisition(clean, config, rng=1, return_expected=True)
     return raw, expected.astype(np.float32)
-
-
-def _wait(qtbot, job, timeout=120_000):
-    qtbot.waitUntil(lambda: not job.running, timeout=timeout)
 
 
 def _digest(layer):
@@ -56,7 +53,7 @@ def test_expected_counts_are_supported(make_napari_viewer, qtbot, low_dose):
     digest = _digest(raw)
     widget = _check_widget(viewer, raw, restored)
 
-    _wait(qtbot, widget.run())
+    wait_for(qtbot, widget.run())
 
     fmap = viewer.layers["ideal fidelity"]
     assert widget.last_map is fmap and fmap.data.shape == raw_data.shape
@@ -85,7 +82,7 @@ def test_painted_square_is_flagged_and_outlined(make_napari_viewer, qtbot, low_d
     digest = _digest(raw)
     widget = _check_widget(viewer, raw, restored)
 
-    _wait(qtbot, widget.run())
+    wait_for(qtbot, widget.run())
 
     fmap = viewer.layers["painted fidelity"].data
     inside = fmap[SQUARE]
@@ -124,7 +121,7 @@ def test_frame_of_a_stack_is_checked_on_screen(make_napari_viewer, qtbot, low_do
     viewer.dims.set_current_step(0, 1)
     widget = _check_widget(viewer, raw, restored)
 
-    _wait(qtbot, widget.run())
+    wait_for(qtbot, widget.run())
 
     layer = viewer.layers["two fidelity"]
     assert layer.data.shape == raw_data.shape  # the frame on screen
@@ -199,7 +196,7 @@ def test_default_model_is_guarded_and_its_result_checked(
     infos = []
     monkeypatch.setattr("napari.utils.notifications.show_info", infos.append)
 
-    _wait(qtbot, widget.run())
+    wait_for(qtbot, widget.run())
 
     name = default_model_name("tem")
     result = viewer.layers[f"raw denoised (model {name}, checked)"]
@@ -225,7 +222,7 @@ def test_default_model_is_guarded_and_its_result_checked(
     assert truth_err < 0.5 * raw_err
 
     infos.clear()
-    _wait(qtbot, widget.preview())  # a new guarded plan: its own record, its own map
+    wait_for(qtbot, widget.preview())  # a new guarded plan: its own record, its own map
     preview = widget.last_preview
     assert preview.metadata["em_restore"]["denoise"]["fallback"]["frames"][0]["frame"] == []
     pmap = viewer.layers[f"{preview.name} fidelity"]
@@ -244,12 +241,12 @@ def test_filters_get_no_map_and_a_guarded_stack_a_filling_one(make_napari_viewer
     digest = _digest(raw)
     widget = _denoise_widget(viewer, raw)
     widget.method_combo.value = "gaussian"
-    _wait(qtbot, widget.run())
+    wait_for(qtbot, widget.run())
     assert [layer.name for layer in viewer.layers] == ["raw", "raw denoised (gaussian)"]
 
     widget.method_combo.value = "default model"  # the map is on for it
     viewer.dims.set_current_step(0, 1)
-    _wait(qtbot, widget.run())
+    wait_for(qtbot, widget.run())
 
     result = widget.last_result[1]
     fmap = viewer.layers[f"{result.name} fidelity"]
@@ -291,7 +288,7 @@ def test_deconvolution_is_checked_through_its_kernel(make_napari_viewer, qtbot):
     widget.psf_combo.value = "gaussian"
     widget.psf_size.value = 1.5
 
-    _wait(qtbot, widget.run())
+    wait_for(qtbot, widget.run())
 
     result = widget.last_result[1]
     fmap = viewer.layers[f"{result.name} fidelity"]
@@ -328,7 +325,7 @@ def test_burst_frames_are_checked_through_their_motion_blur(make_napari_viewer, 
     widget.layer_combo.value = raw
     widget.frames_spin.value = 5
 
-    _wait(qtbot, widget.run())
+    wait_for(qtbot, widget.run())
 
     result = viewer.layers["raw burst (classical)"]
     fmap = viewer.layers["raw burst (classical) fidelity"]
@@ -355,7 +352,7 @@ def test_cancel_while_the_map_fills_keeps_a_complete_result(make_napari_viewer, 
     job = widget.run()
     qtbot.waitUntil(lambda: widget.last_fidelity is not None, timeout=60_000)
     widget.cancel()
-    _wait(qtbot, job)
+    wait_for(qtbot, job)
 
     result, fmap = widget.last_result[1], widget.last_fidelity
     assert result.metadata["em_restore"]["status"] == "complete"

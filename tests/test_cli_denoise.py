@@ -11,6 +11,7 @@ from em_restore import io
 from em_restore.backend import denoise as backend
 from em_restore.backend.simulate import AcquisitionConfig, nanoparticles, simulate_acquisition
 from em_restore.cli import build_parser, main
+from tests.conftest import range_psnr as _psnr
 
 
 @pytest.fixture
@@ -22,10 +23,6 @@ def noisy_file(tmp_path):
     path = tmp_path / "raw.tif"
     io.write_tiff(path, noisy, pixel_size_nm=0.42)
     return path, truth
-
-
-def _psnr(x, ref):
-    return 10 * np.log10(np.ptp(ref) ** 2 / np.mean((np.asarray(x, float) - ref) ** 2))
 
 
 def test_denoise_without_options_uses_the_bundled_model(noisy_file, tmp_path, capsys):

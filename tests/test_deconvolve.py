@@ -9,11 +9,7 @@ from em_restore.backend import deconvolve as D
 from em_restore.backend import psf as P
 from em_restore.backend import simulate as sim
 from em_restore.backend.denoise import Progress
-
-
-def psnr(a, truth):
-    r = float(truth.max() - truth.min())
-    return 10 * np.log10(r * r / np.mean((np.asarray(a, float) - truth) ** 2))
+from tests.conftest import range_psnr as psnr
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pytest
 
 from em_restore.backend import simulate as sim
 from em_restore.backend.psf import convolve, gaussian_psf
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.gui
 
@@ -25,12 +26,6 @@ def _widget(viewer):
     widget = DeconvolveWidget(viewer)
     viewer.window.add_dock_widget(widget)
     return widget
-
-
-def _wait(qtbot, job, timeout=120_000):
-    # Poll the job's own flag (cleared by its `finished` slot, after the result slot):
-    # waiting for the worker's signal would miss one emitted before the wait began.
-    qtbot.waitUntil(lambda: not job.running, timeout=timeout)
 
 
 def test_widget_is_contributed_by_the_manifest(make_napari_viewer):
@@ -50,7 +45,7 @@ def test_blind_current_frame_adds_result_and_kernel(make_napari_viewer, qtbot, b
     assert not widget.psf_size.enabled and not widget.psf_angle.enabled
 
     job = widget.run()
-    _wait(qtbot, job)
+    wait_for(qtbot, job)
 
     assert widget.status.value == "Deconvolve: done"
     result = viewer.layers["raw deconvolved (rl)"]
@@ -94,7 +89,7 @@ def test_gaussian_whole_stack_and_kernel_replaced(make_napari_viewer, qtbot, blu
 
     for _ in range(2):  # the second run replaces the kernel layer
         job = widget.run()
-        _wait(qtbot, job)
+        wait_for(qtbot, job)
 
     result = widget.last_result[1]
     assert result.name.startswith("raw deconvolved (wiener)")
@@ -115,7 +110,7 @@ def test_default_denoiser_is_the_model_and_recorded(make_napari_viewer, qtbot, b
     assert widget.denoise_check.value and widget.denoiser_combo.value == "default model"
     assert widget.denoiser_combo.enabled
     job = widget.run()
-    _wait(qtbot, job)
+    wait_for(qtbot, job)
     assert widget.status.value == "Deconvolve: done"
     den = widget.last_result[1].metadata["em_restore"]["deconvolve"]["denoise"]
     assert den["method"] == "model" and den["model"]["name"] == "em-denoise-fast"
@@ -147,7 +142,7 @@ def test_cancel_adds_nothing(make_napari_viewer, qtbot, blurred):
     job = widget.run()
     assert widget.cancel_button.enabled
     widget.cancel()
-    _wait(qtbot, job)
+    wait_for(qtbot, job)
     assert [layer.name for layer in viewer.layers] == ["raw"]
     assert widget.last_result is None and widget.last_kernel is None
     assert widget.run_button.enabled and not widget.cancel_button.enabled
@@ -187,7 +182,7 @@ def test_current_frame_of_a_stack_is_a_2d_layer_on_that_frame(make_napari_viewer
     widget.denoise_check.value = False
 
     job = widget.run()
-    _wait(qtbot, job)
+    wait_for(qtbot, job)
 
     result = widget.last_result[1]
     assert result.data.shape == (96, 96)

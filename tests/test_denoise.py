@@ -11,11 +11,7 @@ import pytest
 from em_restore.backend import denoise as dn
 from em_restore.backend import simulate as sim
 from em_restore.backend.noise import NoiseModel
-
-
-def psnr(x, truth) -> float:
-    x = np.asarray(x, dtype=np.float64)
-    return float(10 * np.log10(np.ptp(truth) ** 2 / np.mean((x - truth) ** 2)))
+from tests.conftest import range_psnr as psnr
 
 
 @pytest.fixture(scope="module")
@@ -361,3 +357,29 @@ def test_calibration_stabilises_and_despikes_each_crop_once(tem, monkeypatch):
     assert scored > 20
     # One per crop and per blind-spot lattice, not one per candidate and input.
     assert len(calls) == plan.calibration["crops"] * (1 + dn._MAX_PHASES)
+
+
+def test_apply_plan_checks_its_data_once(monkeypatch):
+    # issue 30.6: the plan's steps (VST, despike, filter, inverse VST) are public functions
+    # that check their input; on apply_plan's path the data are checked once
+    from em_restore.backend import _args
+
+    calls = []
+    real = _args.full_checks
+    monkeypatch.setattr(
+        _args, "full_checks", lambda out, name: calls.append(name) or real(out, name)
+    )
+    noisy = sim.simulate_acquisition(
+        sim.nanoparticles((64, 64), rng=1)[0], sim.AcquisitionConfig(dose=20.0), rng=2
+    )
+    plan = dn.plan_denoise(noisy, "gaussian", params={"sigma_px": 1.0, "despike": True})
+    assert plan.stabilise and plan.params["despike"]
+    calls.clear()
+    out = dn.apply_plan(noisy, plan)
+    assert calls == ["image2d"]
+    # and the public contract still holds outside: bad data are refused at the entry
+    bad = noisy.astype(float)
+    bad[3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        dn.apply_plan(bad, plan)
+    assert out.shape == noisy.shape and np.isfinite(out).all()

@@ -10,6 +10,8 @@ import pytest
 
 from em_restore._napari._layers import viewer_grid
 from em_restore.backend.simulate import AcquisitionConfig, nanoparticles, simulate_acquisition
+from tests.conftest import range_psnr as _psnr
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.gui
 
@@ -31,17 +33,6 @@ def _widget(viewer):
     return widget
 
 
-def _wait(qtbot, job, timeout=120_000):
-    # Poll the job's own flag (cleared by its `finished` slot, after the result slot):
-    # waiting for the worker's signal would miss one emitted before the wait began.
-    qtbot.waitUntil(lambda: not job.running, timeout=timeout)
-
-
-def _psnr(x, ref):
-    mse = np.mean((np.asarray(x, float) - ref) ** 2)
-    return 10 * np.log10(np.ptp(ref) ** 2 / mse)
-
-
 def test_widget_is_contributed_by_the_manifest(make_napari_viewer):
     viewer = make_napari_viewer()
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-em-restore", "Denoise")
@@ -58,7 +49,7 @@ def test_run_adds_result_beside_raw_with_metadata(make_napari_viewer, qtbot, noi
     widget.method_combo.value = "gaussian"
 
     job = widget.run()
-    _wait(qtbot, job)
+    wait_for(qtbot, job)
 
     result = viewer.layers["raw denoised (gaussian)"]
     assert widget.status.value == "Denoise: done"
@@ -89,7 +80,7 @@ def test_preview_denoises_the_current_frame_only(make_napari_viewer, qtbot, nois
     widget.method_combo.value = "classical"
 
     job = widget.preview()
-    _wait(qtbot, job)
+    wait_for(qtbot, job)
 
     preview = widget.last_preview
     assert preview.name.startswith("raw preview (")
@@ -111,7 +102,7 @@ def test_cancel_adds_nothing_and_keeps_viewer_usable(make_napari_viewer, qtbot):
         pass
     assert widget.cancel_button.enabled
     widget.cancel()
-    _wait(qtbot, job)
+    wait_for(qtbot, job)
     assert [layer.name for layer in viewer.layers] == ["raw"]
     assert widget.run_button.enabled and not widget.cancel_button.enabled
     assert "cancelled" in widget.status.value
@@ -151,7 +142,7 @@ def test_default_model_is_listed_and_runs_with_its_hash_in_metadata(
     widget.modality_combo.value = "tem"
 
     job = widget.run()
-    _wait(qtbot, job)
+    wait_for(qtbot, job)
 
     name = default_model_name("tem")
     result = viewer.layers[f"raw denoised (model {name}, checked)"]  # the guarded default
@@ -165,7 +156,7 @@ def test_default_model_is_listed_and_runs_with_its_hash_in_metadata(
 
     widget.method_combo.value = f"model: {name}"
     job = widget.preview()
-    _wait(qtbot, job)
+    wait_for(qtbot, job)
     assert widget.last_preview.data.shape == stack.shape[1:]
 
 
@@ -195,3 +186,39 @@ def test_an_empty_menu_takes_the_first_image_opened(make_napari_viewer, qtbot):
     assert widget.layer_combo.value is None
     layer = viewer.add_image(np.zeros((32, 32), np.float32), name="later")
     assert widget.layer_combo.value is layer
+
+
+def test_the_menus_follow_the_selection_but_not_to_their_own_results(make_napari_viewer, qtbot):
+    # issue 30.4: the menu follows the user's selection; a layer napari selects because
+    # it was just added (a file, a result) does not move a chosen menu, and a widget
+    # never follows to its own results or to maps
+    from em_restore._napari.deconvolve_widget import DeconvolveWidget
+    from em_restore._napari.denoise_widget import DenoiseWidget
+
+    viewer = make_napari_viewer()
+    a = viewer.add_image(np.random.default_rng(0).random((64, 64)), name="a")
+    b = viewer.add_image(np.random.default_rng(1).random((64, 64)), name="b")
+    denoise, deconvolve = DenoiseWidget(viewer), DeconvolveWidget(viewer)
+    assert denoise.layer_combo.value is b  # the active layer when docked
+    viewer.layers.selection.active = a
+    assert denoise.layer_combo.value is a and deconvolve.layer_combo.value is a
+    c = viewer.add_image(np.zeros((64, 64)), name="c")  # opened: selected by napari
+    assert viewer.layers.selection.active is c and denoise.layer_combo.value is a
+    denoise.method_combo.value = "gaussian"
+    wait_for(qtbot, denoise.run())
+    result = denoise.last_result[1]
+    assert viewer.layers.selection.active is result  # napari selects the new layer
+    assert denoise.layer_combo.value is a and deconvolve.layer_combo.value is a
+    viewer.layers.selection.active = b
+    viewer.layers.selection.active = result  # the user picks the denoised layer
+    assert denoise.layer_combo.value is b  # its own result: not followed
+    assert deconvolve.layer_combo.value is result  # another's result: followed
+    fmap = viewer.add_image(
+        np.zeros((64, 64)), name="map", metadata={"em_restore": {"operation": "fidelity"}}
+    )
+    viewer.layers.selection.active = b
+    viewer.layers.selection.active = fmap  # a map is never a layer to restore
+    assert denoise.layer_combo.value is b and deconvolve.layer_combo.value is b
+    viewer.layers.selection.active = c
+    assert denoise.layer_combo.value is c and deconvolve.layer_combo.value is c
+    assert np.array_equal(a.data, np.random.default_rng(0).random((64, 64)))  # raw untouched

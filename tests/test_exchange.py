@@ -19,6 +19,7 @@ from em_restore import io
 from em_restore.backend.models import exchange, load_model
 from em_restore.backend.models.inference import normalisation_of, predict_frame
 from em_restore.cli import main
+from tests.conftest import range_psnr as _psnr
 
 pytestmark = [  # third-party noise from bioimageio's runners, not ours
     pytest.mark.filterwarnings("ignore::ResourceWarning"),
@@ -30,11 +31,6 @@ pytestmark = [  # third-party noise from bioimageio's runners, not ours
 #: BMZ packages carry percentile pre-processing: the percentile-normalised denoiser
 #: (models under the noise rule are refused, see test_noise_rule_model_is_refused_for_bmz)
 BMZ_DENOISER = "em-denoise-fast-v1"
-
-
-def _psnr(x, ref) -> float:
-    x, ref = np.asarray(x, np.float64), np.asarray(ref, np.float64)
-    return float(10 * np.log10(np.ptp(ref) ** 2 / np.mean((x - ref) ** 2)))
 
 
 @pytest.fixture(scope="module")

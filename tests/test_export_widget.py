@@ -7,6 +7,8 @@ import zipfile
 import numpy as np
 import pytest
 
+from tests.conftest import wait_for
+
 pytestmark = pytest.mark.gui
 pytest.importorskip("onnxruntime", reason="the testing extra installs onnx and onnxruntime")
 
@@ -26,10 +28,6 @@ def _widget(viewer):
     return widget
 
 
-def _wait(qtbot, job, timeout=60_000):
-    qtbot.waitUntil(lambda: not job.running, timeout=timeout)
-
-
 def test_export_onnx_from_the_widget_runs_like_the_model(make_napari_viewer, qtbot, tmp_path):
     import torch
 
@@ -40,7 +38,7 @@ def test_export_onnx_from_the_widget_runs_like_the_model(make_napari_viewer, qtb
     widget.export_model_combo.value = "em-denoise-fast"
     widget.export_format_combo.value = "ONNX (.onnx)"
     job = widget.export(tmp_path / "fast")  # the suffix is added
-    _wait(qtbot, job)
+    wait_for(qtbot, job)
     out = tmp_path / "fast.onnx"
     assert out.is_file() and str(out) in widget.status.value
     x = np.random.default_rng(1).random((1, 1, 64, 64), dtype=np.float32)
@@ -69,7 +67,7 @@ def test_export_button_asks_for_a_file_and_writes_a_bmz_package(
     widget.export_format_combo.value = "BioImage Model Zoo (.zip)"
     widget.export_button.native.click()
     job = widget.export_job
-    _wait(qtbot, job)
+    wait_for(qtbot, job)
     assert asked and asked[0][0].endswith("em-burst.zip") and "*.zip" in asked[0][1]
     package = tmp_path / "burst.zip"
     assert "rdf.yaml" in zipfile.ZipFile(package).namelist()

@@ -15,12 +15,9 @@ from em_restore.backend.models import default_model_name, load_model, predict_fr
 from em_restore.backend.models import fit as F  # noqa: E402
 from em_restore.backend.models.nets import build_network, network_params  # noqa: E402
 from em_restore.backend.models.training import run_training  # noqa: E402
+from tests.conftest import range_psnr as _psnr  # noqa: E402
 
 TINY = {"channels": 8, "unshuffle": 2, "blocks": [1, 1, 1]}
-
-
-def _psnr(x, t):
-    return 10 * np.log10(np.ptp(t) ** 2 / np.mean((x - t) ** 2))
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from em_restore.backend import denoise as dn
 from em_restore.backend import simulate as sim
 from em_restore.backend.models import plan_model
 from em_restore.backend.models.guarded import FALLBACK_TILE, GuardedPlan, fallback_weight
+from tests.conftest import range_psnr as _psnr
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +24,6 @@ def frame():
 @pytest.fixture(scope="module")
 def model_plan():
     return plan_model(None, modality="tem", device="cpu")
-
-
-def _psnr(x, ref):
-    return 10 * np.log10(np.ptp(ref) ** 2 / np.mean((np.asarray(x, float) - ref) ** 2))
 
 
 def test_a_supported_result_is_the_network_result_exactly(frame, model_plan):

@@ -29,13 +29,9 @@ from em_restore.backend.models import (
 from em_restore.backend.models.inference import blend_window, tile_grid
 from em_restore.backend.models.nets import network_params
 from em_restore.backend.models.store import file_sha256
+from tests.conftest import range_psnr as psnr
 
 NORM = {"kind": "percentile", "low": 0.1, "high": 99.9}
-
-
-def psnr(x, truth) -> float:
-    x = np.asarray(x, dtype=np.float64)
-    return float(10 * np.log10(np.ptp(truth) ** 2 / np.mean((x - truth) ** 2)))
 
 
 @pytest.fixture(scope="module")

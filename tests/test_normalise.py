@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
@@ -13,13 +11,9 @@ from em_restore.backend.models.nets import network_params
 from em_restore.backend.models.normalise import check_rule, normaliser
 from em_restore.backend.models.store import ModelConfig
 from em_restore.backend.models.training import TrainConfig, train
+from tests.conftest import range_psnr as _psnr
 
 NOISE = {"kind": "noise", "scale": 4.0}
-
-
-def _psnr(x, truth) -> float:
-    r = float(np.ptp(truth))
-    return 10 * math.log10(r * r / float(np.mean((np.asarray(x, np.float64) - truth) ** 2)))
 
 
 @pytest.mark.parametrize(

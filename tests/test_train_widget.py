@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from em_restore.backend.simulate import AcquisitionConfig, nanoparticles, simulate_acquisition
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.gui
 
@@ -45,11 +46,6 @@ def _widget(viewer, *, epochs=2, steps=3, name="tiny", scratch=False):
     widget.batch_spin.value = 2
     widget.name_edit.value = name
     return widget
-
-
-def _wait(qtbot, job, timeout=60_000):
-    # Poll the job's own flag (cleared by its `finished` slot, after the result slot).
-    qtbot.waitUntil(lambda: not job.running, timeout=timeout)
 
 
 def _epochs(job):
@@ -150,7 +146,7 @@ def test_paired_run_trains_saves_and_lists_the_model(
     job = widget.run()
     assert job is not None and widget.cancel_button.enabled and not widget.train_button.enabled
     epochs = _epochs(job)
-    _wait(qtbot, job)
+    wait_for(qtbot, job)
 
     result = widget.last_result
     assert result is not None and result.stop_reason == "completed"
@@ -201,7 +197,7 @@ def test_paired_run_trains_saves_and_lists_the_model(
     denoise.layer_combo.value = raw
     denoise.method_combo.value = "model: tiny"
     denoise_job = denoise.run()
-    _wait(qtbot, denoise_job)
+    wait_for(qtbot, denoise_job)
     restored = denoise.last_result[1]
     assert restored.data.shape == noisy.shape
     assert restored.metadata["em_restore"]["denoise"]["model"]["name"] == "tiny"
@@ -225,7 +221,7 @@ def test_a_default_run_fine_tunes_the_bundled_model(make_napari_viewer, qtbot, p
     assert widget.start_label.value == bundled.name
 
     job = widget.run()
-    _wait(qtbot, job)
+    wait_for(qtbot, job)
 
     result = widget.last_result
     assert result is not None and result.start["name"] == bundled.name
@@ -258,7 +254,7 @@ def test_self_supervised_run_reports_the_validation_loss(make_napari_viewer, qtb
 
     job = widget.run()
     epochs = _epochs(job)
-    _wait(qtbot, job)
+    wait_for(qtbot, job)
 
     result = widget.last_result
     assert result is not None and result.best_psnr is None and result.loss == "l2"
@@ -295,7 +291,7 @@ def test_cancel_after_the_first_epoch_keeps_the_best_model(
     job = widget.run()
     epochs = _epochs(job)
     job.worker.yielded.connect(lambda e: widget.cancel() if isinstance(e, Epoch) else None)
-    _wait(qtbot, job)
+    wait_for(qtbot, job)
 
     assert job.cancelled and not job.running and widget.last_result is None
     assert 1 <= len(epochs) < 200 and len(widget.curves.train) == len(epochs)
@@ -384,7 +380,7 @@ def test_a_backend_error_becomes_a_notification(
 
     job = widget.run()
     assert job is not None
-    _wait(qtbot, job)
+    wait_for(qtbot, job)
 
     assert len(errors) == 1 and errors[0].startswith("Train failed: training images must be")
     assert "lower the patch size" in errors[0] and "\n" not in errors[0]

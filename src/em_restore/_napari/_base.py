@@ -19,7 +19,12 @@ from qtpy.QtCore import QEvent, QObject
 
 from em_restore._napari._fill import Filling, FramesDone, Streaming
 from em_restore._napari._jobs import Job
-from em_restore._napari._layers import layer_choices, show_side_by_side, start_where_the_user_is
+from em_restore._napari._layers import (
+    follow_selection,
+    layer_choices,
+    show_side_by_side,
+    start_where_the_user_is,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -73,7 +78,16 @@ def on_close(widget: Container, closed: Any) -> None:
 
 
 class JobWidget(Container):
-    """Base class: layer menu, run/cancel/compare buttons, status, one job at a time."""
+    """Base class: layer menu, run/cancel/compare buttons, status, one job at a time.
+
+    The layer menu starts on the active (or only) image layer and follows the
+    user's selection (:func:`._layers.follow_selection`): not to a layer napari
+    selects because it was just added, not to maps, kernels or previews, and not to
+    the results of :attr:`operation`, this widget's own.
+    """
+
+    #: what this widget's results record as their ``operation`` (not followed)
+    operation: str | None = None
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__(labels=True)
@@ -107,6 +121,7 @@ class JobWidget(Container):
         self.compare_button.changed.connect(self.side_by_side)
         for event in _LAYER_EVENTS:
             getattr(self.viewer.layers.events, event).connect(self._refresh_layers)
+        self.viewer.layers.selection.events.active.connect(self._follow_selection)
         on_close(self, self._disconnect)
 
     def run(self, _value: Any = None) -> Job | None:  # pragma: no cover - abstract
@@ -117,15 +132,27 @@ class JobWidget(Container):
         self._alive = False
         for event in _LAYER_EVENTS:
             getattr(self.viewer.layers.events, event).disconnect(self._refresh_layers)
+        self.viewer.layers.selection.events.active.disconnect(self._follow_selection)
         if self.job is not None and self.job.running:
             self.job.cancel()
 
     def _image_layers(self, _widget: Any = None) -> list[tuple[str, Any]]:
         return layer_choices(self.viewer, "Image")
 
-    def _refresh_layers(self, _event: Any = None) -> None:
+    def _refresh_layers(self, event: Any = None) -> None:
+        if getattr(event, "type", None) == "inserted":
+            self._inserted = event.value  # napari selects it next: not the user's choice
         self.layer_combo.reset_choices()
         start_where_the_user_is(self.layer_combo, self.viewer)
+
+    def _follow_selection(self, _event: Any = None) -> None:
+        """The user selected a layer: the menu follows (a layer napari selects because
+        it was just added, a file opened or a result, does not move a chosen menu)."""
+        active = self.viewer.layers.selection.active
+        if not self._alive or active is None or active is getattr(self, "_inserted", None):
+            return
+        self._inserted = None
+        follow_selection(self.layer_combo, self.viewer, self.operation)
 
     def cancel(self, _value: Any = None) -> None:
         if self.job is not None and self.job.running:

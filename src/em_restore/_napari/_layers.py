@@ -141,6 +141,33 @@ def start_where_the_user_is(combo: Any, viewer: Any, kind: str = "Image") -> Non
         combo.value = layer
 
 
+#: Operations whose results are images to restore further (another widget follows a
+#: selection of them); maps, kernels, differences and previews are never followed.
+RESTORATIONS = ("denoise", "deconvolve", "burst", "live")
+
+
+def worth_following(layer: Any, own: str | None = None) -> bool:
+    """Whether a menu follows the user's selection of ``layer``: raw data, or the
+    restoration of another operation than the menu's own (``own``): a widget does not
+    jump to the result it has just added, which napari makes the selected layer."""
+    meta = layer.metadata.get("em_restore", {}) if isinstance(layer.metadata, dict) else {}
+    if meta.get("training_preview"):
+        return False
+    operation = meta.get("operation")
+    return operation is None or (operation in RESTORATIONS and operation != own)
+
+
+def follow_selection(combo: Any, viewer: Any, own: str | None = None) -> None:
+    """Point ``combo`` at the viewer's active image layer when :func:`worth_following`."""
+    import napari.layers
+
+    layer = viewer.layers.selection.active
+    if not isinstance(layer, napari.layers.Image) or not worth_following(layer, own):
+        return
+    if layer is not combo.value and any(layer is choice for choice in combo.choices):
+        combo.value = layer
+
+
 def viewer_grid(viewer: Any) -> Any:
     """The viewer's grid settings (``viewer.canvas.grid`` since napari 0.9)."""
     canvas = getattr(viewer, "canvas", None)

@@ -53,6 +53,8 @@ def burst_model_names() -> list[str]:
 class BurstWidget(JobWidget):
     """Burst deblurring of a (T, rows, cols) stream layer, in the background or lazily."""
 
+    operation = "burst"
+
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__(napari_viewer)
         self.frames_spin = SpinBox(

@@ -61,6 +61,8 @@ def _blur_by(kernel: np.ndarray) -> Any:
 class DeconvolveWidget(JobWidget):
     """Blind or non-blind deconvolution of an image layer, in the background."""
 
+    operation = "deconvolve"
+
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__(napari_viewer)
         self.last_kernel: Any = None

@@ -86,6 +86,8 @@ def _plan_on_frame(request: dict[str, Any]) -> Generator[Any, None, tuple[np.nda
 class DenoiseWidget(JobWidget):
     """Denoising of an image layer by a trained model or a classical filter, in the background."""
 
+    operation = "denoise"
+
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__(napari_viewer)
         self.last_preview: Any = None

@@ -177,8 +177,8 @@ class TrainWidget(ExportControls, JobWidget):
     def _image_layers(self, _widget: Any = None) -> list[tuple[str, Any]]:
         return [(n, lay) for n, lay in layer_choices(self.viewer, "Image") if not _is_preview(lay)]
 
-    def _refresh_layers(self, _event: Any = None) -> None:
-        super()._refresh_layers()
+    def _refresh_layers(self, event: Any = None) -> None:
+        super()._refresh_layers(event)
         self.clean_combo.reset_choices()
 
     def _architectures(self, _widget: Any = None) -> list[str]:

@@ -7,6 +7,8 @@ received and says how to fix it.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import numbers
 from collections.abc import Sequence
@@ -195,6 +197,50 @@ def looks_rgb(shape: Sequence[int]) -> bool:
     return len(shape) >= 3 and shape[-1] in (3, 4) and min(shape[-3:-1]) > 4
 
 
+#: True inside :func:`validated`: the data were checked at the public entry.
+_VALIDATED: contextvars.ContextVar[bool] = contextvars.ContextVar("validated", default=False)
+
+
+@contextlib.contextmanager
+def validated():
+    """Inside, :func:`check_image` skips its full passes over the data (finite values,
+    magnitude): a public function checks its input once, then runs its pipeline of
+    public steps (VST, despiking, filter, inverse VST) under this. The cheap checks
+    (dtype, shape, size) stay. Per thread and task (a ``contextvars`` flag).
+
+    Examples
+    --------
+    >>> bad = np.array([[np.nan, 1.0]])
+    >>> with validated():
+    ...     check_image(bad).shape
+    (1, 2)
+    """
+    token = _VALIDATED.set(True)
+    try:
+        yield
+    finally:
+        _VALIDATED.reset(token)
+
+
+def full_checks(out: np.ndarray, name: str) -> None:
+    """The full passes of :func:`check_image`: every value finite and of a magnitude
+    float arithmetic handles."""
+    if out.dtype.kind == "f" and not np.isfinite(out).all():
+        n_bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
+        raise ValueError(
+            f"{name} contains {n_bad} NaN or infinite value(s). "
+            f"Replace them first, e.g. np.nan_to_num({name})."
+        )
+    if out.size and out.dtype.kind == "f":
+        peak = float(np.max(np.abs(out)))
+        if peak > MAX_MAGNITUDE or 0 < peak < MIN_MAGNITUDE:
+            raise ValueError(
+                f"{name} values reach {peak:.3g} in magnitude, outside the supported "
+                f"{MIN_MAGNITUDE:g} to {MAX_MAGNITUDE:g} (float arithmetic would over- or "
+                f"underflow); rescale first, e.g. {name} / np.abs({name}).max() * 1000."
+            )
+
+
 def check_image(
     image: Any,
     name: str = "image",
@@ -244,20 +290,8 @@ def check_image(
         out = arr
     else:
         out = arr.astype(np.float64, copy=False)
-    if out.dtype.kind == "f" and not np.isfinite(out).all():
-        n_bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
-        raise ValueError(
-            f"{name} contains {n_bad} NaN or infinite value(s). "
-            f"Replace them first, e.g. np.nan_to_num({name})."
-        )
-    if out.size and out.dtype.kind == "f":
-        peak = float(np.max(np.abs(out)))
-        if peak > MAX_MAGNITUDE or 0 < peak < MIN_MAGNITUDE:
-            raise ValueError(
-                f"{name} values reach {peak:.3g} in magnitude, outside the supported "
-                f"{MIN_MAGNITUDE:g} to {MAX_MAGNITUDE:g} (float arithmetic would over- or "
-                f"underflow); rescale first, e.g. {name} / np.abs({name}).max() * 1000."
-            )
+    if not _VALIDATED.get():
+        full_checks(out, name)
     if nonnegative and out.size and out.min() < 0:
         raise ValueError(
             f"{name} must be >= 0 everywhere; got minimum {out.min():g}. "

@@ -86,7 +86,7 @@ import numpy as np
 import scipy.ndimage as ndi
 
 from . import filters
-from ._args import as_rng, check_choice, check_layout, short
+from ._args import as_rng, check_choice, check_layout, short, validated
 from ._progress import Progress, drain
 from .calibrate import (
     Calibrator,
@@ -170,13 +170,13 @@ def apply_plan(image2d, plan: DenoisePlan, *, origin: tuple[int, int] = (0, 0)) 
             f"plan must be a DenoisePlan; got {type(plan).__name__}. "
             f"Make one with plan_denoise(image)."
         )
-    x = check_frame(image2d, "image2d")
-    z = to_work(x, plan)
-    z = _despike(z, plan.params)
-    z = run_filter(
-        plan.method, z, filter_kwargs(plan.method, plan.params), kernel_of(plan.noise), origin
-    )
-    return from_work(z, plan).astype(np.float32)
+    x = check_frame(image2d, "image2d")  # the one full check of the data
+    with validated():  # the steps below are public functions: they skip theirs
+        z = to_work(x, plan)
+        z = _despike(z, plan.params)
+        kwargs = filter_kwargs(plan.method, plan.params)
+        z = run_filter(plan.method, z, kwargs, kernel_of(plan.noise), origin)
+        return from_work(z, plan).astype(np.float32)
 
 
 # ---------------------------------------------------------------------- calibration
