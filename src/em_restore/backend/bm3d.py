@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -272,6 +273,39 @@ def _box_sum(a: np.ndarray, p: int, axis: int) -> np.ndarray:
         width *= 2
 
 
+def _box_sum_at(a: np.ndarray, p: int, axis: int, starts: np.ndarray) -> np.ndarray:
+    """``_box_sum(a, p, axis)`` at the positions ``starts`` only (the same values, bit for bit).
+
+    The same binary doubling, but the widest partial sum is formed only where it is
+    needed: the matching wants the sums at the reference grid, every ``step``-th
+    position, so the last (and largest) addition shrinks by that factor.
+    """
+    starts = np.asarray(starts, dtype=np.intp)
+    result, offset, power, width, rem = None, 0, a, 1, p
+    prev = half = None
+    while True:
+        if rem & 1:
+            idx = starts + offset
+            if power is None:  # the top level, formed at ``idx`` only
+                piece = np.take(prev, idx, axis=axis) + np.take(prev, idx + half, axis=axis)
+            else:
+                piece = np.take(power, idx, axis=axis)
+            result = piece if result is None else result + piece
+            offset += width
+        rem >>= 1
+        if not rem:
+            return result
+        if rem == 1:
+            prev, half, power = power, width, None
+        else:
+            length = power.shape[axis] - width
+            idx = [slice(None)] * power.ndim
+            lo, hi = list(idx), list(idx)
+            lo[axis], hi[axis] = slice(0, length), slice(width, width + length)
+            power = power[tuple(lo)] + power[tuple(hi)]
+        width *= 2
+
+
 def _excluded_offsets(g: np.ndarray | None, r: int) -> np.ndarray | None:
     """``(2r+1, 2r+1)`` mask of offsets whose noise correlation exceeds the limit."""
     if g is None:
@@ -324,7 +358,7 @@ def _match(m, ys, xs, p, r, n, excluded):
         rows = mp[r + row_lo + dy : r + row_hi + dy]
         sq = a - sliding_window_view(rows, w, axis=1)  # (rows, nd: shift dx, w)
         sq *= sq
-        s = _box_sum(_box_sum(sq, p, 0)[yrel], p, 2)[:, :, xs]  # (ny, nd, nx)
+        s = _box_sum_at(_box_sum_at(sq, p, 0, yrel), p, 2, xs)  # (ny, nd, nx)
         s[:, col_bad] = np.inf
         s[((ys + dy) < 0) | ((ys + dy) > h - p)] = np.inf
         dist[:, :, iy * nd : (iy + 1) * nd] = s.transpose(0, 2, 1)
@@ -440,6 +474,7 @@ class _Stage:
 # strength: the calibration of a plan filters the same small crops at several
 # strengths, and looks them up here (keyed by the image's bytes, so exact).
 _MATCHES: OrderedDict = OrderedDict()
+_MATCHES_LOCK = threading.Lock()  # the calibration filters crops in threads
 
 
 def _match_memo(img: np.ndarray, geometry: tuple, excluded) -> tuple | None:
@@ -460,18 +495,20 @@ def _collaborative(z, match_img, pilot, *, var2d, strength, p, r, step, n, origi
     band_rows = max(1, int(_BAND_BYTES // (4 * xs.size * nd * nd)))
     per_batch = max(1, _BATCH_COEFS // (n * p * p))
     memo = _match_memo(match_img, (p, r, step, n, origin), excluded) if pilot is None else None
-    bands = _MATCHES.get(memo) if memo is not None else None
+    with _MATCHES_LOCK:
+        bands = _MATCHES.get(memo) if memo is not None else None
+        if bands is not None:
+            _MATCHES.move_to_end(memo)
     if bands is None:
         bands = [
             _match(match_img, ys_all[b0 : b0 + band_rows], xs, p, r, n, excluded)
             for b0 in range(0, ys_all.size, band_rows)
         ]
         if memo is not None:
-            _MATCHES[memo] = bands
-            while len(_MATCHES) > _MEMO_ENTRIES:
-                _MATCHES.popitem(last=False)
-    else:
-        _MATCHES.move_to_end(memo)
+            with _MATCHES_LOCK:
+                _MATCHES[memo] = bands
+                while len(_MATCHES) > _MEMO_ENTRIES:
+                    _MATCHES.popitem(last=False)
     for qy, qx in bands:
         stage.set_band(int(qy.min()), int(qy.max()) + 1)
         for i in range(0, qy.shape[0], per_batch):

@@ -230,6 +230,7 @@ class Calibrator:
     line: float  # scan-line offset variance (row blind spots when > 0)
     run: Any  # (method, kwargs, y) -> estimate of y's expectation, same domain
     kwargs_of: Any  # (method, strength) -> the filter's keyword arguments
+    map: Any = map  # (fn, inputs) -> outputs in order: the builtin, or a thread pool's
     risk: dict = field(default_factory=dict)
     j_loss: dict = field(default_factory=dict)
     _fz: dict = field(default_factory=dict)
@@ -239,8 +240,17 @@ class Calibrator:
         """Risk estimate of the candidate using ``phases`` lattices per crop (cached)."""
         key = (method, strength)
         kwargs = self.kwargs_of(method, strength)
+        # Every filter run this score still needs (whole crops, blind-spot lattices),
+        # handed to ``map`` at once: they are independent (threads where given).
+        todo = [] if key in self._fz else [(("z", i), c.z) for i, c in enumerate(self.crops)]
+        for i, crop in enumerate(self.crops):
+            for j, lat in enumerate(crop.lattices[:phases]):
+                if (key, i, j) not in self._blind:
+                    todo.append(((i, j), lat.zj))
+        outs = self.map(lambda y: self.run(method, kwargs, y), [y for _, y in todo])
+        fresh = dict(zip([slot for slot, _ in todo], outs, strict=True))
         if key not in self._fz:
-            self._fz[key] = [self.run(method, kwargs, crop.z) for crop in self.crops]
+            self._fz[key] = [fresh["z", i] for i in range(len(self.crops))]
         resid = n_pix = var_sum = 0.0
         num, rows, sq, var_c = [], [], [], []
         for i, (crop, fz) in enumerate(zip(self.crops, self._fz[key], strict=True)):
@@ -250,7 +260,7 @@ class Calibrator:
             var_sum += crop.variance * float(wgt.sum())
             for j, lat in enumerate(crop.lattices[:phases]):
                 if (key, i, j) not in self._blind:
-                    fj = self.run(method, kwargs, lat.zj)
+                    fj = fresh[i, j]
                     cy, cx = lat.centres
                     ok = wgt[cy, cx] > 0
                     self._blind[key, i, j] = (

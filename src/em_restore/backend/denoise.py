@@ -79,7 +79,10 @@ whole-image output to float32 rounding. TV is global: tiles use a halo of
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -393,7 +396,33 @@ def _make_calibrator(x, z, spikes, probe: DenoisePlan, base, line: float = 0.0) 
     def kwargs_of(method, strength):
         return filter_kwargs(method, {**base[method], STRENGTH_PARAM[method]: strength})
 
-    return Calibrator(crops=crops, corr=corr, base=base, line=line, run=run, kwargs_of=kwargs_of)
+    return Calibrator(
+        crops=crops,
+        corr=corr,
+        base=base,
+        line=line,
+        run=run,
+        kwargs_of=kwargs_of,
+        map=_calibration_map(),
+    )
+
+
+#: Threads that filter the calibration crops side by side (None: one per core, at most 8;
+#: 1: in the calling thread). The filters spend their time in numpy, which releases the GIL.
+CALIBRATION_THREADS: int | None = None
+_POOL: dict[int, ThreadPoolExecutor] = {}
+_POOL_LOCK = threading.Lock()
+
+
+def _calibration_map():
+    n = CALIBRATION_THREADS or min(8, os.cpu_count() or 1)
+    if n <= 1:
+        return map
+    with _POOL_LOCK:
+        if n not in _POOL:
+            _POOL[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="em-restore-calibrate")
+        pool = _POOL[n]
+    return lambda fn, items: list(pool.map(fn, items))
 
 
 def _resolve_noise(x: np.ndarray, noise, modality):

@@ -45,6 +45,7 @@ import scipy.fft
 from scipy import ndimage as ndi
 
 from ._args import check_choice, check_image, check_int, check_real, short
+from .chambolle import chambolle
 
 __all__ = [
     "METHODS",
@@ -393,7 +394,7 @@ def tv(
     max_num_iter: int = 200,
     kernel=None,
 ) -> np.ndarray:
-    """Total-variation denoising (Chambolle's algorithm, scikit-image).
+    """Total-variation denoising (Chambolle's algorithm, :mod:`.chambolle`, in float32).
 
     Minimises ``||u - x||² / 2 + weight * sigma * TV(u)``: the ``weight`` is
     **relative to sigma** (scikit-image's ``weight`` is ``weight * sigma``), so
@@ -416,7 +417,7 @@ def tv(
     sigma : float
         Noise standard deviation, ``> 0``.
     max_num_iter : int
-        Number of iterations (time is linear in it: ~0.8 s for 512² at 200).
+        Number of iterations (time is linear in it: ~0.4 s for 512² at 200).
     kernel : ignored
         Noise correlation kernel, accepted for a uniform signature.
 
@@ -430,22 +431,13 @@ def tv(
     >>> bool(tv(img, weight=1.0, max_num_iter=50).std() < 0.5 * img.std())
     True
     """
-    from skimage.restoration import denoise_tv_chambolle
-
     x = _image(image)
     weight = check_real(weight, "weight", low=0, hint="weight is relative to sigma; try 1.0.")
     sigma = _sigma(sigma)
     it = check_int(max_num_iter, "max_num_iter", low=1)
     if weight == 0:
         return x.astype(np.float64, copy=True)
-    out = denoise_tv_chambolle(
-        np.ascontiguousarray(x, dtype=np.float64),
-        weight=weight * sigma,
-        eps=0.0,
-        max_num_iter=it,
-        channel_axis=None,
-    )
-    return np.asarray(out, dtype=np.float64)
+    return chambolle(x, weight * sigma, it).astype(np.float64)
 
 
 # --------------------------------------------------------------------------- wavelet
