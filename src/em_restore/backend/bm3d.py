@@ -60,7 +60,10 @@ independent operations, so the matches are identical). Everything is determinist
 
 Cost: about 1.9 s per 512² frame (7.2 s per megapixel, 2026-12-04) with the defaults;
 the matrix products use BLAS, whose threads bring little here and slow it down
-badly when the cores are shared with other work.
+badly when the cores are shared with other work. The bands of matches (about 170
+image rows each) are matched and filtered side by side on the threads of
+:mod:`._threads` and added in band order, so the result does not depend on the
+number of threads.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ._args import check_choice, check_image, check_int, check_real, short
+from ._threads import pmap
 
 __all__ = ["bm3d", "noise_coefficient_std", "support_radius"]
 
@@ -395,37 +399,44 @@ def _patch_spectra(img: np.ndarray, row0: int, row1: int, c: np.ndarray) -> np.n
 
 
 class _Stage:
-    """One collaborative-filtering pass: hard thresholding or Wiener (with a pilot)."""
+    """One collaborative-filtering pass: hard thresholding or Wiener (with a pilot).
+
+    The image is filtered band by band (:meth:`band`, independent, so bands can run
+    side by side); :meth:`result` adds the bands' slabs in band order and normalises.
+    """
 
     def __init__(self, z, pilot, *, var2d, strength, p, n):
         self.z, self.pilot, self.p, self.n = z, pilot, p, n
-        h, w = z.shape
         self.c = _dct_matrix(p)
         var = var2d.ravel()
         self.var = np.maximum(var, 1e-12 * var.max())  # guards 0/0 for exotic kernels
         self.thr = _LAMBDA_3D * strength * np.sqrt(self.var)
         self.noise_var = strength * strength * self.var
         self.win = np.outer(np.kaiser(p, _KAISER_BETA), np.kaiser(p, _KAISER_BETA)).ravel()
-        self.offs = (np.arange(p)[:, None] * w + np.arange(p)[None, :]).ravel()
-        self.row0 = 0
-        self.spec_z = self.spec_pilot = None  # patch spectra of the current band
-        self.num = np.zeros(h * w)
-        self.tl_weight = np.zeros(h * w)  # group weight of each patch, at its top-left
+        self.offs = (np.arange(p)[:, None] * z.shape[1] + np.arange(p)[None, :]).ravel()
 
-    def set_band(self, row0: int, row1: int) -> None:
-        """Compute the 2-D spectra of every patch whose top row lies in ``[row0, row1)``.
+    def band(self, qy, qx, per_batch):
+        """Filter the groups of one band of matches ``(qy, qx)``, each ``(groups, n)``.
 
-        Each patch is transformed once per band, however many groups it joins (on
-        average 16 / 9 of them in stage 1 and 32 / 9 in stage 2 with the defaults).
+        The 2-D spectra of every patch whose top row lies in the band are computed
+        once, however many groups each patch joins (on average 16 / 9 of them in stage
+        1 and 32 / 9 in stage 2 with the defaults). Returns ``(row0, num, tl)``: the
+        weighted estimates aggregated on rows ``row0 ..`` of the image (flattened) and
+        the group weight of each patch at its top-left pixel.
         """
-        self.row0 = row0
-        self.spec_z = _patch_spectra(self.z, row0, row1, self.c)
-        if self.pilot is not None:
-            self.spec_pilot = _patch_spectra(self.pilot, row0, row1, self.c)
-
-    def _forward(self, spectra, gy, gx):
-        """3-D spectra of the groups ``(gy, gx)`` (each ``(n, b)``), shape ``(n, b, p²)``."""
-        return _group_forward(spectra[gy - self.row0, gx])
+        row0, row1 = int(qy.min()), int(qy.max()) + 1
+        w = self.z.shape[1]
+        spectra = _patch_spectra(self.z, row0, row1, self.c)
+        pilot = None if self.pilot is None else _patch_spectra(self.pilot, row0, row1, self.c)
+        num = np.zeros((row1 - row0 + self.p - 1) * w)
+        tl = np.zeros(num.size)
+        for i in range(0, qy.shape[0], per_batch):
+            gy, gx = qy[i : i + per_batch].T - row0, qx[i : i + per_batch].T  # group axis first
+            est, weight = self._filter(spectra[gy, gx], None if pilot is None else pilot[gy, gx])
+            base = gy * w + gx
+            num += np.bincount((base[:, :, None] + self.offs).ravel(), est.ravel(), num.size)
+            tl += np.bincount(base.ravel(), np.tile(weight, self.n), num.size)
+        return row0, num, tl
 
     def _inverse(self, spec):
         n, b, q = spec.shape
@@ -434,17 +445,16 @@ class _Stage:
         x = np.matmul(self.c.T, x.swapaxes(1, 2)).swapaxes(1, 2)
         return x.reshape(n, b, q)
 
-    def filter(self, gy, gx):
-        """Filter and aggregate the groups whose patch positions are ``gy, gx`` ``(b, n)``."""
-        gy, gx = gy.T, gx.T  # group axis first
-        spec = self._forward(self.spec_z, gy, gx)
-        if self.spec_pilot is None:
+    def _filter(self, patches, pilot):
+        """Shrink the groups of 2-D patch spectra ``(n, b, p²)``: estimates and weights."""
+        spec = _group_forward(patches)
+        if pilot is None:
             keep = np.abs(spec) > self.thr
             keep[0, :, 0] = True
             spec *= keep
             weight = 1.0 / (keep.sum(axis=0) * self.var).sum(axis=1)
         else:
-            gain = self._forward(self.spec_pilot, gy, gx)
+            gain = _group_forward(pilot)
             gain *= gain
             gain /= gain + self.noise_var
             gain[0, :, 0] = 1.0
@@ -453,21 +463,23 @@ class _Stage:
             weight = 1.0 / (gain.sum(axis=0) * self.var).sum(axis=1)
         est = self._inverse(spec)
         est *= weight[:, None] * self.win
-        base = gy * self.z.shape[1] + gx
-        size = self.num.size
-        self.num += np.bincount((base[:, :, None] + self.offs).ravel(), est.ravel(), size)
-        self.tl_weight += np.bincount(base.ravel(), np.tile(weight, self.n), size)
+        return est, weight
 
-    def result(self):
+    def result(self, parts):
+        """Add the bands' ``(row0, num, tl)`` in order and divide by the window weights."""
         h, w = self.z.shape
         p = self.p
-        tl = self.tl_weight.reshape(h, w)[: h - p + 1, : w - p + 1]
+        num, tl_all = np.zeros(h * w), np.zeros(h * w)
+        for row0, part, tl in parts:
+            num[row0 * w : row0 * w + part.size] += part
+            tl_all[row0 * w : row0 * w + tl.size] += tl
+        tl = tl_all.reshape(h, w)[: h - p + 1, : w - p + 1]
         den = np.zeros((h, w))
         win = self.win.reshape(p, p)
         for u in range(p):
             for v in range(p):
                 den[u : u + h - p + 1, v : v + w - p + 1] += win[u, v] * tl
-        return self.num.reshape(h, w) / den
+        return num.reshape(h, w) / den
 
 
 # Stage-1 matches depend on the noisy image and the geometry only, not on the
@@ -500,20 +512,16 @@ def _collaborative(z, match_img, pilot, *, var2d, strength, p, r, step, n, origi
         if bands is not None:
             _MATCHES.move_to_end(memo)
     if bands is None:
-        bands = [
-            _match(match_img, ys_all[b0 : b0 + band_rows], xs, p, r, n, excluded)
-            for b0 in range(0, ys_all.size, band_rows)
-        ]
+        bands = pmap(
+            lambda b0: _match(match_img, ys_all[b0 : b0 + band_rows], xs, p, r, n, excluded),
+            range(0, ys_all.size, band_rows),
+        )
         if memo is not None:
             with _MATCHES_LOCK:
                 _MATCHES[memo] = bands
                 while len(_MATCHES) > _MEMO_ENTRIES:
                     _MATCHES.popitem(last=False)
-    for qy, qx in bands:
-        stage.set_band(int(qy.min()), int(qy.max()) + 1)
-        for i in range(0, qy.shape[0], per_batch):
-            stage.filter(qy[i : i + per_batch], qx[i : i + per_batch])
-    return stage.result()
+    return stage.result(pmap(lambda band: stage.band(*band, per_batch), bands))
 
 
 # ---------------------------------------------------------------------- the filter

@@ -79,10 +79,7 @@ whole-image output to float32 rounding. TV is global: tiles use a halo of
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Generator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -91,6 +88,7 @@ import scipy.ndimage as ndi
 from . import filters
 from ._args import as_rng, check_choice, check_layout, short, validated
 from ._progress import Progress, drain
+from ._threads import pmap
 from .calibrate import (
     Calibrator,
     Crop,
@@ -403,26 +401,8 @@ def _make_calibrator(x, z, spikes, probe: DenoisePlan, base, line: float = 0.0) 
         line=line,
         run=run,
         kwargs_of=kwargs_of,
-        map=_calibration_map(),
+        map=pmap,  # crops and lattices side by side
     )
-
-
-#: Threads that filter the calibration crops side by side (None: one per core, at most 8;
-#: 1: in the calling thread). The filters spend their time in numpy, which releases the GIL.
-CALIBRATION_THREADS: int | None = None
-_POOL: dict[int, ThreadPoolExecutor] = {}
-_POOL_LOCK = threading.Lock()
-
-
-def _calibration_map():
-    n = CALIBRATION_THREADS or min(8, os.cpu_count() or 1)
-    if n <= 1:
-        return map
-    with _POOL_LOCK:
-        if n not in _POOL:
-            _POOL[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="em-restore-calibrate")
-        pool = _POOL[n]
-    return lambda fn, items: list(pool.map(fn, items))
 
 
 def _resolve_noise(x: np.ndarray, noise, modality):
