@@ -143,7 +143,10 @@ def profile(frame: np.ndarray) -> None:
     buf = io.StringIO()
     stats = pstats.Stats(prof, stream=buf)
     stats.sort_stats("tottime").print_stats(15)
-    print("\ncProfile of plan_denoise(512² low-dose TEM frame, 'classical'), top 15 by own time (one thread):")
+    print(
+        "\ncProfile of plan_denoise(512² low-dose TEM frame, 'classical'), "
+        "top 15 by own time (one thread):"
+    )
     print(buf.getvalue())
     buf = io.StringIO()
     pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(25)
