@@ -414,3 +414,64 @@ def test_training_config_is_checked():
         train(TrainConfig(patch=512))
     with pytest.raises(ValueError, match="steps"):
         train(TrainConfig(steps=0))
+
+
+def test_fine_tuning_starts_from_the_named_model(tmp_path):
+    """``start`` loads the named model's weights before the first step: with zero
+    steps' worth of learning rate the result is that model bit for bit, and another
+    architecture or normalisation is refused in one line."""
+    base = train(_tiny_train_config(steps=3, seed=2))
+    folder = save_model(
+        tmp_path / "base",
+        base.net,
+        ModelConfig(
+            name="base",
+            architecture="fast_denoiser",
+            arch_params=network_params(base.net),
+            normalisation=NORM,
+        ),
+    )
+    cfg = _tiny_train_config(steps=3, seed=9, lr=1e-12, lr_min=1e-12, start=str(folder))
+    tuned = train(cfg)
+    for k, v in base.net.state_dict().items():
+        assert torch.allclose(v, tuned.net.state_dict()[k], atol=1e-9), k
+    scratch = train(_tiny_train_config(steps=3, seed=9, lr=1e-12, lr_min=1e-12))
+    assert not all(
+        torch.allclose(v, scratch.net.state_dict()[k]) for k, v in base.net.state_dict().items()
+    )
+    wider = _tiny_train_config(steps=3, start=str(folder))
+    wider = TrainConfig(**{**wider.__dict__, "arch_params": {"channels": 12, "blocks": [1, 1, 1]}})
+    with pytest.raises(ValueError, match="same architecture"):
+        train(wider)
+    other_rule = TrainConfig(**{**cfg.__dict__, "normalisation": {"kind": "noise", "scale": 4.0}})
+    with pytest.raises(ValueError, match="same rule"):
+        train(other_rule)
+
+
+def test_a_mixed_recipe_draws_classic_pairs_at_its_fraction():
+    from em_restore.backend.models.training import SimulationRecipe, simulated_pair
+
+    mixed = SimulationRecipe(simulator="wide", classic_fraction=0.5, image_size=32)
+    kinds = [
+        type(simulated_pair(np.random.default_rng([4, i]), mixed)[2]).__name__ for i in range(40)
+    ]
+    classic = kinds.count("AcquisitionConfig")
+    assert 10 <= classic <= 30, kinds  # binomial(40, 0.5): 10..30 holds with p > 0.999
+    pure = SimulationRecipe(simulator="wide", image_size=32)
+    a = simulated_pair(np.random.default_rng(3), pure)
+    b = simulated_pair(np.random.default_rng(3), SimulationRecipe(simulator="wide", image_size=32))
+    assert np.array_equal(a[0], b[0])  # a pure recipe draws nothing extra
+    with pytest.raises(ValueError, match="classic_fraction"):
+        train(TrainConfig(recipe=SimulationRecipe(classic_fraction=1.5, simulator="wide")))
+    with pytest.raises(ValueError, match="simulator='wide'"):
+        train(TrainConfig(recipe=SimulationRecipe(classic_fraction=0.5)))
+
+
+def test_a_checkpoint_from_before_a_new_setting_still_resumes():
+    from em_restore.backend.models.loop import check_same_settings
+
+    now = {"seed": 1, "start": None, "recipe": {"simulator": "wide", "classic_fraction": 0.0}}
+    old = {"seed": 1, "recipe": {"simulator": "wide"}}
+    check_same_settings("state.pt", old, now)  # settings added since, at their off value
+    with pytest.raises(ValueError, match="start"):
+        check_same_settings("state.pt", old, {**now, "start": "em-denoise-fast-v1"})

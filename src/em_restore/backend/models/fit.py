@@ -590,7 +590,10 @@ def iter_train_model(
                 **(
                     {}
                     if res.start is None
-                    else {"start_val_psnr_db": rounded(res.start["val_psnr_db"], 3)}
+                    else {
+                        "start_val_psnr_db": rounded(res.start["val_psnr_db"], 3),
+                        "start_val_ssim": rounded(res.start["val_ssim"], 4),
+                    }
                 ),
             },
         )

@@ -394,7 +394,12 @@ def _iter_validated(cfg, net, loss_of, evaluate, t_start, on_best, checkpoint, r
 
 
 def check_same_settings(path, saved: dict, current: dict, names: dict | None = None) -> None:
-    """Refuse (``ValueError``, one line) a checkpoint made with other settings."""
+    """Refuse (``ValueError``, one line) a checkpoint made with other settings.
+
+    A setting the checkpoint does not name (one added since it was written) matches
+    when the current value is its "off" value (``None``, 0, ``False``, empty).
+    """
+    saved = _with_new_defaults(saved, current)
     if saved == current:
         return
     names = names or {}
@@ -404,6 +409,18 @@ def check_same_settings(path, saved: dict, current: dict, names: dict | None = N
         f"({', '.join(diff) or 'unknown'}); resume with the same settings or "
         "train into another folder."
     )
+
+
+def _with_new_defaults(saved, current):
+    if not (isinstance(saved, dict) and isinstance(current, dict)):
+        return saved
+    out = dict(saved)
+    for k, v in current.items():
+        if k not in out and not v:
+            out[k] = v
+        elif k in out:
+            out[k] = _with_new_defaults(out[k], v)
+    return out
 
 
 def save_checkpoint(path, state: dict) -> None:

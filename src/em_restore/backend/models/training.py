@@ -69,6 +69,10 @@ class SimulationRecipe:
     specimen and distortion family except ``exclude_specimens`` /
     ``exclude_distortions`` (the shipped models leave out
     :data:`~em_restore.backend.simulate.wide.HELD_OUT`, which validates them).
+    ``classic_fraction`` (wide only): this fraction of the pairs, drawn at random,
+    come from the classic simulator instead (same modalities and ``kinds``, dose in
+    ``dose_range`` clipped to the classic 0.5-1000 e⁻/px), so that a network fine-tuned
+    on the wide data keeps what it knew of the classic ones.
     """
 
     modalities: tuple[str, ...] = ("tem", "stem", "sem")
@@ -78,14 +82,20 @@ class SimulationRecipe:
     simulator: str = "classic"
     exclude_specimens: tuple[str, ...] = ()
     exclude_distortions: tuple[str, ...] = ()
+    classic_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
 class TrainConfig(StepConfig):
-    """How a network is trained (every field is recorded in the model's config)."""
+    """How a network is trained (every field is recorded in the model's config).
+
+    ``start``: the name (or folder) of a model whose weights the network starts
+    from (fine-tuning; same architecture and parameters); ``None``: random weights.
+    """
 
     val_images: int = 32
     recipe: SimulationRecipe = field(default_factory=SimulationRecipe)
+    start: str | None = None
 
 
 def simulated_pair(rng, recipe: SimulationRecipe, size: int | None = None):
@@ -99,6 +109,17 @@ def simulated_pair(rng, recipe: SimulationRecipe, size: int | None = None):
     """
     gen = sim.as_rng(rng)
     n = int(size or recipe.image_size)
+    if recipe.simulator == "wide" and recipe.classic_fraction > 0:
+        # the draw happens only for a mixed recipe: pure recipes stay bit-identical
+        if gen.random() < recipe.classic_fraction:
+            lo, hi = recipe.dose_range
+            classic = SimulationRecipe(
+                modalities=recipe.modalities,
+                kinds=recipe.kinds,
+                dose_range=(max(lo, 0.5), max(min(hi, 1000.0), max(lo, 0.5))),
+                image_size=recipe.image_size,
+            )
+            return simulated_pair(gen, classic, n)
     if recipe.simulator == "wide":
         from ..simulate import wide
 
@@ -183,6 +204,14 @@ def _check(cfg: TrainConfig) -> None:
         raise ValueError(
             f"recipe.simulator must be 'classic' or 'wide'; got {cfg.recipe.simulator!r}."
         )
+    frac = cfg.recipe.classic_fraction
+    if not (isinstance(frac, int | float) and 0.0 <= frac <= 1.0):
+        raise ValueError(f"recipe.classic_fraction must be in [0, 1]; got {frac!r}.")
+    if frac > 0 and cfg.recipe.simulator != "wide":
+        raise ValueError(
+            "recipe.classic_fraction mixes classic pairs into the wide simulator's; "
+            f"use simulator='wide' (got {cfg.recipe.simulator!r}) or classic_fraction=0."
+        )
     if cfg.patch > cfg.recipe.image_size:
         raise ValueError(
             f"patch ({cfg.patch}) must not exceed recipe.image_size ({cfg.recipe.image_size})."
@@ -235,12 +264,39 @@ def iter_train(
     )
 
 
+def _start_weights(cfg: TrainConfig) -> dict:
+    """The state dict of ``cfg.start``, checked against the configured network."""
+    from .nets import network_params
+    from .store import load_model
+
+    start = load_model(cfg.start, device="cpu")
+    ours = network_params(build_network(cfg.architecture, cfg.arch_params))
+    theirs = dict(network_params(start.net))
+    if start.config.architecture != cfg.architecture or theirs != dict(ours):
+        raise ValueError(
+            f"start={cfg.start!r} is a {start.config.architecture} "
+            f"{dict(start.config.arch_params)}, not the configured {cfg.architecture} "
+            f"{ours}; start from a model of the same architecture, or start=None."
+        )
+    if dict(start.config.normalisation) != dict(cfg.normalisation):
+        raise ValueError(
+            f"start={cfg.start!r} was trained with normalisation "
+            f"{dict(start.config.normalisation)}, not {dict(cfg.normalisation)}; "
+            "fine-tune under the same rule."
+        )
+    return start.net.state_dict()
+
+
 def _prepare(cfg: TrainConfig, workers: int, dev, say):
     """The network, the simulated pool and validation set, the loss and the score."""
     import torch
 
     torch.manual_seed(cfg.seed)
-    net = build_network(cfg.architecture, cfg.arch_params).to(dev)
+    net = build_network(cfg.architecture, cfg.arch_params)
+    if cfg.start is not None:
+        net.load_state_dict(_start_weights(cfg))
+        say(f"starting from the weights of {cfg.start}")
+    net = net.to(dev)
     stride = int(net.stride)
     if cfg.patch % stride or cfg.val_size % stride:
         raise ValueError(f"patch and val_size must be multiples of the network stride {stride}.")
