@@ -40,6 +40,7 @@ The recipe, time, hardware and validation curve are stored in each model's
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -94,14 +95,7 @@ RECIPE = dict(
 #: wide, percentiles 20.03 / 16.82; from scratch, classic, noise rule 22.09 / 15.44;
 #: from scratch, classic, percentiles 22.34 / 15.97; v1 fine-tuned on the wide data
 #: alone 24.42 / 19.72; v1 fine-tuned on the 1:1 mix 25.78 / 19.94.
-WIDE_MIX = SimulationRecipe(
-    dose_range=(0.1, 1000.0),
-    image_size=160,
-    simulator="wide",
-    exclude_specimens=wide.HELD_OUT["specimens"],
-    exclude_distortions=wide.HELD_OUT["distortions"],
-    classic_fraction=0.5,
-)
+WIDE_MIX = dataclasses.replace(WIDE, classic_fraction=0.5)
 FINE_TUNE = dict(
     _COMMON,
     steps=8000,
