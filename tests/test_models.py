@@ -361,6 +361,21 @@ def _tiny_train_config(**kw) -> TrainConfig:
     return TrainConfig(**{**cfg.__dict__, "recipe": type(cfg.recipe)(image_size=48)})
 
 
+def _save_tiny(folder, net, **config):
+    """A trained tiny network saved as a model folder named after ``folder``."""
+    return save_model(
+        folder,
+        net,
+        ModelConfig(
+            name=folder.name,
+            architecture="fast_denoiser",
+            arch_params=network_params(net),
+            normalisation=NORM,
+            **config,
+        ),
+    )
+
+
 def test_training_is_reproducible_and_returns_the_best_checkpoint(tmp_path):
     cfg = _tiny_train_config(steps=6, seed=5)
     a, b = train(cfg), train(cfg)
@@ -372,17 +387,7 @@ def test_training_is_reproducible_and_returns_the_best_checkpoint(tmp_path):
     record = a.record(cfg)
     json.dumps(record)
     assert record["config"]["seed"] == 5
-    saved = save_model(
-        tmp_path / "t",
-        a.net,
-        ModelConfig(
-            name="t",
-            architecture="fast_denoiser",
-            arch_params=network_params(a.net),
-            normalisation=NORM,
-            training=record,
-        ),
-    )
+    saved = _save_tiny(tmp_path / "t", a.net, training=record)
     assert load_model(saved).config.training["best_step"] == a.best_step
 
 
@@ -421,16 +426,7 @@ def test_fine_tuning_starts_from_the_named_model(tmp_path):
     steps' worth of learning rate the result is that model bit for bit, and another
     architecture or normalisation is refused in one line."""
     base = train(_tiny_train_config(steps=3, seed=2))
-    folder = save_model(
-        tmp_path / "base",
-        base.net,
-        ModelConfig(
-            name="base",
-            architecture="fast_denoiser",
-            arch_params=network_params(base.net),
-            normalisation=NORM,
-        ),
-    )
+    folder = _save_tiny(tmp_path / "base", base.net)
     cfg = _tiny_train_config(steps=3, seed=9, lr=1e-12, lr_min=1e-12, start=str(folder))
     tuned = train(cfg)
     for k, v in base.net.state_dict().items():
