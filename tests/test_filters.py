@@ -98,6 +98,23 @@ def test_tv_is_not_local_but_a_halo_of_48_is_enough(scene):
     assert errors[32] < 1e-2 and errors[F.TV_HALO] < 2e-5
 
 
+def test_tv_of_a_tall_frame_in_bands_matches_one_run_and_ignores_the_thread_count(monkeypatch):
+    from em_restore.backend import _threads
+    from em_restore.backend.chambolle import chambolle
+
+    rng = np.random.default_rng(5)
+    rows = 2 * F.TV_BAND + 90  # three bands, the last one short
+    clean = np.repeat(np.sin(np.linspace(0, 12, rows))[:, None], 40, axis=1)
+    noisy = clean + SIGMA * rng.standard_normal(clean.shape)
+    params = {"weight": 3.0, "sigma": SIGMA, "max_num_iter": 200}
+    banded = F.tv(noisy, **params)
+    whole = chambolle(noisy, 3.0 * SIGMA, 200).astype(np.float64)
+    err = np.abs(banded - whole).max() / SIGMA
+    assert 0 < err < 2e-5  # banded (not one run), and as close as a tile with TV_HALO
+    monkeypatch.setattr(_threads, "THREADS", 1)
+    np.testing.assert_array_equal(F.tv(noisy, **params), banded)
+
+
 def test_wavelet_identity_and_kernel(scene):
     _, noisy = scene
     np.testing.assert_allclose(F.wavelet(noisy, sigma=SIGMA, strength=0.0), noisy, atol=1e-12)
