@@ -114,3 +114,31 @@ def test_a_guarded_plan_travels_to_a_worker(frame, model_plan):
     plan = GuardedPlan(model_plan)
     copy = pickle.loads(pickle.dumps(plan))
     np.testing.assert_array_equal(copy.apply_frame(raw), plan.apply_frame(raw))
+
+
+def test_blank_frames_are_returned_as_they_are_and_do_not_stop_a_stack(frame, model_plan):
+    # a blanked beam or an empty readout: a constant frame has no noise to test against
+    raw, _ = frame
+    part = raw[:128, :128]
+    stack = np.stack([part, np.zeros_like(part), np.zeros_like(part)])  # the middle is blank
+    plan = GuardedPlan(model_plan)
+    out = drain_apply(plan, stack)
+    np.testing.assert_array_equal(out[1:], 0.0)  # not the network's faint texture
+    np.testing.assert_array_equal(out[0], GuardedPlan(model_plan).apply_frame(part))
+    frames = plan.to_metadata()["fallback"]["frames"]
+    assert frames[0]["tiles"] > 0 and "flagged_fraction" in frames[0]  # the real one checked
+    assert [f["checked"] for f in frames[1:]] == [False, False]
+    assert "constant" in frames[1]["reason"]
+    assert plan.noise.gain > 0 or plan.noise.readout_sigma > 0  # from the frame with noise
+    single = GuardedPlan(model_plan)
+    np.testing.assert_array_equal(single.apply_frame(np.full((64, 64), 7.0)), 7.0)
+    assert "not checked" in single.notice() and "constant" in single.notice()
+
+
+def drain_apply(plan, stack):
+    gen = plan.iter_apply(stack)
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        return stop.value

@@ -67,6 +67,11 @@ def _edges(n: int, tile: int) -> list[int]:
     return [round(i * n / k) for i in range(k + 1)]
 
 
+def has_noise(noise) -> bool:
+    """Whether a noise model has any noise to test against (the fidelity test needs it)."""
+    return noise.gain > 0 or noise.readout_sigma > 0
+
+
 def fallback_weight(
     decisions: np.ndarray, shape: tuple[int, int], tile: int = FALLBACK_TILE, fmap=None
 ) -> np.ndarray:
@@ -138,9 +143,13 @@ class GuardedPlan:
 
     # ------------------------------------------------------------------ parts
     def _noise_for(self, frame: np.ndarray):
+        # A frame without noise (constant: a blanked beam, an empty readout) gives a model
+        # with none; the next frame that has noise replaces it.
         with self._lock:
-            if self.noise is None:
-                self.noise = fidelity_noise(frame, modality=self.modality)
+            if self.noise is None or not has_noise(self.noise):
+                found = fidelity_noise(frame, modality=self.modality)
+                if self.noise is None or has_noise(found):
+                    self.noise = found
             return self.noise
 
     def _classical_for(self, frame: np.ndarray):
@@ -172,6 +181,18 @@ class GuardedPlan:
             with self._lock:
                 self.frames.append(record)
             return net, np.zeros(x.shape, np.float32), record
+        flat = float(np.ptp(x)) == 0.0
+        if flat or not has_noise(self._noise_for(x)):
+            record = {"frame": list(index), "checked": False, "tiles": 0, "tiles_fallen_back": 0}
+            record["reason"] = (
+                "the frame is constant: nothing to restore, it is returned as it is"
+                if flat
+                else "the frame shows no noise: nothing to check the result against"
+            )
+            with self._lock:
+                self.frames.append(record)
+            out = x.astype(np.float32) if flat else net
+            return out, np.zeros(x.shape, np.float32), record
         fmap, summary = self.check(x, net)
         fall = np.array([[v > self.area for v in row] for row in summary["tile_flagged"]])
         record = {
@@ -212,8 +233,12 @@ class GuardedPlan:
         check_stack_shape(shape)
         if self.noise is None and min(shape[-2:]) >= MIN_SIDE:
             frames = list(np.ndindex(*shape[:-2]))
-            mid = frames[len(frames) // 2]
-            self._noise_for(as_frame(array[mid] if mid else array))
+            # from the middle outwards, the first frame with noise (blank frames have none)
+            order = sorted(range(len(frames)), key=lambda k: abs(k - len(frames) // 2))
+            for k in order:
+                idx = frames[k]
+                if has_noise(self._noise_for(as_frame(array[idx] if idx else array))):
+                    break
         self.model_plan.prepare(array)
         return shape
 
