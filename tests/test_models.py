@@ -240,6 +240,22 @@ def test_iter_predict_reports_progress_and_can_be_closed(model):
     gen.close()
 
 
+def test_a_constant_frame_is_returned_as_it_is_with_a_full_progress_count(model):
+    stack = np.random.default_rng(1).poisson(10, size=(3, 96, 96)).astype(np.float32)
+    stack[1] = 7.0  # a blanked frame between two real ones
+    gen = iter_predict(model, stack, tile=64, overlap=32, batch=1)
+    events = []
+    try:
+        while True:
+            events.append(next(gen))
+    except StopIteration as stop:
+        out = stop.value
+    np.testing.assert_array_equal(out[1], 7.0)  # not the network's faint texture
+    assert np.ptp(out[0]) > 0 and np.ptp(out[2]) > 0
+    assert events[-1].done == events[-1].total  # the blank frame counts its tiles
+    np.testing.assert_array_equal(predict_frame(model, np.zeros((40, 40))), 0.0)
+
+
 @pytest.mark.parametrize(
     "bad, words",
     [

@@ -240,6 +240,12 @@ def _iter_frame(
     stride = int(model.net.stride)
     done0, total, label = where
     h, w = x.shape
+    if float(np.ptp(x)) == 0.0:
+        # A constant frame (a blanked beam, an empty readout) has nothing to restore: it
+        # is returned as it is, not as the network's faint response to a flat input.
+        units = _frame_units((h, w), stride, tile, overlap, batch)
+        yield Progress(done0 + units, total, f"{label}constant frame, returned as it is")
+        return x.astype(np.float32)
     norm = normaliser(x, model.config.normalisation, noise=noise)
     xn = clean_outliers(norm.forward(x), norm.kind)
     ph, pw = -h % stride, -w % stride
