@@ -25,8 +25,8 @@ METHODS = ("classical", "gaussian", "median", "nlm", "tv", "wavelet", "bm3d")
 CONCRETE = METHODS[1:]
 CANDIDATES = CONCRETE
 
-#: Halo of TV tiles (TV is global; see :data:`TV_TOLERANCE`).
-TV_HALO = 48
+#: Halo of TV tiles (TV is global; see :data:`TV_TOLERANCE`): the filter's own.
+TV_HALO = filters.TV_HALO
 #: Max |tiled − whole| / data range for TV with a :data:`TV_HALO` halo (measured: <= 1.4e-6
 #: for weights 1-32 on TEM images at 1-100 e⁻/px, tiles of 48 px).
 TV_TOLERANCE = 1e-4

@@ -191,8 +191,7 @@ class GuardedPlan:
             )
             with self._lock:
                 self.frames.append(record)
-            out = x.astype(np.float32) if flat else net
-            return out, np.zeros(x.shape, np.float32), record
+            return net, np.zeros(x.shape, np.float32), record  # a constant frame: itself
         fmap, summary = self.check(x, net)
         fall = np.array([[v > self.area for v in row] for row in summary["tile_flagged"]])
         record = {
@@ -237,7 +236,8 @@ class GuardedPlan:
             order = sorted(range(len(frames)), key=lambda k: abs(k - len(frames) // 2))
             for k in order:
                 idx = frames[k]
-                if has_noise(self._noise_for(as_frame(array[idx] if idx else array))):
+                x = as_frame(array[idx] if idx else array)
+                if float(np.ptp(x)) > 0 and has_noise(self._noise_for(x)):
                     break
         self.model_plan.prepare(array)
         return shape
