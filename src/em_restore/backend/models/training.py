@@ -264,13 +264,13 @@ def iter_train(
     )
 
 
-def _start_weights(cfg: TrainConfig) -> dict:
-    """The state dict of ``cfg.start``, checked against the configured network."""
+def _start_weights(cfg: TrainConfig, net) -> dict:
+    """The state dict of ``cfg.start``, checked against ``net`` (the configured network)."""
     from .nets import network_params
     from .store import load_model
 
     start = load_model(cfg.start, device="cpu")
-    ours = network_params(build_network(cfg.architecture, cfg.arch_params))
+    ours = network_params(net)
     theirs = dict(network_params(start.net))
     if start.config.architecture != cfg.architecture or theirs != dict(ours):
         raise ValueError(
@@ -294,7 +294,7 @@ def _prepare(cfg: TrainConfig, workers: int, dev, say):
     torch.manual_seed(cfg.seed)
     net = build_network(cfg.architecture, cfg.arch_params)
     if cfg.start is not None:
-        net.load_state_dict(_start_weights(cfg))
+        net.load_state_dict(_start_weights(cfg, net))
         say(f"starting from the weights of {cfg.start}")
     net = net.to(dev)
     stride = int(net.stride)
