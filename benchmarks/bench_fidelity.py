@@ -14,14 +14,18 @@
 (b) **False flags.** The flagged area (map ≥ 0.5) on the correct restorations
     themselves, for TEM, STEM and SEM at 1–100 e⁻/px, with the noise model estimated
     from the raw frame as in use.
-(c) **The automatic choice** against the network alone and the classical plan alone on
+(c) **The automatic choice** (the default: compared by risk, then checked; and checked
+    only, ``compare=False``) against the network alone and the classical plan alone on
     held-out images (in-family simulator images and families the network never saw),
     PSNR against the truth; in the same run (``--no-auto`` skips it).
-(d) **Cost**: the test at 512² against the network's own time on the same frame.
+(d) **Cost**: the test at 512² against the network's own time on the same frame, and the
+    default's two policies (compared with the classical plan by risk, or checked only)
+    against the classical plan alone.
 
 Prints, never asserts.
 
-    .venv/bin/python benchmarks/bench_fidelity.py [--quick] [--no-auto] [--json F]
+    .venv/bin/python benchmarks/bench_fidelity.py [--quick] [--no-auto] [--fresh] [--auto-only]
+        [--json F]
 """
 
 from __future__ import annotations
@@ -337,8 +341,12 @@ def psnr(x, truth) -> float:
     return float(10 * np.log10(r * r / np.mean((np.asarray(x, float) - truth) ** 2)))
 
 
-def choice_row(family, modality, dose, truth, net, classical, auto, rec) -> dict:
-    """One frame of (c): PSNR of each choice and what the check decided; printed."""
+def choice_row(family, modality, dose, truth, net, classical, auto, rec, checked=None) -> dict:
+    """One frame of (c): PSNR of each choice and what the default decided; printed.
+
+    ``auto``: the default (compared by risk, then checked); ``checked``: the default
+    with ``compare=False`` (checked only), the previous policy, in the same run.
+    """
     row = {
         "family": family,
         "modality": modality,
@@ -346,48 +354,70 @@ def choice_row(family, modality, dose, truth, net, classical, auto, rec) -> dict
         "network": psnr(net, truth),
         "classical": psnr(classical, truth),
         "auto": psnr(auto, truth),
+        "checked": psnr(checked, truth) if checked is not None else float("nan"),
+        "weight": rec.get("blend", {}).get("weight", 1.0),
         "fallen": rec["tiles_fallen_back"],
         "tiles": rec["tiles"],
         "flagged": rec["flagged_fraction"],
     }
     print(
         f"| {family} | {modality.upper()} | {dose:g} | {row['network']:.2f} | "
-        f"{row['classical']:.2f} | {row['auto']:.2f} | {row['fallen']}/{row['tiles']} | "
-        f"{row['flagged']:.1%} |",
+        f"{row['classical']:.2f} | {row['checked']:.2f} | {row['auto']:.2f} | "
+        f"{row['weight']:.2f} | {row['fallen']}/{row['tiles']} | {row['flagged']:.1%} |",
         flush=True,
     )
     return row
 
 
-def automatic(quick: bool) -> list[dict]:
+def fresh_images():
+    """Another draw of the same kinds, at 1, 5 and 50 e⁻/px (other seeds). The
+    comparison's two constants (``risk.TOLERANCE``, ``risk.LEVEL_TOLERANCE``) were chosen
+    looking at this set, (c)'s own and ``bench_models --held-out``'s together."""
+    items = []
+    for fi, fam in enumerate(("in-family", *FAMILIES)):
+        for mi, modality in enumerate(("tem", "stem", "sem")):
+            for dose in (1.0, 5.0, 50.0):
+                g = np.random.default_rng([777, fi, mi, int(dose)])
+                if fam == "in-family":
+                    clean, _ = sim.random_specimen((SIZE, SIZE), rng=g)
+                else:
+                    clean = family_specimen(fam, g)
+                cfg = sim.random_acquisition_config(g, modality=modality).replace(dose=dose)
+                raw, truth = sim.simulate_acquisition(clean, cfg, rng=g, return_expected=True)
+                items.append((fam, modality, dose, raw, truth))
+    return items
+
+
+def summarise(rows: list[dict], label: str) -> None:
+    held = [r for r in rows if not r["family"].startswith("painted")]
+    for key, name in (("auto", "automatic (compared)"), ("checked", "checked only")):
+        ok = [r[key] >= max(r["network"], r["classical"]) - 0.3 for r in held]
+        print(
+            f"{label}: {name} ≥ max(network, classical) − 0.3 dB on {sum(ok)}/{len(held)} "
+            f"images ({np.mean(ok):.0%}); mean PSNR {np.mean([r[key] for r in held]):.2f} dB"
+        )
+    print(
+        f"{label}: mean PSNR network {np.mean([r['network'] for r in held]):.2f}, "
+        f"classical {np.mean([r['classical'] for r in held]):.2f} dB"
+    )
+
+
+def automatic(quick: bool, fresh: bool = False) -> list[dict]:
     from em_restore.backend import denoise as dn
     from em_restore.backend.models import plan_model
     from em_restore.backend.models.guarded import GuardedPlan
 
     rows = []
     print("\n(c) The automatic choice on held-out images (PSNR, dB):\n")
-    print(
-        "| family | modality | dose | network | classical | automatic "
-        "| tiles fallen back | flagged (network) |"
+    header = (
+        "| family | modality | dose | network | classical | checked only | automatic "
+        "| network weight | tiles fallen back | flagged (network) |\n" + "|---" * 10 + "|"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print(header)
     for fam, modality, dose, raw, truth in held_out_images(quick):
-        mp = plan_model(None, modality=modality)
-        net = mp.apply_frame(raw)
-        classical = dn.denoise(raw, "classical", modality=modality)
-        gp = GuardedPlan(mp)
-        auto = gp.apply_frame(raw)
-        rows.append(choice_row(fam, modality, dose, truth, net, classical, auto, gp.frames[-1]))
+        rows.append(_choice(fam, modality, dose, raw, truth, dn, plan_model, GuardedPlan))
     rows += painted_network(quick)
-    held = [r for r in rows if not r["family"].startswith("painted")]
-    ok = [r["auto"] >= max(r["network"], r["classical"]) - 0.3 for r in held]
-    print(
-        f"\nheld-out: automatic ≥ max(network, classical) − 0.3 dB on {sum(ok)}/{len(held)} "
-        f"images ({np.mean(ok):.0%}); mean PSNR network "
-        f"{np.mean([r['network'] for r in held]):.2f}, "
-        f"classical {np.mean([r['classical'] for r in held]):.2f}, "
-        f"automatic {np.mean([r['auto'] for r in held]):.2f} dB"
-    )
+    summarise(rows, "held-out")
     for fam in ("in-family", *FAMILIES, "painted"):
         sel = [r for r in rows if r["family"].split(" ")[0] == fam.split(" ")[0]]
         if fam == "in-family":
@@ -395,9 +425,29 @@ def automatic(quick: bool) -> list[dict]:
         print(
             f"  {fam:<13} network {np.mean([r['network'] for r in sel]):6.2f}  "
             f"classical {np.mean([r['classical'] for r in sel]):6.2f}  "
+            f"checked {np.mean([r['checked'] for r in sel]):6.2f}  "
             f"automatic {np.mean([r['auto'] for r in sel]):6.2f}"
         )
+    if fresh:
+        print("\n(c') A fresh draw of the same kinds at 1, 5 and 50 e⁻/px:\n")
+        print(header)
+        more = [
+            _choice(fam, modality, dose, raw, truth, dn, plan_model, GuardedPlan)
+            for fam, modality, dose, raw, truth in fresh_images()
+        ]
+        summarise(more, "fresh draw")
+        rows += [{**r, "family": f"fresh {r['family']}"} for r in more]
     return rows
+
+
+def _choice(fam, modality, dose, raw, truth, dn, plan_model, GuardedPlan) -> dict:
+    mp = plan_model(None, modality=modality)
+    net = mp.apply_frame(raw)
+    gp = GuardedPlan(mp)
+    auto = gp.apply_frame(raw)
+    classical = dn.apply_plan(raw, gp.classical)  # the classical plan of this frame
+    checked = GuardedPlan(mp, compare=False).apply_frame(raw)
+    return choice_row(fam, modality, dose, truth, net, classical, auto, gp.frames[-1], checked)
 
 
 def painted_network(quick: bool) -> list[dict]:
@@ -431,9 +481,22 @@ def painted_network(quick: bool) -> list[dict]:
         gp.model_plan = Painting(mp, texture)
         net = gp.model_plan.apply_frame(raw)
         auto = gp.apply_frame(raw)
-        classical = dn.denoise(raw, "classical", modality=modality)
+        classical = dn.apply_plan(raw, gp.classical)
+        only = GuardedPlan(mp, compare=False)
+        only.model_plan = Painting(mp, texture)
+        checked = only.apply_frame(raw)
         rows.append(
-            choice_row(f"painted {fam}", modality, dose, truth, net, classical, auto, gp.frames[-1])
+            choice_row(
+                f"painted {fam}",
+                modality,
+                dose,
+                truth,
+                net,
+                classical,
+                auto,
+                gp.frames[-1],
+                checked,
+            )
         )
     return rows
 
@@ -477,26 +540,68 @@ def cost() -> dict:
     print(f"| **the check, added to the network** | {added:.1f} | {added / t_net:.2f} |")
     print(f"| the check alone, in a loop of its own | {t_test:.1f} | {t_test / t_net:.2f} |")
     print(f"| noise model estimate (once per stack) | {t_noise:.1f} | {t_noise / t_net:.2f} |")
-    return {"net_ms": t_net, "net_check_ms": t_both, "test_ms": t_test, "noise_ms": t_noise}
+    times = compare_cost(raw)
+    for label, key in (
+        ("the default, checked only (`--no-compare`), one frame", "checked_s"),
+        ("the default, compared and checked, one frame (makes the classical plan)", "compared_s"),
+        ("… the next frame of the same stack (the plan is made)", "compared_next_s"),
+        ("the classical plan alone (`--method classical`), one frame", "classical_s"),
+    ):
+        print(f"| {label} | {times[key] * 1e3:.0f} | {times[key] * 1e3 / t_net:.1f} |")
+    return {
+        "net_ms": t_net,
+        "net_check_ms": t_both,
+        "test_ms": t_test,
+        "noise_ms": t_noise,
+        **times,
+    }
+
+
+def compare_cost(raw: np.ndarray) -> dict:
+    """Wall time (s, one run each) of the default's two policies and of the classical plan."""
+    from em_restore.backend import denoise as dn
+    from em_restore.backend.models import plan_model
+    from em_restore.backend.models.guarded import GuardedPlan
+
+    mp = plan_model(None, modality="tem")
+    mp.apply_frame(raw)  # warm
+    out = {}
+    t0 = time.perf_counter()
+    GuardedPlan(mp, compare=False).apply_frame(raw)
+    out["checked_s"] = time.perf_counter() - t0
+    gp = GuardedPlan(mp)
+    t0 = time.perf_counter()
+    gp.apply_frame(raw)
+    out["compared_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    gp.apply_frame(raw)
+    out["compared_next_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    dn.denoise(raw, "classical", modality="tem")
+    out["classical_s"] = time.perf_counter() - t0
+    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--no-auto", action="store_true")
+    p.add_argument("--fresh", action="store_true", help="(c) also on a fresh draw (54 images)")
+    p.add_argument("--auto-only", action="store_true", help="(c) and (d) only: skip (a), (b)")
     p.add_argument("--json")
     args = p.parse_args()
     t0 = time.perf_counter()
     out = {}
     out["cost"] = cost()
-    rows = detection(args.quick)
-    report_detection(rows, "mean")
-    report_detection(rows, "max")
-    report_detection(rows, "oracle")
-    out["detection"] = rows
-    out["false_flags"] = false_flags(args.quick)
+    if not args.auto_only:
+        rows = detection(args.quick)
+        report_detection(rows, "mean")
+        report_detection(rows, "max")
+        report_detection(rows, "oracle")
+        out["detection"] = rows
+        out["false_flags"] = false_flags(args.quick)
     if not args.no_auto:
-        out["automatic"] = automatic(args.quick)
+        out["automatic"] = automatic(args.quick, args.fresh)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     if args.json:
         with open(args.json, "w") as f:

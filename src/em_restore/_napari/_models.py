@@ -65,8 +65,9 @@ MODEL_PREFIX = "model: "
 def model_plan(request: dict[str, Any]) -> Generator[Any, None, Any]:
     """In the worker: the model chosen in the method menu (:func:`cached_model_plan`).
 
-    The default model is checked against the counts (a new GuardedPlan per job: it
-    gathers that job's decisions), as in the CLI.
+    The default model is compared with the classical plan (``request["compare"]``,
+    default on) and checked against the counts (a new GuardedPlan per job: it gathers
+    that job's decisions), as in the CLI.
     """
     method = request["method"]
     spec = None if method == DEFAULT_MODEL else method[len(MODEL_PREFIX) :]
@@ -74,5 +75,5 @@ def model_plan(request: dict[str, Any]) -> Generator[Any, None, Any]:
     if method == DEFAULT_MODEL:
         from em_restore.backend.models.guarded import GuardedPlan
 
-        plan = GuardedPlan(plan)
+        plan = GuardedPlan(plan, compare=request.get("compare", True))
     return plan

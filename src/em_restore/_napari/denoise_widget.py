@@ -10,11 +10,12 @@ or method, parameters and noise model) in metadata. A stack is computed lazily
 (:mod:`._fill`), so a long stack is never loaded and the result shows at once.
 
 The default model runs as a :class:`~em_restore.backend.models.guarded.GuardedPlan`
-(a new one per run): tiles whose network result the counts do not support are
-restored by the classical plan instead, the decisions go into the metadata and a
-one-line notice is shown. With "fidelity map" (on for models), the result is then
-checked against the raw layer in the worker and its map added over it
-(:mod:`._fidelity`).
+(a new one per run): with "compare with the classical plan" (on) the classical plan's
+result is blended in by the two results' estimated risk; tiles whose network result
+the counts do not support are restored by the classical plan instead; the decisions go
+into the metadata and a one-line notice is shown. With "fidelity map" (on for models),
+the result is then checked against the raw layer in the worker and its map added over
+it (:mod:`._fidelity`).
 """
 
 from __future__ import annotations
@@ -99,12 +100,18 @@ class DenoiseWidget(JobWidget):
         )
         self.preview_button = PushButton(text="Preview frame")
         self.fidelity_check = fidelity_checkbox(True)
+        self.compare_check = CheckBox(text="compare with the classical plan", value=True)
+        self.compare_check.tooltip = (
+            "Default model: also make the classical plan's result and blend the two by "
+            "their risk estimated from the counts (slower: the classical plan's time)"
+        )
         self._arrange(
             [
                 self.method_combo,
                 self.modality_combo,
                 self.auto_strength,
                 self.strength,
+                self.compare_check,
                 self.fidelity_check,
             ],
             [self.preview_button],
@@ -135,6 +142,7 @@ class DenoiseWidget(JobWidget):
         self.strength.enabled = has_strength and not self.auto_strength.value
         if has_strength:
             self.strength.label = backend.STRENGTH_PARAM[method]
+        self.compare_check.enabled = method == DEFAULT_MODEL
 
     # ---------------------------------------------------------------- inputs
     def _request(self) -> dict[str, Any] | None:
@@ -159,6 +167,7 @@ class DenoiseWidget(JobWidget):
             "file_metadata": file_metadata,
             "params": params,
             "fidelity": bool(self.fidelity_check.value),
+            "compare": bool(self.compare_check.value),
         }
 
     # ---------------------------------------------------------------- actions

@@ -55,6 +55,11 @@ def _denoise(args: argparse.Namespace) -> int:
             "--no-fallback applies to the default model (its fidelity check and classical "
             "fallback); a --model or --method runs alone already"
         )
+    if args.no_compare and (args.model != "auto" or args.no_fallback):
+        raise UserError(
+            "--no-compare applies to the checked default model (its comparison with the "
+            "classical plan); drop --model/--method/--no-fallback or drop --no-compare"
+        )
     out = check_output(args.input, args.output, args.overwrite)
     fid_out = prepare_fidelity_out(args, out)
     image = io.read(args.input)
@@ -121,7 +126,8 @@ def _denoise_model(args, image, drive, lazy=False):
         **({} if args.tile is None else {"tile": args.tile}),
     )
     if args.model == "auto" and not args.no_fallback:
-        plan = GuardedPlan(plan)  # checked against the counts, classical where not supported
+        # compared with the classical plan by risk, checked against the counts
+        plan = GuardedPlan(plan, compare=not args.no_compare)
     restored = plan.lazy(image.data) if lazy else drive(plan.iter_apply(image.data))
     m = plan.model
     source = getattr(plan, "model_plan", plan).modality_source
@@ -156,6 +162,12 @@ def add_parser(sub) -> None:
         action="store_true",
         help="the default model's result everywhere: skip its fidelity check and the "
         "classical fallback where the counts do not support it",
+    )
+    den.add_argument(
+        "--no-compare",
+        action="store_true",
+        help="the default model checked against the counts only (fast): do not also make "
+        "the classical plan's result and blend the two by their estimated risk",
     )
     den.add_argument(
         "--strength",

@@ -1,20 +1,32 @@
-"""The automatic default: the network, checked against the counts, with a classical fallback.
+"""The automatic default: the network, compared with the classical plan and checked
+against the counts.
 
 A network restores an image in tens of milliseconds, but where the image is unlike
-anything it was trained on it can paint structure the counts do not hold. The
-classical plan (:func:`~em_restore.backend.denoise.iter_plan_denoise`) is slower and
-less sharp but does not invent. :class:`GuardedPlan` runs the network, tests its
-result with :func:`~em_restore.backend.fidelity.fidelity` against the raw frame's own
-noise model and, on every tile of :data:`FALLBACK_TILE` px whose flagged area exceeds
-:data:`FALLBACK_AREA` (and where the classical result is itself flagged on less than
-half that area), uses the classical result in the flagged regions (with a margin of
-:data:`MARGIN` px), blended over :data:`RAMP` px. Frames the test passes cost the network plus the
-test; the classical plan is made (once, on the first frame that needs it) only when
-a tile falls back.
+anything it was trained on it can paint structure the counts do not hold, or smooth
+away what the classical plan (:func:`~em_restore.backend.denoise.iter_plan_denoise`)
+keeps. :class:`GuardedPlan` runs the network and, on every frame:
+
+1. **compares** (``compare=True``, the default): makes the classical plan's result too
+   and blends the two, ``classical + α (network − classical)``, with the weight ``α``
+   that minimises their estimated risk (Monte-Carlo SURE from the frame's own noise
+   model, :mod:`em_restore.backend.risk`; ``α = 1``, the network alone, unless the
+   data say clearly otherwise, or where the network moved the grey levels);
+2. **checks** the network's result with :func:`~em_restore.backend.fidelity.fidelity`
+   against the raw frame's own noise model and, on every tile of :data:`FALLBACK_TILE`
+   px whose flagged area exceeds :data:`FALLBACK_AREA` (and where the classical result
+   is itself flagged on less than half that area), uses the classical result in the
+   flagged regions (with a margin of :data:`MARGIN` px), blended over :data:`RAMP` px.
+
+The comparison costs the classical plan (made once per stack, on the first frame that
+needs it), its application to each frame and one more pass of each method over the
+nudged frame. Without it (``compare=False``: ``--no-compare``), frames the test passes
+cost the network plus the test, and the classical plan is made only when a tile falls
+back.
 
 Every decision is recorded: :meth:`GuardedPlan.to_metadata` carries the model (name
 and hash), the noise model the test used, the policy, the classical plan if one was
-made, and per frame the tiles that fell back with each tile's flagged area.
+made, and per frame the blend weight with its estimated gain and the tiles that fell
+back with each tile's flagged area.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ from scipy import ndimage as ndi
 from .._progress import Progress, drain
 from ..denoise import apply_plan, iter_plan_denoise
 from ..fidelity import FLAG_LEVEL, MIN_SIDE, fidelity, fidelity_noise
+from ..risk import LEVEL_TOLERANCE, PROBE_STEP, TOLERANCE, blend_weight, divergence, noise_probe
 from .inference import ModelPlan, as_frame, check_stack_shape
 
 __all__ = ["FALLBACK_AREA", "FALLBACK_TILE", "MARGIN", "RAMP", "GuardedPlan", "fallback_weight"]
@@ -107,10 +120,19 @@ class GuardedPlan:
     model_plan : ModelPlan
     tile, area : int, float
         The fallback's tile side and flagged-area threshold.
+    compare : bool
+        Also make the classical plan's result on every frame and blend the two by their
+        estimated risk (:func:`~em_restore.backend.risk.blend_weight`), before the
+        fallback. Off: the classical plan is made only where the check fails (fast).
     """
 
     def __init__(
-        self, model_plan: ModelPlan, *, tile: int = FALLBACK_TILE, area: float = FALLBACK_AREA
+        self,
+        model_plan: ModelPlan,
+        *,
+        tile: int = FALLBACK_TILE,
+        area: float = FALLBACK_AREA,
+        compare: bool = True,
     ) -> None:
         if not isinstance(model_plan, ModelPlan):
             raise ValueError(
@@ -121,6 +143,7 @@ class GuardedPlan:
         self.model = model_plan.model
         self.modality = model_plan.modality
         self.tile, self.area = int(tile), float(area)
+        self.compare = bool(compare)
         self.noise = None
         self.classical = None
         self.frames: list[dict] = []
@@ -159,6 +182,19 @@ class GuardedPlan:
                     iter_plan_denoise(frame, "classical", modality=self.modality)
                 )
             return self.classical
+
+    def _blend(self, x: np.ndarray, net: np.ndarray, classical: np.ndarray):
+        """(network and classical results blended by their estimated risk, record)."""
+        with self._lock:
+            noise, plan = self.noise, self.classical
+        probe = noise_probe(noise, net)
+        nudged = x.astype(np.float32) + np.float32(PROBE_STEP) * probe
+        d_net = divergence(net, self.model_plan.apply_frame(nudged), probe)
+        d_cls = divergence(classical, apply_plan(nudged, plan), probe)
+        alpha, record = blend_weight(x, net, classical, d_net, d_cls)
+        if alpha >= 1.0:
+            return net, record
+        return (classical + np.float32(alpha) * (net - classical)).astype(np.float32), record
 
     def check(self, frame, restored) -> tuple[np.ndarray, dict]:
         """(fidelity map, summary) of a network result on one frame, with tile decisions."""
@@ -204,8 +240,13 @@ class GuardedPlan:
             "regions": summary["regions"][:5],
         }
         out = net
-        if fall.any():
+        classical = None
+        if self.compare:
             classical = apply_plan(x, self._classical_for(x)).astype(np.float32)
+            out, record["blend"] = self._blend(x, net, classical)
+        if fall.any():
+            if classical is None:
+                classical = apply_plan(x, self._classical_for(x)).astype(np.float32)
             # fall back only where the classical result is itself better supported
             c_frac, _ = tile_decisions(
                 fidelity(x, classical, self.noise, modality=self.modality).map, self.tile, self.area
@@ -216,7 +257,7 @@ class GuardedPlan:
             record["tiles_fallen_back"] = int(fall.sum())
             if fall.any():
                 wt = fallback_weight(fall, x.shape, self.tile, fmap)
-                out = (net * (1 - wt) + classical * wt).astype(np.float32)
+                out = (out * (1 - wt) + classical * wt).astype(np.float32)
                 record["fallback_area"] = round(float(wt.mean()), 4)
         with self._lock:
             self.frames.append(record)
@@ -226,11 +267,13 @@ class GuardedPlan:
         return self.apply_frame_checked(frame)[0]
 
     def _prepare(self, array) -> tuple[int, ...]:
-        """Check a stack's shape; fix the noise model on its middle frame and the
-        network's input units (the middle frame's too) before any frame is restored."""
+        """Check a stack's shape; fix the noise model on its middle frame, the classical
+        plan (when comparing) and the network's input units on the same frame before any
+        frame is restored."""
         shape = tuple(int(s) for s in array.shape)
         check_stack_shape(shape)
-        if self.noise is None and min(shape[-2:]) >= MIN_SIDE:
+        need_plan = self.compare and self.classical is None
+        if (self.noise is None or need_plan) and min(shape[-2:]) >= MIN_SIDE:
             frames = list(np.ndindex(*shape[:-2]))
             # from the middle outwards, the first frame with noise (blank frames have none)
             order = sorted(range(len(frames)), key=lambda k: abs(k - len(frames) // 2))
@@ -238,6 +281,8 @@ class GuardedPlan:
                 idx = frames[k]
                 x = as_frame(array[idx] if idx else array)
                 if float(np.ptp(x)) > 0 and has_noise(self._noise_for(x)):
+                    if need_plan:  # every frame (and every worker) blends with one plan
+                        self._classical_for(x)
                     break
         self.model_plan.prepare(array)
         return shape
@@ -280,19 +325,28 @@ class GuardedPlan:
         fell = [f for f in self.frames if f["tiles_fallen_back"]]
         if self.frames and not any(f.get("checked", True) for f in self.frames):
             return f"fidelity: not checked ({self.frames[0]['reason']})"
+        method = self.classical.method if self.classical is not None else "classical"
+        blended = [f["blend"]["weight"] for f in self.frames if "blend" in f]
+        mixed = [w for w in blended if w < 1.0]
+        risk = ""
+        if blended:
+            risk = (
+                f"; by their estimated risk, the classical plan ({method}) was blended in on "
+                f"{len(mixed)} of {len(blended)} frame(s)"
+                + (f" (network weight {min(mixed):.2f}-{max(mixed):.2f})" if mixed else "")
+            )
         if not fell:
             worst = max((f.get("flagged_fraction", 0.0) for f in self.frames), default=0.0)
             return (
                 f"fidelity: the network's result is supported by the counts "
-                f"({worst:.1%} of the area flagged at most, {n} frame(s))"
+                f"({worst:.1%} of the area flagged at most, {n} frame(s)){risk}"
             )
         tiles = sum(f["tiles_fallen_back"] for f in fell)
         total = sum(f["tiles"] for f in self.frames)
-        method = self.classical.method if self.classical is not None else "classical"
         return (
             f"fidelity: the network's result was not supported by the counts on {tiles} of "
             f"{total} tiles in {len(fell)} of {n} frame(s); the classical plan ({method}) "
-            "was used there"
+            f"was used there{risk}"
         )
 
     def to_metadata(self) -> dict:
@@ -305,6 +359,17 @@ class GuardedPlan:
                 "flag_level": FLAG_LEVEL,
                 "margin": MARGIN,
                 "ramp": RAMP,
+                "compare": self.compare,
+                **(
+                    {
+                        "risk": "SURE (Monte-Carlo divergence)",
+                        "probe_step": PROBE_STEP,
+                        "tolerance": TOLERANCE,
+                        "level_tolerance": LEVEL_TOLERANCE,
+                    }
+                    if self.compare
+                    else {}
+                ),
             },
             "noise": None if self.noise is None else self.noise.to_dict(),
             "classical": None if self.classical is None else self.classical.to_metadata(),
