@@ -30,12 +30,15 @@ image with the truth), and every shipped denoiser (``em-denoise-fast``,
 ``em-denoise``, ``em-denoise-fast-v1``; the same weights are scored once) plus
 ``--model LABEL=FOLDER`` (e.g. a training run). It prints each model's worst margin
 over classical per modality × resolution (target ≥ +1.5 dB) and over the oracle
-Gaussian per family (target ≥ 0).
+Gaussian per family (target ≥ 0). ``--auto`` adds the automatic default (the default
+network compared with the classical plan by risk and checked, and checked only) and
+counts the frames where it is within 0.3 dB of the better of the two (issue 29).
 
 Prints, never asserts. ``--quick``: 6 images, 5 timing repeats.
 
     .venv/bin/python benchmarks/bench_models.py [--quick]
     .venv/bin/python benchmarks/bench_models.py --held-out [--quick] [--model L=DIR] [--json F]
+        [--auto]
 """
 
 from __future__ import annotations
@@ -226,14 +229,22 @@ def bm3d_oracle(raw: np.ndarray, plan: dn.DenoisePlan, truth: np.ndarray) -> flo
     return best
 
 
-def held_out_quality(models: dict, size: int, quick: bool, json_out: Path | None) -> None:
-    """PSNR on the held-out families, per modality and resolution and per family."""
+def held_out_quality(
+    models: dict, size: int, quick: bool, json_out: Path | None, auto: bool = False
+) -> None:
+    """PSNR on the held-out families, per modality and resolution and per family.
+
+    ``auto``: also the automatic default (``GuardedPlan``: compared with the classical
+    plan by risk, then checked; and checked only), with issue 29's count of frames
+    within 0.3 dB of the better of the default network and the classical plan."""
     print(
         f"\nheld-out families (never in the shipped models' training): specimens "
         f"{', '.join(wide.HELD_OUT['specimens'])}; distortions "
         f"{', '.join(wide.HELD_OUT['distortions'])}; {size}² px"
     )
     labels = ["noisy", "classical", "gaussian*", "bm3d*", *models]
+    if auto:
+        labels += ["checked", "auto"]
     rows = []
     for label, fam, modality, scale, dose, raw, truth in held_out_set(size, quick):
         plan = dn.plan_denoise(raw, "classical", modality=modality)
@@ -250,6 +261,14 @@ def held_out_quality(models: dict, size: int, quick: bool, json_out: Path | None
         }
         for name, model in models.items():
             row[name] = metrics(predict_frame(model, raw), truth)[0]
+        if auto:
+            from em_restore.backend.models import plan_model
+            from em_restore.backend.models.guarded import GuardedPlan
+
+            mp = plan_model(None, modality=modality, device="cpu")
+            row["default"] = metrics(mp.apply_frame(raw), truth)[0]
+            row["checked"] = metrics(GuardedPlan(mp, compare=False).apply_frame(raw), truth)[0]
+            row["auto"] = metrics(GuardedPlan(mp).apply_frame(raw), truth)[0]
         rows.append(row)
         print(f"{label:<44} " + "  ".join(f"{k} {row[k]:6.2f}" for k in labels), flush=True)
     groups = [
@@ -288,6 +307,15 @@ def held_out_quality(models: dict, size: int, quick: bool, json_out: Path | None
             f"(target ≥ +1.5); worst family margin over the oracle Gaussian "
             f"{min(over_gauss):+.2f} dB (target ≥ 0)"
         )
+    if auto:
+        for key in ("checked", "auto"):
+            ok = [r[key] >= max(r["default"], r["classical"]) - 0.3 for r in rows]
+            print(
+                f"{key}: ≥ max(default network, classical) − 0.3 dB on {sum(ok)}/{len(ok)} "
+                f"frames ({np.mean(ok):.0%}); mean {np.mean([r[key] for r in rows]):.2f} dB "
+                f"(default network {np.mean([r['default'] for r in rows]):.2f}, "
+                f"classical {np.mean([r['classical'] for r in rows]):.2f})"
+            )
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps({"rows": rows, "table": table}, indent=1))
@@ -361,6 +389,11 @@ def main() -> None:
         help="also score this model (repeatable), e.g. a training run's folder",
     )
     ap.add_argument("--json", type=Path, default=None, help="write the held-out rows here")
+    ap.add_argument(
+        "--auto",
+        action="store_true",
+        help="with --held-out: also the automatic default, compared and checked only",
+    )
     args = ap.parse_args()
     if args.held_out:
         present = {e.name: e.config.weights_sha256 for e in list_models("denoise")}
@@ -371,7 +404,7 @@ def main() -> None:
                 seen.add(present[n])
         paths.update(dict(spec.split("=", 1) for spec in args.model))
         models = {k: load_model(v, device="cpu") for k, v in paths.items()}
-        held_out_quality(models, args.size, args.quick, args.json)
+        held_out_quality(models, args.size, args.quick, args.json, args.auto)
         return
     paths = {"em-denoise-fast": default_model_name("tem")}
     ref = args.reference

@@ -153,7 +153,21 @@ def test_default_model_is_listed_and_runs_with_its_hash_in_metadata(
     assert record["modality"] == "tem"
     json.dumps(result.metadata["em_restore"])
     assert _psnr(result.data[1], truth) > _psnr(stack[1], truth) + 6
+    policy = record["fallback"]["policy"]
+    assert policy["compare"] is True and record["fallback"]["classical"] is not None
+    assert all("blend" in f for f in record["fallback"]["frames"])
 
+    assert widget.compare_check.enabled and widget.compare_check.value
+    widget.compare_check.value = False  # checked only: the fast path
+    job = widget.preview()
+    wait_for(qtbot, job)
+    meta = widget.last_preview.metadata["em_restore"]["denoise"]["fallback"]
+    assert meta["policy"]["compare"] is False and "blend" not in meta["frames"][0]
+
+    widget.method_combo.value = f"model: {name}"
+    assert not widget.compare_check.enabled  # a named model runs alone
+    widget.method_combo.value = "classical"
+    assert not widget.compare_check.enabled
     widget.method_combo.value = f"model: {name}"
     job = widget.preview()
     wait_for(qtbot, job)

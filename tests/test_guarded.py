@@ -170,3 +170,16 @@ def drain_apply(plan, stack):
             next(gen)
     except StopIteration as stop:
         return stop.value
+
+
+def test_a_compared_stack_reports_the_classical_plan_progress_first(frame, model_plan):
+    raw, _ = frame
+    stack = np.stack([raw[:128, :128], raw[128:, 128:]])
+    events = list(GuardedPlan(model_plan).iter_apply(stack))
+    plan_events = [p for p in events if p.message.startswith("comparison: ")]
+    assert plan_events and events.index(plan_events[-1]) < len(events) - 3
+    assert [p.done for p in events[-3:]] == [0, 1, 2]  # then the frames
+    assert not any(
+        p.message.startswith("comparison")
+        for p in GuardedPlan(model_plan, compare=False).iter_apply(stack)
+    )

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from .._progress import Progress, drain
+from .._progress import Progress, drain, relay
 from ..denoise import apply_plan, iter_plan_denoise
 from ..fidelity import FLAG_LEVEL, MIN_SIDE, fidelity, fidelity_noise
 from ..risk import LEVEL_TOLERANCE, PROBE_STEP, TOLERANCE, blend_weight, divergence, noise_probe
@@ -176,10 +176,14 @@ class GuardedPlan:
             return self.noise
 
     def _classical_for(self, frame: np.ndarray):
+        return drain(self._iter_classical(frame))
+
+    def _iter_classical(self, frame: np.ndarray) -> Generator[Progress, None, Any]:
+        """The classical plan, made on ``frame`` if not made yet; yields the plan's progress."""
         with self._lock:
             if self.classical is None:
-                self.classical = drain(
-                    iter_plan_denoise(frame, "classical", modality=self.modality)
+                self.classical = yield from iter_plan_denoise(
+                    frame, "classical", modality=self.modality
                 )
             return self.classical
 
@@ -267,9 +271,12 @@ class GuardedPlan:
         return self.apply_frame_checked(frame)[0]
 
     def _prepare(self, array) -> tuple[int, ...]:
+        return drain(self._iter_prepare(array))
+
+    def _iter_prepare(self, array) -> Generator[Progress, None, tuple[int, ...]]:
         """Check a stack's shape; fix the noise model on its middle frame, the classical
-        plan (when comparing) and the network's input units on the same frame before any
-        frame is restored."""
+        plan (when comparing; its progress is yielded) and the network's input units on
+        the same frame before any frame is restored."""
         shape = tuple(int(s) for s in array.shape)
         check_stack_shape(shape)
         need_plan = self.compare and self.classical is None
@@ -282,14 +289,15 @@ class GuardedPlan:
                 x = as_frame(array[idx] if idx else array)
                 if float(np.ptp(x)) > 0 and has_noise(self._noise_for(x)):
                     if need_plan:  # every frame (and every worker) blends with one plan
-                        self._classical_for(x)
+                        yield from relay(self._iter_classical(x), "comparison: ")
                     break
         self.model_plan.prepare(array)
         return shape
 
     def iter_apply(self, array) -> Generator[Progress, None, np.ndarray]:
-        """Every frame of ``array``, checked; the noise model from the middle frame."""
-        shape = self._prepare(array)
+        """Every frame of ``array``, checked; the noise model (and, when comparing, the
+        classical plan: its calibration's progress comes first) from the middle frame."""
+        shape = yield from self._iter_prepare(array)
         frames = list(np.ndindex(*shape[:-2]))
         out = np.empty(shape, np.float32)
         yield Progress(0, len(frames), f"restoring with {self.model.name} (checked)")
