@@ -78,6 +78,13 @@ def test_invented_detail_falls_back_to_the_classical_plan_on_its_tile(frame, mod
     meta = plan.to_metadata()["fallback"]
     assert meta["classical"]["method"] == plan.classical.method
     assert meta["frames"][0]["fallback_area"] > 0.1
+    # compared too (the default): the checked result is what is weighed against the
+    # classical one, so the painting stays out and the rest is not lost
+    both = GuardedPlan(model_plan)
+    both.model_plan = Painting(model_plan)
+    out2 = both.apply_frame(raw)
+    assert both.frames[0]["tiles_fallen_back"] >= 1 and "blend" in both.frames[0]
+    assert _psnr(out2, truth) >= max(_psnr(out, truth), _psnr(classical, truth)) - 0.3
 
 
 def test_the_comparison_keeps_the_better_of_the_network_and_the_classical_plan(frame, model_plan):

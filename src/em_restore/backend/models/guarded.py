@@ -6,16 +6,16 @@ anything it was trained on it can paint structure the counts do not hold, or smo
 away what the classical plan (:func:`~em_restore.backend.denoise.iter_plan_denoise`)
 keeps. :class:`GuardedPlan` runs the network and, on every frame:
 
-1. **compares** (``compare=True``, the default): makes the classical plan's result too
-   and blends the two, ``classical + α (network − classical)``, with the weight ``α``
-   that minimises their estimated risk (Monte-Carlo SURE from the frame's own noise
-   model, :mod:`em_restore.backend.risk`; ``α = 1``, the network alone, unless the
-   data say clearly otherwise, or where the network moved the grey levels);
-2. **checks** the network's result with :func:`~em_restore.backend.fidelity.fidelity`
+1. **checks** the network's result with :func:`~em_restore.backend.fidelity.fidelity`
    against the raw frame's own noise model and, on every tile of :data:`FALLBACK_TILE`
    px whose flagged area exceeds :data:`FALLBACK_AREA` (and where the classical result
    is itself flagged on less than half that area), uses the classical result in the
-   flagged regions (with a margin of :data:`MARGIN` px), blended over :data:`RAMP` px.
+   flagged regions (with a margin of :data:`MARGIN` px), blended over :data:`RAMP` px;
+2. **compares** (``compare=True``, the default): blends that checked result with the
+   classical plan's, ``classical + α (checked − classical)``, with the weight ``α``
+   that minimises their estimated risk (Monte-Carlo SURE from the frame's own noise
+   model, :mod:`em_restore.backend.risk`; ``α = 1``, the checked result alone, unless
+   the data say clearly otherwise, or where the network moved the grey levels).
 
 The comparison costs the classical plan (made once per stack, on the first frame that
 needs it), its application to each frame and one more pass of each method over the
@@ -187,18 +187,27 @@ class GuardedPlan:
                 )
             return self.classical
 
-    def _blend(self, x: np.ndarray, net: np.ndarray, classical: np.ndarray):
-        """(network and classical results blended by their estimated risk, record)."""
+    def _blend(self, x: np.ndarray, checked: np.ndarray, classical: np.ndarray, wt=None):
+        """(the checked and the classical results blended by their estimated risk, record).
+
+        ``checked`` is the network's result with the fallback's weight ``wt`` (or None)
+        of the classical result in place; its nudged counterpart is made the same way.
+        """
         with self._lock:
             noise, plan = self.noise, self.classical
-        probe = noise_probe(noise, net)
+        probe = noise_probe(noise, checked)
         nudged = x.astype(np.float32) + np.float32(PROBE_STEP) * probe
-        d_net = divergence(net, self.model_plan.apply_frame(nudged), probe)
-        d_cls = divergence(classical, apply_plan(nudged, plan), probe)
-        alpha, record = blend_weight(x, net, classical, d_net, d_cls)
+        net2 = self.model_plan.apply_frame(nudged)
+        cls2 = apply_plan(nudged, plan).astype(np.float32)
+        if wt is not None:
+            net2 = net2 * (1 - wt) + cls2 * wt
+        d_net = divergence(checked, net2, probe)
+        d_cls = divergence(classical, cls2, probe)
+        alpha, record = blend_weight(x, checked, classical, d_net, d_cls)
         if alpha >= 1.0:
-            return net, record
-        return (classical + np.float32(alpha) * (net - classical)).astype(np.float32), record
+            return checked, record
+        out = classical + np.float32(alpha) * (checked - classical)
+        return out.astype(np.float32), record
 
     def check(self, frame, restored) -> tuple[np.ndarray, dict]:
         """(fidelity map, summary) of a network result on one frame, with tile decisions."""
@@ -245,12 +254,10 @@ class GuardedPlan:
         }
         out = net
         classical = None
-        if self.compare:
+        wt = None
+        if self.compare or fall.any():
             classical = apply_plan(x, self._classical_for(x)).astype(np.float32)
-            out, record["blend"] = self._blend(x, net, classical)
         if fall.any():
-            if classical is None:
-                classical = apply_plan(x, self._classical_for(x)).astype(np.float32)
             # fall back only where the classical result is itself better supported
             c_frac, _ = tile_decisions(
                 fidelity(x, classical, self.noise, modality=self.modality).map, self.tile, self.area
@@ -261,8 +268,11 @@ class GuardedPlan:
             record["tiles_fallen_back"] = int(fall.sum())
             if fall.any():
                 wt = fallback_weight(fall, x.shape, self.tile, fmap)
-                out = (out * (1 - wt) + classical * wt).astype(np.float32)
+                out = (net * (1 - wt) + classical * wt).astype(np.float32)
                 record["fallback_area"] = round(float(wt.mean()), 4)
+        if self.compare:
+            # the checked result (the fallback in place) against the classical one
+            out, record["blend"] = self._blend(x, out, classical, wt)
         with self._lock:
             self.frames.append(record)
         return out, fmap, record
