@@ -90,6 +90,22 @@ def test_no_fallback_only_with_the_default_model(pair, tmp_path, capsys):
     assert "checked" not in json.dumps(io.read(out).metadata["denoise"])
 
 
+def test_no_compare_checks_the_default_model_only(pair, tmp_path, capsys):
+    out = tmp_path / "d.tif"
+    args = ["denoise", str(pair["raw"]), "-o", str(out), "--method", "tv", "--no-compare"]
+    assert main(args) == 2
+    assert "--no-compare applies to the checked default model" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["denoise", str(pair["raw"]), "-o", str(out), "--no-compare"]) == 0
+    fallback = io.read(out).metadata["denoise"]["fallback"]
+    assert fallback["policy"]["compare"] is False and fallback["classical"] is None
+    assert main(["denoise", str(pair["raw"]), "-o", str(tmp_path / "c.tif")]) == 0
+    assert "by their estimated risk" in capsys.readouterr().out
+    compared = io.read(tmp_path / "c.tif").metadata["denoise"]["fallback"]
+    assert compared["policy"]["compare"] is True and compared["classical"] is not None
+    assert 0.0 <= compared["frames"][0]["blend"]["weight"] <= 1.0
+
+
 def test_deconvolve_fidelity_out_goes_through_the_kernel(tmp_path, capsys):
     from em_restore.backend.psf import convolve, gaussian_psf
 
