@@ -347,11 +347,16 @@ class GuardedPlan:
         blended = [f["blend"]["weight"] for f in self.frames if "blend" in f]
         mixed = [w for w in blended if w < 1.0]
         risk = ""
-        if blended:
+        if blended and mixed:
             risk = (
                 f"; by their estimated risk, the classical plan ({method}) was blended in on "
-                f"{len(mixed)} of {len(blended)} frame(s)"
-                + (f" (network weight {min(mixed):.2f}-{max(mixed):.2f})" if mixed else "")
+                f"{len(mixed)} of {len(blended)} frame(s) (network weight "
+                f"{min(mixed):.2f}-{max(mixed):.2f})"
+            )
+        elif blended:
+            risk = (
+                f"; compared by their estimated risk with the classical plan ({method}), the "
+                f"network's result was kept on all {len(blended)} frame(s)"
             )
         if not fell:
             worst = max((f.get("flagged_fraction", 0.0) for f in self.frames), default=0.0)
