@@ -190,3 +190,21 @@ def test_a_compared_stack_reports_the_classical_plan_progress_first(frame, model
         p.message.startswith("comparison")
         for p in GuardedPlan(model_plan, compare=False).iter_apply(stack)
     )
+
+
+def test_a_stack_whose_reference_frame_keeps_the_network_is_compared_there_only(frame, model_plan):
+    raw, _ = frame
+    stack = np.stack([raw[:128, :128], raw[128:, 128:], raw[:128, 128:]])
+    plan = GuardedPlan(model_plan)
+    out = drain_apply(plan, stack)
+    meta = plan.to_metadata()["fallback"]
+    assert meta["reference"] == {"frame": [1], "weight": 1.0}  # the middle frame
+    recs = {tuple(f["frame"]): f for f in meta["frames"]}
+    assert len(recs) == 3 and "reason" not in recs[(1,)]["blend"]
+    for k in (0, 2):  # checked only: the network plus the test, as with compare=False
+        assert "reference frame [1]" in recs[(k,)]["blend"]["reason"]
+        np.testing.assert_array_equal(
+            out[k], GuardedPlan(model_plan, compare=False).apply_frame(stack[k])
+        )
+    assert "kept on all 3 frame(s)" in plan.notice()
+    np.testing.assert_array_equal(np.asarray(GuardedPlan(model_plan).lazy(stack)), out)

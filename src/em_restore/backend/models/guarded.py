@@ -17,11 +17,13 @@ keeps. :class:`GuardedPlan` runs the network and, on every frame:
    model, :mod:`em_restore.backend.risk`; ``α = 1``, the checked result alone, unless
    the data say clearly otherwise, or where the network moved the grey levels).
 
-The comparison costs the classical plan (made once per stack, on the first frame that
-needs it), its application to each frame and one more pass of each method over the
-nudged frame. Without it (``compare=False``: ``--no-compare``), frames the test passes
-cost the network plus the test, and the classical plan is made only when a tile falls
-back.
+The comparison costs the classical plan (made once per stack, on the frame the noise
+model comes from), its application to each frame and one more pass of each method over
+the nudged frame. A stack is compared on that reference frame first (while it is
+prepared); where the reference keeps the network's result (weight 1), the other frames
+are checked only, at the checked-only cost. Without it (``compare=False``:
+``--no-compare``), frames the test passes cost the network plus the test, and the
+classical plan is made only when a tile falls back.
 
 Every decision is recorded: :meth:`GuardedPlan.to_metadata` carries the model (name
 and hash), the noise model the test used, the policy, the classical plan if one was
@@ -144,6 +146,8 @@ class GuardedPlan:
         self.modality = model_plan.modality
         self.tile, self.area = int(tile), float(area)
         self.compare = bool(compare)
+        self.reference: dict | None = None  # the stack's compared reference frame
+        self._first = None  # (index, result) of that frame, made while preparing
         self.noise = None
         self.classical = None
         self.frames: list[dict] = []
@@ -154,6 +158,7 @@ class GuardedPlan:
         # run's metadata holds the policy and the noise model, not per-frame records)
         state = dict(self.__dict__)
         del state["_lock"]
+        state["_first"] = None  # a worker restores that frame again (the same result)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -222,13 +227,29 @@ class GuardedPlan:
 
     def apply_frame_checked(self, frame, index: Any = ()) -> tuple[np.ndarray, np.ndarray, dict]:
         """(result, fidelity map of the network result, decision record) for one frame."""
-        x = as_frame(frame)
+        key = tuple(index)
+        with self._lock:
+            first, self._first = (
+                (self._first, None)
+                if self._first and self._first[0] == key
+                else (None, self._first)
+            )
+        result = first[1] if first else self._restore(as_frame(frame), index)
+        with self._lock:
+            self.frames.append(result[2])
+        return result
+
+    def _compares(self, index) -> bool:
+        """Whether this frame is compared: always, unless the stack's reference frame
+        (compared when the stack was prepared) kept the network's result."""
+        ref = self.reference
+        return self.compare and (ref is None or ref["weight"] < 1.0 or ref["frame"] == list(index))
+
+    def _restore(self, x: np.ndarray, index: Any) -> tuple[np.ndarray, np.ndarray, dict]:
         net = self.model_plan.apply_frame(x)
         if min(x.shape) < MIN_SIDE:
             record = {"frame": list(index), "checked": False, "tiles": 0, "tiles_fallen_back": 0}
             record["reason"] = f"frame {x.shape[0]}×{x.shape[1]} px is under {MIN_SIDE} px a side"
-            with self._lock:
-                self.frames.append(record)
             return net, np.zeros(x.shape, np.float32), record
         flat = float(np.ptp(x)) == 0.0
         if flat or not has_noise(self._noise_for(x)):
@@ -238,8 +259,6 @@ class GuardedPlan:
                 if flat
                 else "the frame shows no noise: nothing to check the result against"
             )
-            with self._lock:
-                self.frames.append(record)
             return net, np.zeros(x.shape, np.float32), record  # a constant frame: itself
         fmap, summary = self.check(x, net)
         fall = np.array([[v > self.area for v in row] for row in summary["tile_flagged"]])
@@ -255,7 +274,8 @@ class GuardedPlan:
         out = net
         classical = None
         wt = None
-        if self.compare or fall.any():
+        compare = self._compares(index)
+        if compare or fall.any():
             classical = apply_plan(x, self._classical_for(x)).astype(np.float32)
         if fall.any():
             # fall back only where the classical result is itself better supported
@@ -270,11 +290,15 @@ class GuardedPlan:
                 wt = fallback_weight(fall, x.shape, self.tile, fmap)
                 out = (net * (1 - wt) + classical * wt).astype(np.float32)
                 record["fallback_area"] = round(float(wt.mean()), 4)
-        if self.compare:
+        if compare:
             # the checked result (the fallback in place) against the classical one
             out, record["blend"] = self._blend(x, out, classical, wt)
-        with self._lock:
-            self.frames.append(record)
+        elif self.compare:
+            record["blend"] = {
+                "weight": 1.0,
+                "reason": f"the stack's reference frame {self.reference['frame']} kept the "
+                "network's result: the stack is compared there only",
+            }
         return out, fmap, record
 
     def apply_frame(self, frame) -> np.ndarray:
@@ -289,7 +313,8 @@ class GuardedPlan:
         the same frame before any frame is restored."""
         shape = tuple(int(s) for s in array.shape)
         check_stack_shape(shape)
-        need_plan = self.compare and self.classical is None
+        self.model_plan.prepare(array)  # first: the reference frame is restored below
+        need_plan = self.compare and (self.classical is None or self.reference is None)
         if (self.noise is None or need_plan) and min(shape[-2:]) >= MIN_SIDE:
             frames = list(np.ndindex(*shape[:-2]))
             # from the middle outwards, the first frame with noise (blank frames have none)
@@ -300,8 +325,12 @@ class GuardedPlan:
                 if float(np.ptp(x)) > 0 and has_noise(self._noise_for(x)):
                     if need_plan:  # every frame (and every worker) blends with one plan
                         yield from relay(self._iter_classical(x), "comparison: ")
+                        yield Progress(0, 1, "comparison: the reference frame")
+                        result = self._restore(x, idx)
+                        weight = result[2].get("blend", {}).get("weight", 1.0)
+                        self.reference = {"frame": list(idx), "weight": weight}
+                        self._first = (tuple(idx), result)
                     break
-        self.model_plan.prepare(array)
         return shape
 
     def iter_apply(self, array) -> Generator[Progress, None, np.ndarray]:
@@ -396,6 +425,7 @@ class GuardedPlan:
             },
             "noise": None if self.noise is None else self.noise.to_dict(),
             "classical": None if self.classical is None else self.classical.to_metadata(),
+            "reference": self.reference,
             "frames": sorted(self.frames, key=lambda f: f["frame"]),
             "notice": self.notice() if self.frames else "",
         }
