@@ -319,13 +319,16 @@ def family_specimen(kind: str, g: np.random.Generator) -> np.ndarray:
 
 
 def held_out_images(quick: bool):
+    return draw_images(31337, (3.0, 20.0) if not quick else (5.0,))
+
+
+def draw_images(seed: int, doses) -> list:
+    """``(family, modality, dose, raw, truth)`` for every family × modality × dose."""
     items = []
-    doses = (3.0, 20.0) if not quick else (5.0,)
-    mods = ("tem", "stem", "sem")
     for fi, fam in enumerate(("in-family", *FAMILIES)):
-        for modality in mods:
+        for mi, modality in enumerate(("tem", "stem", "sem")):
             for dose in doses:
-                g = np.random.default_rng([31337, fi, mods.index(modality), int(dose)])
+                g = np.random.default_rng([seed, fi, mi, int(dose)])
                 if fam == "in-family":
                     clean, _ = sim.random_specimen((SIZE, SIZE), rng=g)
                 else:
@@ -373,19 +376,7 @@ def fresh_images():
     """Another draw of the same kinds, at 1, 5 and 50 e⁻/px (other seeds). The
     comparison's two constants (``risk.TOLERANCE``, ``risk.LEVEL_TOLERANCE``) were chosen
     looking at this set, (c)'s own and ``bench_models --held-out``'s together."""
-    items = []
-    for fi, fam in enumerate(("in-family", *FAMILIES)):
-        for mi, modality in enumerate(("tem", "stem", "sem")):
-            for dose in (1.0, 5.0, 50.0):
-                g = np.random.default_rng([777, fi, mi, int(dose)])
-                if fam == "in-family":
-                    clean, _ = sim.random_specimen((SIZE, SIZE), rng=g)
-                else:
-                    clean = family_specimen(fam, g)
-                cfg = sim.random_acquisition_config(g, modality=modality).replace(dose=dose)
-                raw, truth = sim.simulate_acquisition(clean, cfg, rng=g, return_expected=True)
-                items.append((fam, modality, dose, raw, truth))
-    return items
+    return draw_images(777, (1.0, 5.0, 50.0))
 
 
 def summarise(rows: list[dict], label: str) -> None:

@@ -71,6 +71,7 @@ __all__ = [
     "fidelity_lazy",
     "fidelity_noise",
     "iter_fidelity",
+    "model_variance",
 ]
 
 #: Side of the blocks the sums are taken over (the map's resolution, px).
@@ -144,13 +145,20 @@ def _is_scanned(noise: NoiseModel, modality: str | None) -> bool:
     return modality in ("stem", "sem") or (ky == 1 and kx > 1)
 
 
+def model_variance(noise: NoiseModel, level: np.ndarray) -> np.ndarray:
+    """The model's variance at ``level`` (same dtype), floored at the readout variance,
+    a quarter of a count and a tiny fraction of the largest (so no pixel has none)."""
+    dt = level.dtype.type
+    var = dt(noise.gain) * (level - dt(noise.offset)) + dt(noise.readout_sigma**2)
+    floor = max(noise.readout_sigma**2, 0.25 * noise.gain**2, 1e-12 * float(var.max()) + 1e-30)
+    return np.maximum(var, dt(floor))
+
+
 def _normalised_residual(raw: np.ndarray, fit: np.ndarray, noise: NoiseModel, lines: bool):
     """(e, sigma, var, valid): the residual in noise units, whitened, float32."""
     f32 = np.float32
     fit32 = fit.astype(f32, copy=False)
-    var = f32(noise.gain) * (fit32 - f32(noise.offset)) + f32(noise.readout_sigma**2)
-    floor = max(noise.readout_sigma**2, 0.25 * noise.gain**2, 1e-12 * float(var.max()) + 1e-30)
-    var = np.maximum(var, np.float32(floor))
+    var = model_variance(noise, fit32)
     sigma = np.sqrt(var)
     e = (raw.astype(f32, copy=False) - fit32) / sigma
     if noise.is_correlated():

@@ -40,6 +40,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.ndimage as ndi
 
+from .fidelity import model_variance
 from .noise import NoiseModel
 
 __all__ = [
@@ -67,16 +68,14 @@ def noise_probe(noise: NoiseModel, level, *, seed: int = PROBE_SEED) -> np.ndarr
     """One draw of the noise model at ``level`` (a restoration of the frame), float32.
 
     ``sqrt(var(level)) * (white ⊛ kernel)``: the variance the model gives each pixel
-    at that level (floored as in :func:`~em_restore.backend.fidelity.fidelity`), with
+    at that level (floored as in the fidelity test: :func:`~.fidelity.model_variance`), with
     the model's spatial correlation (periodic borders).
     """
-    lv = np.asarray(level, dtype=np.float64)
-    var = noise.gain * (lv - noise.offset) + noise.readout_sigma**2
-    floor = max(noise.readout_sigma**2, 0.25 * noise.gain**2, 1e-12 * float(var.max()) + 1e-30)
-    white = np.random.default_rng(seed).standard_normal(lv.shape)
+    var = model_variance(noise, np.asarray(level, dtype=np.float64))
+    white = np.random.default_rng(seed).standard_normal(var.shape)
     if noise.kernel.size > 1:
         white = ndi.convolve(white, noise.kernel, mode="wrap")
-    return (np.sqrt(np.maximum(var, floor)) * white).astype(np.float32)
+    return (np.sqrt(var) * white).astype(np.float32)
 
 
 def divergence(restored, perturbed, probe, step: float = PROBE_STEP) -> float:
