@@ -394,9 +394,6 @@ def summarise(rows: list[dict], label: str) -> None:
 
 
 def automatic(quick: bool, fresh: bool = False) -> list[dict]:
-    from em_restore.backend import denoise as dn
-    from em_restore.backend.models import plan_model
-    from em_restore.backend.models.guarded import GuardedPlan
 
     rows = []
     print("\n(c) The automatic choice on held-out images (PSNR, dB):\n")
@@ -406,7 +403,7 @@ def automatic(quick: bool, fresh: bool = False) -> list[dict]:
     )
     print(header)
     for fam, modality, dose, raw, truth in held_out_images(quick):
-        rows.append(_choice(fam, modality, dose, raw, truth, dn, plan_model, GuardedPlan))
+        rows.append(_choice(fam, modality, dose, raw, truth))
     rows += painted_network(quick)
     summarise(rows, "held-out")
     for fam in ("in-family", *FAMILIES, "painted"):
@@ -423,7 +420,7 @@ def automatic(quick: bool, fresh: bool = False) -> list[dict]:
         print("\n(c') A fresh draw of the same kinds at 1, 5 and 50 e⁻/px:\n")
         print(header)
         more = [
-            _choice(fam, modality, dose, raw, truth, dn, plan_model, GuardedPlan)
+            _choice(fam, modality, dose, raw, truth)
             for fam, modality, dose, raw, truth in fresh_images()
         ]
         summarise(more, "fresh draw")
@@ -431,7 +428,12 @@ def automatic(quick: bool, fresh: bool = False) -> list[dict]:
     return rows
 
 
-def _choice(fam, modality, dose, raw, truth, dn, plan_model, GuardedPlan) -> dict:
+def _choice(fam, modality, dose, raw, truth) -> dict:
+    """One frame of (c): the network, the default's two policies and the classical plan."""
+    from em_restore.backend import denoise as dn
+    from em_restore.backend.models import plan_model
+    from em_restore.backend.models.guarded import GuardedPlan
+
     mp = plan_model(None, modality=modality)
     net = mp.apply_frame(raw)
     gp = GuardedPlan(mp)
@@ -535,7 +537,7 @@ def cost() -> dict:
     for label, key in (
         ("the default, checked only (`--no-compare`), one frame", "checked_s"),
         ("the default, compared and checked, one frame (makes the classical plan)", "compared_s"),
-        ("… the next frame of the same stack (the plan is made)", "compared_next_s"),
+        ("… a second frame through the same plan (the plan is made)", "compared_next_s"),
         ("the classical plan alone (`--method classical`), one frame", "classical_s"),
     ):
         print(f"| {label} | {times[key] * 1e3:.0f} | {times[key] * 1e3 / t_net:.1f} |")

@@ -123,9 +123,10 @@ class GuardedPlan:
     tile, area : int, float
         The fallback's tile side and flagged-area threshold.
     compare : bool
-        Also make the classical plan's result on every frame and blend the two by their
-        estimated risk (:func:`~em_restore.backend.risk.blend_weight`), before the
-        fallback. Off: the classical plan is made only where the check fails (fast).
+        Also make the classical plan's result and blend it with the checked result (the
+        fallback in place) by their estimated risk
+        (:func:`~em_restore.backend.risk.blend_weight`). Off: the classical plan is made
+        only where the check fails (fast).
     """
 
     def __init__(
@@ -228,12 +229,10 @@ class GuardedPlan:
     def apply_frame_checked(self, frame, index: Any = ()) -> tuple[np.ndarray, np.ndarray, dict]:
         """(result, fidelity map of the network result, decision record) for one frame."""
         key = tuple(index)
-        with self._lock:
-            first, self._first = (
-                (self._first, None)
-                if self._first and self._first[0] == key
-                else (None, self._first)
-            )
+        with self._lock:  # the reference frame, restored while the stack was prepared
+            first = self._first if self._first and self._first[0] == key else None
+            if first:
+                self._first = None
         result = first[1] if first else self._restore(as_frame(frame), index)
         with self._lock:
             self.frames.append(result[2])
