@@ -113,7 +113,7 @@ def test_fine_mean_test_is_the_window_z_score_at_2px_steps(with_holes):
     if valid is not None:
         e[~valid] = 0  # as _normalised_residual leaves them
     sides = (8, 12)
-    got = fid._fine_mean_z(e, valid, sides)
+    got = fid._fine_mean_z(e, None if valid is None else np.nonzero(~valid), sides)
     v = np.ones(e.shape) if valid is None else valid.astype(float)
     want = np.zeros_like(got)
     for bi in range(got.shape[0]):

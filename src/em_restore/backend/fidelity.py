@@ -155,7 +155,8 @@ def model_variance(noise: NoiseModel, level: np.ndarray) -> np.ndarray:
 
 
 def _normalised_residual(raw: np.ndarray, fit: np.ndarray, noise: NoiseModel, lines: bool):
-    """(e, sigma, var, valid): the residual in noise units, whitened, float32."""
+    """(e, sigma, var, holes): the residual in noise units, whitened, float32, and the
+    (rows, cols) of its isolated outliers (zero in ``e``; None: there are none)."""
     f32 = np.float32
     fit32 = fit.astype(f32, copy=False)
     var = model_variance(noise, fit32)
@@ -165,22 +166,25 @@ def _normalised_residual(raw: np.ndarray, fit: np.ndarray, noise: NoiseModel, li
         psd = noise.psd(e.shape)[:, : e.shape[1] // 2 + 1]
         spec = scipy.fft.rfft2(np.clip(e, -OUTLIER, OUTLIER))
         e = scipy.fft.irfft2(spec / np.sqrt(np.maximum(psd, 0.05)), s=e.shape).astype(np.float32)
-    valid = np.ones(e.shape, bool)
-    big = np.abs(e) > OUTLIER
+    holes = None
+    size = np.abs(e)
+    big = size > OUTLIER
     if big.any():
         # isolated extreme pixels are detector defects (X-ray hits, hot or dead pixels)
         # that a restoration rightly removes; a contiguous region of them is a finding
         ys, xs = np.nonzero(big)
-        loud = np.pad(np.abs(e) > 3.0, 1)
+        loud = np.pad(size > 3.0, 1)
         near = sum(loud[ys + 1 + dy, xs + 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1))
         isolated = near <= 3
-        valid[ys[isolated], xs[isolated]] = False
-        e = np.where(valid, np.clip(e, -2 * OUTLIER, 2 * OUTLIER), np.float32(0))
+        if isolated.any():
+            holes = (ys[isolated], xs[isolated])
+            e[holes] = 0
+        np.clip(e, -2 * OUTLIER, 2 * OUTLIER, out=e)
     if lines:
         # scan-line offsets are detector noise that no restoration should keep; the
         # noise model's short kernel does not describe them, so each row's mean goes
         e = e - np.clip(e, -3, 3).mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
-    return e, sigma, var, valid
+    return e, sigma, var, holes
 
 
 def _kurtosis(var: np.ndarray, noise: NoiseModel) -> np.ndarray:
@@ -202,90 +206,118 @@ def _block_sum(a: np.ndarray) -> np.ndarray:
     return sum(cols[i::BLOCK] for i in range(BLOCK)).astype(np.float64)
 
 
-def _window_sums(grids: np.ndarray, ks: tuple[int, ...]) -> dict[int, np.ndarray]:
+def _integral(grids: np.ndarray, pad: int, dtype=np.float64) -> np.ndarray:
+    """Integral images (q, gh + 2 pad + 1, gw + 2 pad + 1) of each grid in ``grids``
+    (q, gh, gw) over a reflected border of ``pad`` (in ``dtype``: float32 only for grids
+    whose running totals stay small against a window's sum)."""
+    p = np.pad(grids.astype(dtype, copy=False), ((0, 0), (pad, pad), (pad, pad)), mode="symmetric")
+    c = np.zeros((grids.shape[0], p.shape[1] + 1, p.shape[2] + 1), dtype)
+    np.cumsum(p, axis=1, out=c[:, 1:, 1:])
+    np.cumsum(c[:, 1:, 1:], axis=2, out=c[:, 1:, 1:])
+    return c
+
+
+def _box(c: np.ndarray, k: int, pad: int) -> np.ndarray:
+    """Sliding sums over k × k blocks from the integral images ``c`` of :func:`_integral`."""
+    gh, gw = c.shape[1] - 2 * pad - 1, c.shape[2] - 2 * pad - 1
+    lo = pad - k // 2
+    hi = lo + k
+    w = np.subtract(c[:, hi : hi + gh, hi : hi + gw], c[:, lo : lo + gh, hi : hi + gw])
+    w -= c[:, hi : hi + gh, lo : lo + gw]
+    w += c[:, lo : lo + gh, lo : lo + gw]
+    return w
+
+
+def _window_sums(grids: np.ndarray, ks: tuple[int, ...], dtype=np.float64) -> dict[int, np.ndarray]:
     """Sliding sums over k × k blocks of each grid in ``grids`` (q, gh, gw), for each k.
 
     Integral images over a reflected border: one cumulative sum for all k.
     """
-    q, gh, gw = grids.shape
     pad = max(ks) // 2 + 1
-    p = np.pad(grids, ((0, 0), (pad, pad), (pad, pad)), mode="symmetric")
-    c = np.zeros((q, p.shape[1] + 1, p.shape[2] + 1))
-    np.cumsum(np.cumsum(p, axis=1), axis=2, out=c[:, 1:, 1:])
-    out = {}
-    for k in ks:
-        lo = pad - k // 2
-        hi = lo + k
-        out[k] = (
-            c[:, hi : hi + gh, hi : hi + gw]
-            - c[:, lo : lo + gh, hi : hi + gw]
-            - c[:, hi : hi + gh, lo : lo + gw]
-            + c[:, lo : lo + gh, lo : lo + gw]
-        )
-    return out
+    c = _integral(grids, pad, dtype)
+    return {k: _box(c, k, pad) for k in ks}
 
 
-def _z_maps(e, var, valid, restored_n, scales, noise) -> tuple[np.ndarray, tuple[float, float]]:
+def _invalid_counts(shape, where: tuple[np.ndarray, np.ndarray], step: int) -> np.ndarray:
+    """Number of invalid pixels (at ``where``: they are few) in each ``step`` × ``step``
+    block of a frame of ``shape`` (float64)."""
+    cnt = np.zeros((shape[0] // step, shape[1] // step))
+    np.add.at(cnt, (where[0] // step, where[1] // step), 1.0)
+    return cnt
+
+
+def _tests_at(ce: np.ndarray, cr: np.ndarray, k: int, pad: int) -> np.ndarray:
+    """(tests, gh, gw) z-scores of each test over k × k blocks, from the integral images
+    of the residual's block sums ``ce`` (n, Σe, Σe² - n, Σ kurtosis term; float32) and
+    of the restoration's ``cr`` (Σr, Σr², Σer, fine Σer, fine Σr²; float64)."""
+    wn, w1, w2, wk = _box(ce, k, pad).astype(np.float64)
+    wr, wrr, wer, wfer, wfrr = _box(cr, k, pad)
+    w2 += wn
+    n = np.maximum(wn, 1.0)
+    v = w2 / n
+    sd_v = np.sqrt(np.maximum(wk, 2.0)) / n
+    eps = 1e-2 * n  # a flat restoration has no detail to correlate with
+    z_fine = -wfer / np.sqrt(np.maximum(wfrr, 0.0) + eps)
+    c_er = wer - w1 * wr / n
+    c_rr = np.maximum(wrr - wr * wr / n, 0.0)
+    z_coarse = -c_er / np.sqrt(c_rr + eps)
+    return np.stack(
+        [
+            np.abs(w1) / np.sqrt(n),
+            (v - 1.0) / sd_v,
+            (NOISE_FITTED - v) / sd_v,
+            np.maximum(z_fine, z_coarse),
+        ]
+    )
+
+
+def _z_maps(e, var, holes, restored_n, scales, noise) -> tuple[np.ndarray, tuple[float, float]]:
     """((tests, gh, gw) largest z-score of each test over the scales on the block grid,
-    (Σe, Σe²) over the frame). ``valid`` None: every pixel is a sample."""
+    (Σe, Σe²) over the frame). ``holes``: (rows, cols) of the pixels that are not samples
+    (zero in ``e`` and ``restored_n``: only the counts need them), or None."""
     kappa = _kurtosis(_block_sum(var) / (BLOCK * BLOCK), noise)
-    if valid is None:
-        n_pix = np.full((e.shape[0] // BLOCK, e.shape[1] // BLOCK), float(BLOCK * BLOCK))
-        rv = restored_n
-    else:
-        vf = valid.astype(np.float32)
-        n_pix = _block_sum(vf)
-        rv = restored_n * vf
-    sk = n_pix * (2.0 + kappa)
     s1 = _block_sum(e)
     s2 = _block_sum(e * e)
-    sr = _block_sum(rv)
-    srr = _block_sum(rv * restored_n)
+    sr = _block_sum(restored_n)
+    srr = _block_sum(restored_n * restored_n)
     ser = _block_sum(e * restored_n)
+    n_pix = np.full(s1.shape, float(BLOCK * BLOCK))
+    if holes is not None:
+        n_pix -= _invalid_counts(e.shape, holes, BLOCK)
+    sk = n_pix * (2.0 + kappa)
     nb = np.maximum(n_pix, 1.0)
     # fine detail: the restoration centred on each block
     fine_er = ser - s1 * sr / nb
     fine_rr = np.maximum(srr - sr * sr / nb, 0.0)
     ks = tuple(sorted({max(1, s // BLOCK) for s in scales}))
-    sums = _window_sums(np.stack([n_pix, s1, s2, sk, sr, srr, ser, fine_er, fine_rr]), ks)
-    out = np.full((len(_TESTS), *s1.shape), -np.inf)
-    for k in ks:
-        wn, w1, w2, wk, wr, wrr, wer, wfer, wfrr = sums[k]
-        n = np.maximum(wn, 1.0)
-        v = w2 / n
-        sd_v = np.sqrt(np.maximum(wk, 2.0)) / n
-        eps = 1e-2 * n  # a flat restoration has no detail to correlate with
-        z_fine = -wfer / np.sqrt(np.maximum(wfrr, 0.0) + eps)
-        c_er = wer - w1 * wr / n
-        c_rr = np.maximum(wrr - wr * wr / n, 0.0)
-        z_coarse = -c_er / np.sqrt(c_rr + eps)
-        tests = (
-            np.abs(w1) / np.sqrt(n),
-            (v - 1.0) / sd_v,
-            (NOISE_FITTED - v) / sd_v,
-            np.maximum(z_fine, z_coarse),
-        )
-        for i, z in enumerate(tests):
-            np.maximum(out[i], z, out=out[i])
+    pad = max(ks) // 2 + 1
+    # float32 for the residual's sums: they are centred on their expectation (counts are
+    # exact), so running totals stay small; the restoration's need float64
+    ce = _integral(np.stack([n_pix, s1, s2 - n_pix, sk]), pad, np.float32)
+    cr = _integral(np.stack([sr, srr, ser, fine_er, fine_rr]), pad)
+    out = np.maximum.reduce([_tests_at(ce, cr, k, pad) for k in ks])
     if FINE_SCALES:
-        np.maximum(out[0], _fine_mean_z(e, valid, FINE_SCALES), out=out[0])
+        np.maximum(out[0], _fine_mean_z(e, holes, FINE_SCALES), out=out[0])
     return out, (float(s1.sum()), float(s2.sum()))
 
 
-def _fine_mean_z(e, valid, sides) -> np.ndarray:
+def _fine_mean_z(e, holes, sides) -> np.ndarray:
     """The mean test over windows of ``sides`` px at half-block (2 px) steps, max-pooled
-    to the block grid: (gh, gw). ``valid`` None: every pixel is a sample."""
+    to the block grid: (gh, gw). ``holes``: (rows, cols) of the invalid pixels (zero in
+    ``e``), or None: every pixel is a sample."""
     half = BLOCK // 2
 
     def sums_of(a):
-        return sum(a[i::half, j::half] for i in range(half) for j in range(half)).astype(np.float64)
+        return sum(a[i::half, j::half] for i in range(half) for j in range(half))
 
     ks = tuple(sorted({max(1, s // half) for s in sides}))
-    if valid is None:  # every window holds (half k)² samples (the border is reflected)
-        wins = _window_sums(sums_of(e)[None], ks)
-        zs = [np.abs(wins[k][0]) / (half * k) for k in ks]
+    # float32 sums: residuals in noise units, whose running totals stay far below 1e7
+    if holes is None:  # every window holds (half k)² samples (the border is reflected)
+        wins = _window_sums(sums_of(e)[None], ks, np.float32)
+        zs = [np.abs(wins[k][0]) / np.float32(half * k) for k in ks]
     else:
-        wins = _window_sums(np.stack([sums_of(valid.astype(np.float32)), sums_of(e)]), ks)
+        counts = np.float32(half * half) - _invalid_counts(e.shape, holes, half).astype(np.float32)
+        wins = _window_sums(np.stack([counts, sums_of(e)]), ks, np.float32)
         zs = [np.abs(wins[k][1]) / np.sqrt(np.maximum(wins[k][0], 1.0)) for k in ks]
     best = np.maximum.reduce(zs)
     gh, gw = best.shape[0] // 2, best.shape[1] // 2
@@ -346,7 +378,7 @@ def _regions(coarse: np.ndarray, which: np.ndarray, shape, k: int = 10) -> list[
 
 def _check_pair(raw, restored) -> tuple[np.ndarray, np.ndarray]:
     z = check_image(raw, "raw", min_ndim=2, max_ndim=2)
-    r = check_image(restored, "restored", min_ndim=2, max_ndim=2)
+    r = check_image(restored, "restored", min_ndim=2, max_ndim=2, keep_float32=True)
     if z.shape != r.shape:
         raise ValueError(
             f"raw and restored must have the same shape; got {z.shape} and {r.shape}. "
@@ -382,22 +414,26 @@ def _frame_fidelity(
 ) -> tuple[np.ndarray, dict]:
     """Unchecked core on one frame: (map float32, summary)."""
     fit = restored if forward is None else np.asarray(forward(restored), dtype=np.float64)
-    e, sigma, var, valid = _normalised_residual(raw, fit, noise, lines)
+    e, sigma, var, holes = _normalised_residual(raw, fit, noise, lines)
     # the restoration in noise units; one global scale (not the local sigma), so that
     # an offset stays a constant that the block and window centring remove
     # (any constant centres it; a subsample gives the scale to well under a percent)
     scale = float(np.median(sigma[::4, ::4]))
     centre = float(np.mean(restored[::4, ::4]))
     restored_n = (restored.astype(np.float32) - np.float32(centre)) * np.float32(1.0 / scale)
-    all_valid = bool(valid.all())
-    if not all_valid:
-        restored_n[~valid] = 0
+    if holes is not None:
+        restored_n[holes] = 0
     h, w = raw.shape
     padded = bool(h % BLOCK or w % BLOCK)
+    holes_padded = holes
+    if holes is not None and padded:  # the reflected border repeats some of them
+        valid = np.ones(e.shape, bool)
+        valid[holes] = False
+        holes_padded = np.nonzero(~_pad_to_blocks(valid))
     z, (sum_e, sum_e2) = _z_maps(
         _pad_to_blocks(e),
         _pad_to_blocks(var),
-        None if all_valid else _pad_to_blocks(valid),
+        holes_padded,
         _pad_to_blocks(restored_n),
         scales,
         noise,
@@ -420,12 +456,13 @@ def _frame_fidelity(
         t: round(float(flagged_blocks[which == i].sum() / cover.sum()), 5)
         for i, t in enumerate(_TESTS)
     }
-    n_valid = valid.size if all_valid else max(int(valid.sum()), 1)
+    n_out = 0 if holes is None else int(holes[0].size)
+    n_valid = max(e.size - n_out, 1)
     summary = {
         "flagged_fraction": round(float(flagged.mean()), 5),
         "chi2_ratio": round(sum_e2 / n_valid, 5),
         "mean_z": round(sum_e / math.sqrt(n_valid), 3),
-        "outliers": 0 if all_valid else int(valid.size - valid.sum()),
+        "outliers": n_out,
         "tests": per_test,
         "regions": _regions(coarse, which, (h, w)),
     }
