@@ -125,7 +125,9 @@ def _l0_latent(y: np.ndarray, otf: np.ndarray, lam: float) -> np.ndarray:
     den0 = (np.abs(otf) ** 2).astype(np.float32)
     dden = (np.abs(dx) ** 2 + np.abs(dy) ** 2).astype(np.float32)
     x = y.astype(np.float32)
-    gx, gy, div, mag = (np.empty_like(x) for _ in range(4))
+    gx, gy, div, mag, tmp = (np.empty_like(x) for _ in range(5))
+    keep = np.empty(x.shape, bool)
+    inv = np.empty(den0.shape, np.float32)
     beta = 2.0 * lam
     while beta < _BETA_MAX:
         # Circular forward differences and their adjoint by slicing (no np.roll copies).
@@ -134,10 +136,11 @@ def _l0_latent(y: np.ndarray, otf: np.ndarray, lam: float) -> np.ndarray:
         np.subtract(x[1:], x[:-1], out=gy[:-1])
         np.subtract(x[:1], x[-1:], out=gy[-1:])
         np.multiply(gx, gx, out=mag)
-        mag += gy * gy
-        keep = mag >= lam / beta
-        gx *= keep
-        gy *= keep
+        np.multiply(gy, gy, out=tmp)
+        mag += tmp
+        np.greater_equal(mag, lam / beta, out=keep)
+        np.multiply(gx, keep, out=gx)
+        np.multiply(gy, keep, out=gy)
         # conj(D̂x) ĝx + conj(D̂y) ĝy is the spectrum of Dxᵀ gx + Dyᵀ gy: one FFT, not two.
         div[:, 1:] = gx[:, :-1]
         div[:, :1] = gx[:, -1:]
@@ -148,7 +151,11 @@ def _l0_latent(y: np.ndarray, otf: np.ndarray, lam: float) -> np.ndarray:
         num = sfft.rfft2(div, workers=FFT_WORKERS)
         num *= beta
         num += num0
-        num /= den0 + beta * dden
+        # a real reciprocal and a multiply, not a complex division
+        np.multiply(dden, beta, out=inv)
+        inv += den0
+        np.reciprocal(inv, out=inv)
+        num *= inv
         x = sfft.irfft2(num, s=shape, workers=FFT_WORKERS)
         beta *= _BETA_RATE
     return x.astype(np.float64)
