@@ -322,3 +322,59 @@ def test_remembered_matches_give_the_result_of_a_fresh_match():
     shifted = bm3d(noisy, sigma=SIGMA, strength=0.8, origin=(1, 2))
     assert len(module._MATCHES) == 2
     assert not np.array_equal(shifted, first[0.8])
+
+
+# ------------------------------------------------------------ compiled kernels
+@pytest.mark.parametrize(
+    "case",
+    [
+        {"patch_size": 8},  # the defaults: Haar across groups of 16 and 32
+        {"patch_size": 5, "search_radius": 6, "step": 2, "kernel": "afterglow"},  # 5 = 4 + 1
+        {"patch_size": 7, "max_matches": 12, "stage": "hard"},  # 7 = 4 + 2 + 1, DCT groups
+        {"patch_size": 8, "search_radius": 2},  # 25 candidates: groups cut to a DCT of 25
+    ],
+)
+def test_compiled_kernels_match_the_numpy_reference(case, monkeypatch):
+    """Same matches (the distances are bit for bit the numpy ones) and the same
+    result to rounding, with either kernel in play; a wrong butterfly, threshold,
+    weight or position moves the result by far more than 1e-10."""
+    from em_restore.backend import bm3d as module
+
+    if module._kernels is None:
+        pytest.skip("numba is not installed")
+    case = dict(case)
+    if case.get("kernel") == "afterglow":
+        case["kernel"] = _afterglow_kernel()
+    _, noisy = _white_noisy("tissue", seed=4)
+    noisy = noisy[:70, :83]
+    module._MATCHES.clear()
+    monkeypatch.setattr(module, "COMPILED", False)
+    reference = bm3d(noisy, sigma=SIGMA, strength=1.2, **case)
+    module._MATCHES.clear()
+    monkeypatch.setattr(module, "COMPILED", True)
+    compiled = bm3d(noisy, sigma=SIGMA, strength=1.2, **case)
+    module._MATCHES.clear()
+    np.testing.assert_allclose(compiled, reference, rtol=0, atol=1e-10 * np.ptp(reference))
+    assert np.abs(compiled - noisy).max() > 0.1 * SIGMA  # it did filter
+
+
+def test_compiled_matching_agrees_with_numpy_and_breaks_ties_by_raster_order(monkeypatch):
+    from em_restore.backend import bm3d as module
+
+    if module._kernels is None:
+        pytest.skip("numba is not installed")
+    img = np.random.default_rng(5).standard_normal((40, 45))
+    excluded = module._excluded_offsets(_afterglow_kernel(), 5)
+    ys, xs = module._grid(40, 6, 2, 0), module._grid(45, 6, 2, 1)
+    for exc in (None, excluded):
+        monkeypatch.setattr(module, "COMPILED", False)
+        ref = module._match(img, ys, xs, 6, 5, 20, exc)
+        monkeypatch.setattr(module, "COMPILED", True)
+        got = module._match(img, ys, xs, 6, 5, 20, exc)
+        np.testing.assert_array_equal(got[0], ref[0])
+        np.testing.assert_array_equal(got[1], ref[1])
+    # A constant image: every candidate ties; after the reference come the lowest
+    # offsets in raster order (rows first), whatever the position.
+    flat = np.ones((30, 30))
+    qy, qx = module._match(flat, np.array([10]), np.array([12]), 4, 3, 4, None)
+    assert qy.tolist() == [[10, 7, 7, 7]] and qx.tolist() == [[12, 9, 10, 11]]
