@@ -72,6 +72,7 @@ number of threads.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import math
 import threading
 from collections import OrderedDict
@@ -82,11 +83,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ._args import check_choice, check_image, check_int, check_real, short
 from ._threads import pmap
-
-try:  # compiled inner loops (numba); the numpy code below is the reference and fallback
-    from . import _bm3d_kernels as _kernels
-except ImportError:  # pragma: no cover - numba is a dependency
-    _kernels = None
 
 __all__ = ["bm3d", "noise_coefficient_std", "support_radius"]
 
@@ -100,8 +96,15 @@ _MEMO_PIXELS = 256 * 256  # stage-1 matches of images up to this size are rememb
 _MEMO_ENTRIES = 16
 _KERNEL_TOL = 1e-6  # tolerance on sum(kernel**2) == 1
 _SQRT_HALF = math.sqrt(0.5)
-#: Use the compiled kernels of :mod:`._bm3d_kernels` (when numba imports). False: numpy only.
-COMPILED = _kernels is not None
+#: Use the compiled kernels of :mod:`._bm3d_kernels` (when numba is installed). False:
+#: numpy only, the reference and the fallback. numba is imported on BM3D's first use.
+COMPILED = importlib.util.find_spec("numba") is not None
+
+
+def _kernels():
+    from . import _bm3d_kernels
+
+    return _bm3d_kernels
 
 
 # ------------------------------------------------------------------ public helpers
@@ -361,7 +364,7 @@ def _match(m, ys, xs, p, r, n, excluded):
         nd = 2 * r + 1
         excl = np.zeros(nd * nd, bool) if excluded is None else excluded.ravel()
         mf = np.ascontiguousarray(m, dtype=np.float32)
-        return _kernels.match(mf, ys.astype(np.intp), xs.astype(np.intp), p, r, n, excl)
+        return _kernels().match(mf, ys.astype(np.intp), xs.astype(np.intp), p, r, n, excl)
     h, w = m.shape
     nd = 2 * r + 1
     mf = m.astype(np.float32)
@@ -463,7 +466,7 @@ class _Stage:
         acc = np.zeros((rows * cols, p * p))
         tl = np.zeros(rows * cols)
         hard = pilot is None
-        _kernels.filter_band(
+        _kernels().filter_band(
             np.ascontiguousarray(spectra),
             np.ascontiguousarray(spectra if hard else pilot),
             np.ascontiguousarray(qy, dtype=np.intp),
@@ -478,7 +481,7 @@ class _Stage:
             tl,
         )
         num = np.zeros((rows + p - 1) * w)
-        _kernels.overlap_add(acc, tl, self.c, self.win, rows, cols, w, num)
+        _kernels().overlap_add(acc, tl, self.c, self.win, rows, cols, w, num)
         tl_img = np.zeros((rows + p - 1, w))
         tl_img[:rows, :cols] = tl.reshape(rows, cols)
         return row0, num, tl_img.ravel()
