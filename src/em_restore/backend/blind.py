@@ -31,6 +31,8 @@ Measured limits are in ``docs/deconvolve.md`` and ``benchmarks/README.md``.
 
 from __future__ import annotations
 
+import importlib.util
+import itertools
 import math
 from collections.abc import Generator
 from typing import Any
@@ -40,6 +42,7 @@ import scipy.fft as sfft
 import scipy.linalg
 import scipy.ndimage as ndi
 
+from . import _threads
 from . import psf as _psf
 from ._args import check_int, check_real
 from ._progress import Progress, drain
@@ -70,7 +73,16 @@ FINE_SCALES, FINE_ROUNDS = 0, 1
 # the 512² (724²) crop with the most gradient energy instead of the whole frame made the
 # estimate 3-4× (about 2×) faster but the restorations lost 0.42 dB (0.15 dB) on average,
 # up to 2.0 dB (0.66 dB) on one frame (whole frame: mean 30.31 dB, kernel error 0.412).
+#: The latent step's inner loops are compiled (:mod:`._blind_kernels`) when numba is
+#: installed; the numpy code is the reference and the fallback (set False to use it).
+COMPILED = importlib.util.find_spec("numba") is not None
 _ISLAND = 0.1  # connected parts of the kernel with less mass than this x the largest are dropped
+
+
+def _kernels():
+    from . import _blind_kernels
+
+    return _blind_kernels
 
 
 def _grad_otfs(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -116,7 +128,11 @@ def kernel_error(estimate, truth) -> float:
 
 # --------------------------------------------------------------------------- blind
 def _l0_latent(y: np.ndarray, otf: np.ndarray, lam: float) -> np.ndarray:
-    """``argmin ‖k ⊛ x − y‖² + λ‖∇x‖₀`` by half-quadratic splitting (closed form per step)."""
+    """``argmin ‖k ⊛ x − y‖² + λ‖∇x‖₀`` by half-quadratic splitting (closed form per step).
+
+    The spatial and spectral steps run as compiled kernels (:mod:`._blind_kernels`,
+    bit for bit the numpy steps) when numba imports (:data:`COMPILED`).
+    """
     shape = y.shape
     dx, dy = _grad_otfs(shape)
     # Single precision: the latent only guides the kernel step (solved in double), and
@@ -125,40 +141,81 @@ def _l0_latent(y: np.ndarray, otf: np.ndarray, lam: float) -> np.ndarray:
     den0 = (np.abs(otf) ** 2).astype(np.float32)
     dden = (np.abs(dx) ** 2 + np.abs(dy) ** 2).astype(np.float32)
     x = y.astype(np.float32)
-    gx, gy, div, mag, tmp = (np.empty_like(x) for _ in range(5))
-    keep = np.empty(x.shape, bool)
-    inv = np.empty(den0.shape, np.float32)
+    step = _compiled_step if COMPILED else _numpy_step
+    buffers: dict[str, np.ndarray] = {}
     beta = 2.0 * lam
     while beta < _BETA_MAX:
-        # Circular forward differences and their adjoint by slicing (no np.roll copies).
-        np.subtract(x[:, 1:], x[:, :-1], out=gx[:, :-1])
-        np.subtract(x[:, :1], x[:, -1:], out=gx[:, -1:])
-        np.subtract(x[1:], x[:-1], out=gy[:-1])
-        np.subtract(x[:1], x[-1:], out=gy[-1:])
-        np.multiply(gx, gx, out=mag)
-        np.multiply(gy, gy, out=tmp)
-        mag += tmp
-        np.greater_equal(mag, lam / beta, out=keep)
-        np.multiply(gx, keep, out=gx)
-        np.multiply(gy, keep, out=gy)
-        # conj(D̂x) ĝx + conj(D̂y) ĝy is the spectrum of Dxᵀ gx + Dyᵀ gy: one FFT, not two.
-        div[:, 1:] = gx[:, :-1]
-        div[:, :1] = gx[:, -1:]
-        div -= gx
-        div[1:] += gy[:-1]
-        div[:1] += gy[-1:]
-        div -= gy
-        num = sfft.rfft2(div, workers=FFT_WORKERS)
-        num *= beta
-        num += num0
-        # a real reciprocal and a multiply, not a complex division
-        np.multiply(dden, beta, out=inv)
-        inv += den0
-        np.reciprocal(inv, out=inv)
-        num *= inv
-        x = sfft.irfft2(num, s=shape, workers=FFT_WORKERS)
+        x = step(x, num0, den0, dden, lam, beta, buffers)
         beta *= _BETA_RATE
     return x.astype(np.float64)
+
+
+def _numpy_step(x, num0, den0, dden, lam, beta, buf) -> np.ndarray:
+    """One half-quadratic round in numpy (the reference of :func:`_compiled_step`)."""
+    if not buf:
+        buf.update({n: np.empty_like(x) for n in ("gx", "gy", "div", "mag", "tmp")})
+        buf["keep"] = np.empty(x.shape, bool)
+        buf["inv"] = np.empty(den0.shape, np.float32)
+    gx, gy, div, mag, tmp, keep, inv = (
+        buf[n] for n in ("gx", "gy", "div", "mag", "tmp", "keep", "inv")
+    )
+    # Circular forward differences and their adjoint by slicing (no np.roll copies).
+    np.subtract(x[:, 1:], x[:, :-1], out=gx[:, :-1])
+    np.subtract(x[:, :1], x[:, -1:], out=gx[:, -1:])
+    np.subtract(x[1:], x[:-1], out=gy[:-1])
+    np.subtract(x[:1], x[-1:], out=gy[-1:])
+    np.multiply(gx, gx, out=mag)
+    np.multiply(gy, gy, out=tmp)
+    mag += tmp
+    np.greater_equal(mag, lam / beta, out=keep)
+    # a real reciprocal and a multiply, not a complex division
+    np.multiply(dden, beta, out=inv)
+    inv += den0
+    np.reciprocal(inv, out=inv)
+    if not keep.any():  # nothing kept: the gradient term is 0, and so is its spectrum
+        return sfft.irfft2(num0 * inv, s=x.shape, workers=FFT_WORKERS)
+    np.multiply(gx, keep, out=gx)
+    np.multiply(gy, keep, out=gy)
+    # conj(D̂x) ĝx + conj(D̂y) ĝy is the spectrum of Dxᵀ gx + Dyᵀ gy: one FFT, not two.
+    div[:, 1:] = gx[:, :-1]
+    div[:, :1] = gx[:, -1:]
+    div -= gx
+    div[1:] += gy[:-1]
+    div[:1] += gy[-1:]
+    div -= gy
+    num = sfft.rfft2(div, workers=FFT_WORKERS)
+    num *= beta
+    num += num0
+    num *= inv
+    return sfft.irfft2(num, s=x.shape, workers=FFT_WORKERS)
+
+
+def _row_blocks(rows: int) -> list[tuple[int, int]]:
+    n = min(_threads.threads(), max(1, rows // 16))
+    edges = [rows * i // n for i in range(n + 1)]
+    return list(itertools.pairwise(edges))
+
+
+def _compiled_step(x, num0, den0, dden, lam, beta, buf) -> np.ndarray:
+    """:func:`_numpy_step` by the kernels of :mod:`._blind_kernels`, rows on the shared threads."""
+    kern = _kernels()
+    if not buf:
+        buf["div"] = np.empty_like(x)
+        buf["num0"] = num0.view(np.float32).reshape(*num0.shape, 2)
+    div = buf["div"]
+    thr = np.float32(lam / beta)  # numpy compares float32 with a Python float in float32
+    kept = sum(
+        _threads.pmap(lambda b: kern.shrink_divergence(x, thr, div, *b), _row_blocks(x.shape[0]))
+    )
+    # Nothing kept: the gradient term and its spectrum are 0 (no transform needed).
+    num = np.empty_like(num0) if kept == 0 else sfft.rfft2(div, workers=FFT_WORKERS)
+    spec = num.view(np.float32).reshape(*num.shape, 2)
+    b32 = np.float32(beta)
+    _threads.pmap(
+        lambda b: kern.update_spectrum(spec, buf["num0"], den0, dden, b32, kept == 0, *b),
+        _row_blocks(num.shape[0]),
+    )
+    return sfft.irfft2(num, s=x.shape, workers=FFT_WORKERS)
 
 
 def _normal_equations(
