@@ -31,6 +31,7 @@ Measured limits are in ``docs/deconvolve.md`` and ``benchmarks/README.md``.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import itertools
 import math
@@ -85,6 +86,15 @@ def _kernels():
     return _blind_kernels
 
 
+@functools.lru_cache(maxsize=16)
+def _gradient_power(shape: tuple[int, int]) -> np.ndarray:
+    """``|D̂x|² + |D̂y|²`` in float32 for an rfft2 of ``shape`` (read-only; cached per shape)."""
+    dx, dy = _grad_otfs(shape)
+    out = (np.abs(dx) ** 2 + np.abs(dy) ** 2).astype(np.float32)
+    out.setflags(write=False)
+    return out
+
+
 def _grad_otfs(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     dx = np.zeros(shape)
     dx[0, 0], dx[0, -1] = -1.0, 1.0  # forward differences x[i+1] - x[i]
@@ -127,19 +137,23 @@ def kernel_error(estimate, truth) -> float:
 
 
 # --------------------------------------------------------------------------- blind
-def _l0_latent(y: np.ndarray, otf: np.ndarray, lam: float) -> np.ndarray:
+def _l0_latent(
+    y: np.ndarray, otf: np.ndarray, lam: float, spec_y: np.ndarray | None = None
+) -> np.ndarray:
     """``argmin ‖k ⊛ x − y‖² + λ‖∇x‖₀`` by half-quadratic splitting (closed form per step).
+
+    ``spec_y``: ``rfft2(y)`` when the caller has it (the rounds of a scale share it).
 
     The spatial and spectral steps run as compiled kernels (:mod:`._blind_kernels`,
     bit for bit the numpy steps) when numba imports (:data:`COMPILED`).
     """
-    shape = y.shape
-    dx, dy = _grad_otfs(shape)
+    if spec_y is None:
+        spec_y = sfft.rfft2(y, workers=FFT_WORKERS)
     # Single precision: the latent only guides the kernel step (solved in double), and
     # its FFTs and updates take about half the time.
-    num0 = (np.conj(otf) * sfft.rfft2(y, workers=FFT_WORKERS)).astype(np.complex64)
+    num0 = (np.conj(otf) * spec_y).astype(np.complex64)
     den0 = (np.abs(otf) ** 2).astype(np.float32)
-    dden = (np.abs(dx) ** 2 + np.abs(dy) ** 2).astype(np.float32)
+    dden = _gradient_power(y.shape)
     x = y.astype(np.float32)
     step = _compiled_step if COMPILED else _numpy_step
     buffers: dict[str, np.ndarray] = {}
@@ -219,14 +233,19 @@ def _compiled_step(x, num0, den0, dden, lam, beta, buf) -> np.ndarray:
 
 
 def _normal_equations(
-    pairs: list[tuple[np.ndarray, np.ndarray]], size: int, margin: int | tuple[slice, slice]
+    pairs: list[tuple[np.ndarray, np.ndarray]],
+    size: int,
+    margin: int | tuple[slice, slice],
+    targets: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Normal equations of ``min Σ_pairs ‖g ⊛ k − b‖²`` over the interior, ``size²`` unknowns.
 
     Each pair is (regressor ``g``, target ``b``), same shape; only target pixels at
     least ``margin`` from the border count. Returns ``(N, c)``: ``N`` is
     ``size² × size²`` (built from FFT autocorrelations), ``c`` has ``size²`` entries;
-    unknowns in row-major order of the ``size × size`` kernel.
+    unknowns in row-major order of the ``size × size`` kernel. ``targets``, when
+    given, keeps the masked targets' spectra for the next call with the same targets
+    (the rounds of one scale share them).
     """
     r = size // 2
     h, w = pairs[0][0].shape
@@ -241,16 +260,20 @@ def _normal_equations(
     lags = np.arange(-(size - 1), size)
     offs = np.arange(-r, r + 1)
     power = cross_power = 0.0
-    for g, b in pairs:  # the pairs' spectra are summed: one inverse FFT each for all pairs
+    targets = {} if targets is None else targets
+    for i, (g, b) in enumerate(pairs):  # spectra summed: one inverse FFT each for all pairs
         gm = np.zeros_like(g)
         gm[inner] = g[inner]
-        bm = np.zeros_like(b)
-        bm[inner] = b[inner]
+        if i not in targets:
+            bm = np.zeros_like(b)
+            bm[inner] = b[inner]
+            targets[i] = sfft.rfft2(bm, shape, workers=FFT_WORKERS)
         spec_gm = sfft.rfft2(gm, shape, workers=FFT_WORKERS)
         power = power + (spec_gm.real**2 + spec_gm.imag**2)
-        cross_power = cross_power + sfft.rfft2(bm, shape, workers=FFT_WORKERS) * np.conj(
-            sfft.rfft2(g, shape, workers=FFT_WORKERS)
-        )
+        # (a named operand: numpy reuses a temporary for the product, which changes its
+        # rounding; this keeps the estimate bit for bit that of the uncached code)
+        conj_g = np.conj(sfft.rfft2(g, shape, workers=FFT_WORKERS))
+        cross_power = cross_power + targets[i] * conj_g
     ac = sfft.irfft2(power, shape, workers=FFT_WORKERS)
     cc = sfft.irfft2(cross_power, shape, workers=FFT_WORKERS)
     auto = ac[np.ix_(lags % shape[0], lags % shape[1])]
@@ -306,14 +329,24 @@ def _add_ridge(normal: np.ndarray, gamma: float) -> np.ndarray:
 
 
 def _kernel_step(
-    x: np.ndarray, y: np.ndarray, size: int, gamma: float, margin: int | tuple[slice, slice]
+    x: np.ndarray,
+    y: np.ndarray,
+    size: int,
+    gamma: float,
+    margin: int | tuple[slice, slice],
+    targets: dict | None = None,
 ) -> np.ndarray:
-    """``argmin Σ_d ‖∂_d x ⊛ k − ∂_d y‖²_interior + γ‖k‖²`` (normal equations, size² unknowns)."""
-    pairs = [
-        (np.diff(x, axis=1)[:-1, :], np.diff(y, axis=1)[:-1, :]),
-        (np.diff(x, axis=0)[:, :-1], np.diff(y, axis=0)[:, :-1]),
-    ]
-    normal, cross = _normal_equations(pairs, size, margin)
+    """``argmin Σ_d ‖∂_d x ⊛ k − ∂_d y‖²_interior + γ‖k‖²`` (normal equations, size² unknowns).
+
+    ``targets``: a cache of ``y``'s gradients and their spectra, shared by the calls
+    with the same ``y``, ``size`` and ``margin`` (see :func:`_normal_equations`).
+    """
+    targets = {} if targets is None else targets
+    if "dy" not in targets:
+        targets["dy"] = (np.diff(y, axis=1)[:-1, :], np.diff(y, axis=0)[:, :-1])
+    by_x, by_y = targets["dy"]
+    pairs = [(np.diff(x, axis=1)[:-1, :], by_x), (np.diff(x, axis=0)[:, :-1], by_y)]
+    normal, cross = _normal_equations(pairs, size, margin, targets)
     k = scipy.linalg.solve(_add_ridge(normal, gamma), cross, assume_a="pos")
     return _clean_kernel(k.reshape(size, size))
 
@@ -540,10 +573,12 @@ def iter_estimate_kernel(
         # The data's gradients (one shorter than the frame), away from the pad.
         inner = (slice(margin, margin + ys.shape[0] - 1), slice(margin, margin + ys.shape[1] - 1))
         weight = lam
+        spec_y = sfft.rfft2(yp, workers=FFT_WORKERS)  # the rounds share the data's spectra
+        targets: dict = {}
         for _ in range(rounds):
             otf = _psf.psf_to_otf(k, yp.shape, real=True)
-            x = _l0_latent(yp, otf, weight)
-            k = _kernel_step(x, yp, size, gamma, inner)
+            x = _l0_latent(yp, otf, weight, spec_y)
+            k = _kernel_step(x, yp, size, gamma, inner, targets)
             weight = max(weight * 0.9, 1e-4)
             done += 1
             yield Progress(done, total, f"kernel estimate, scale {size}px")
