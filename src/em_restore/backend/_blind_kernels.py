@@ -36,18 +36,20 @@ def _masked_gradient(x, i, thr, gx, gy):  # pragma: no cover - compiled
     h, w = x.shape
     below = i + 1 if i + 1 < h else 0
     kept = 0
-    for j in range(w):
-        right = j + 1 if j + 1 < w else 0
-        a = x[i, right] - x[i, j]
+    zero = np.float32(0.0)
+    for j in range(w - 1):  # no wrap-around inside the row: a loop the compiler vectorises
+        a = x[i, j + 1] - x[i, j]
         b = x[below, j] - x[i, j]
-        if a * a + b * b >= thr:
-            gx[j] = a
-            gy[j] = b
-            kept += 1
-        else:
-            gx[j] = 0.0
-            gy[j] = 0.0
-    return kept
+        keep = a * a + b * b >= thr
+        gx[j] = a if keep else zero
+        gy[j] = b if keep else zero
+        kept += keep
+    a = x[i, 0] - x[i, w - 1]
+    b = x[below, w - 1] - x[i, w - 1]
+    keep = a * a + b * b >= thr
+    gx[w - 1] = a if keep else zero
+    gy[w - 1] = b if keep else zero
+    return kept + keep
 
 
 @numba.njit(**_JIT)
@@ -61,9 +63,9 @@ def shrink_divergence(x, thr, div, r0, r1):  # pragma: no cover - compiled
     kept = 0
     for i in range(r0, r1):
         kept += _masked_gradient(x, i, thr, gx, gy)
-        for j in range(w):
-            left = gx[j - 1] if j > 0 else gx[w - 1]
-            div[i, j] = ((left - gx[j]) + gy_up[j]) - gy[j]
+        div[i, 0] = ((gx[w - 1] - gx[0]) + gy_up[0]) - gy[0]
+        for j in range(1, w):
+            div[i, j] = ((gx[j - 1] - gx[j]) + gy_up[j]) - gy[j]
         for j in range(w):
             gy_up[j] = gy[j]
     return kept

@@ -27,6 +27,8 @@ automatically when the relative change of the estimate falls below ``tol``.
 
 from __future__ import annotations
 
+import importlib.util
+import itertools
 import math
 from collections.abc import Generator
 from typing import Any
@@ -35,6 +37,7 @@ import numpy as np
 import scipy.fft as sfft
 import scipy.ndimage as ndi
 
+from . import _threads
 from . import psf as _psf
 from ._args import check_image, check_int, check_layout, check_real
 from ._progress import Progress, drain
@@ -203,6 +206,51 @@ def auto_balance(image: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------- RL
+#: Richardson–Lucy's element-wise steps are compiled (:mod:`._rl_kernels`) when numba
+#: is installed; the numpy code is the reference and the fallback (set False to use it).
+COMPILED = importlib.util.find_spec("numba") is not None
+
+
+def _row_blocks(rows: int) -> list[tuple[int, int]]:
+    """Blocks of rows, one per thread of :mod:`._threads` (16 rows at least)."""
+    n = min(_threads.threads(), max(1, rows // 16))
+    edges = [rows * i // n for i in range(n + 1)]
+    return list(itertools.pairwise(edges))
+
+
+class _CompiledStep:
+    """One RL iteration with :mod:`._rl_kernels` between the FFTs (bit for bit numpy's)."""
+
+    def __init__(self, yp, mask, norm, tv, eps, floor):
+        from . import _rl_kernels
+
+        self.k = _rl_kernels
+        self.masked = mask * yp
+        self.norm, self.tv, self.eps2, self.floor = norm, float(tv), eps * eps, float(floor)
+        self.blocks = _row_blocks(yp.shape[0])
+
+    def _rows(self, fn) -> None:
+        _threads.pmap(lambda b: fn(*b), self.blocks)
+
+    def __call__(self, x, x_prev, a, conv, otf, otf_adj):
+        k = self.k
+        z = x
+        if a is not None:
+            z = np.empty_like(x)
+            self._rows(lambda r0, r1: k.extrapolate(x, x_prev, a, self.floor, z, r0, r1))
+        blurred = conv(z, otf)
+        r = np.empty_like(x)
+        self._rows(lambda r0, r1: k.ratio(self.masked, blurred, self.floor, r, r0, r1))
+        back = conv(r, otf_adj)
+        x_new, g = np.empty_like(x), np.empty_like(x)
+        self._rows(
+            lambda r0, r1: k.update(
+                z, back, self.norm, self.tv, self.eps2, self.floor, x_new, g, r0, r1
+            )
+        )
+        return x_new, g
+
+
 def iter_richardson_lucy(
     image,
     psf,
@@ -270,23 +318,28 @@ def iter_richardson_lucy(
     x_prev: np.ndarray | None = None
     g1: np.ndarray | None = None
     g2: np.ndarray | None = None
+    step = _CompiledStep(yp, mask, norm, tv, eps, floor) if COMPILED else None
     for it in range(1, max_iter + 1):
-        z = x
+        a = None
         if accelerate and g1 is not None and g2 is not None and x_prev is not None:
             a = float(np.sum(g1 * g2) / max(float(np.sum(g2 * g2)), 1e-300))
             a = min(max(a, 0.0), 0.95)
-            z = np.maximum(x + a * (x - x_prev), floor)
-        corr = conv(mask * yp / np.maximum(conv(z, otf), floor), otf_adj) / norm
-        if tv > 0:
-            gx = np.roll(z, -1, 1) - z
-            gy = np.roll(z, -1, 0) - z
-            mag = np.sqrt(gx * gx + gy * gy + eps * eps)
-            gx /= mag
-            gy /= mag
-            div = gx - np.roll(gx, 1, 1) + gy - np.roll(gy, 1, 0)
-            corr /= np.maximum(1.0 - tv * div, 0.2)
-        x_new = np.maximum(z * corr, floor)
-        g2, g1 = g1, x_new - z
+        if step is not None:
+            x_new, g_new = step(x, x_prev, a, conv, otf, otf_adj)
+        else:
+            z = x if a is None else np.maximum(x + a * (x - x_prev), floor)
+            corr = conv(mask * yp / np.maximum(conv(z, otf), floor), otf_adj) / norm
+            if tv > 0:
+                gx = np.roll(z, -1, 1) - z
+                gy = np.roll(z, -1, 0) - z
+                mag = np.sqrt(gx * gx + gy * gy + eps * eps)
+                gx /= mag
+                gy /= mag
+                div = gx - np.roll(gx, 1, 1) + gy - np.roll(gy, 1, 0)
+                corr /= np.maximum(1.0 - tv * div, 0.2)
+            x_new = np.maximum(z * corr, floor)
+            g_new = x_new - z
+        g2, g1 = g1, g_new
         x_prev, x = x, x_new
         change = float(
             np.linalg.norm(x[inner] - x_prev[inner])
