@@ -43,30 +43,34 @@ def _haar_forward(a, out):  # pragma: no cover - compiled
     while m > 1:
         h = m // 2
         for i in range(h):
+            ev, od, dif, sm = a[2 * i], a[2 * i + 1], out[h + i], a[i]  # rows: 1-D loops
             for k in range(q):
-                e = a[2 * i, k]
-                o = a[2 * i + 1, k]
-                out[h + i, k] = (e - o) * _SQRT_HALF
-                a[i, k] = (e + o) * _SQRT_HALF
+                e = ev[k]
+                o = od[k]
+                dif[k] = (e - o) * _SQRT_HALF
+                sm[k] = (e + o) * _SQRT_HALF
         m = h
+    out0, a0 = out[0], a[0]
     for k in range(q):
-        out[0, k] = a[0, k]
+        out0[k] = a0[k]
 
 
 @numba.njit(**_JIT)
 def _haar_inverse(y, r):  # pragma: no cover - compiled
     """``r = Tᵀ y`` along axis 0 (``bm3d._group_inverse``'s butterflies)."""
     n, q = y.shape
+    r0, y0 = r[0], y[0]
     for k in range(q):
-        r[0, k] = y[0, k]
+        r0[k] = y0[k]
     m = 1
     while m < n:
         for i in range(m - 1, -1, -1):  # downwards: r[i] is read before it is overwritten
+            ri, yi, ev, od = r[i], y[m + i], r[2 * i], r[2 * i + 1]
             for k in range(q):
-                a = r[i, k]
-                d = y[m + i, k]
-                r[2 * i, k] = (a + d) * _SQRT_HALF
-                r[2 * i + 1, k] = (a - d) * _SQRT_HALF
+                a = ri[k]
+                d = yi[k]
+                ev[k] = (a + d) * _SQRT_HALF
+                od[k] = (a - d) * _SQRT_HALF
         m *= 2
 
 
@@ -110,11 +114,13 @@ def filter_band(
         for j in range(n):
             y = qy[g, j] - row0
             x = qx[g, j]
+            sj, src = s[j], spec[y, x]
             for k in range(q):
-                s[j, k] = spec[y, x, k]
+                sj[k] = src[k]
             if not hard:
+                pj, psrc = ps[j], pil[y, x]
                 for k in range(q):
-                    ps[j, k] = pil[y, x, k]
+                    pj[k] = psrc[k]
         if pow2:
             _haar_forward(s, t)
             if not hard:
@@ -128,39 +134,39 @@ def filter_band(
         for k in range(q):
             col[k] = 0.0
         col[0] = 1.0
+        # (row by row, the group's DC coefficient t[0, 0] left out of the first row)
         if hard:
             for i in range(n):
-                for k in range(q):
-                    if i == 0 and k == 0:
-                        continue
-                    if abs(t[i, k]) > thr[k]:
-                        col[k] += 1.0
-                    else:
-                        t[i, k] = 0.0
+                ti = t[i]
+                for k in range(1 if i == 0 else 0, q):
+                    keep = abs(ti[k]) > thr[k]
+                    col[k] += 1.0 if keep else 0.0
+                    ti[k] = ti[k] if keep else 0.0
         else:
             for i in range(n):
-                for k in range(q):
-                    if i == 0 and k == 0:
-                        continue
-                    p2 = pt[i, k] * pt[i, k]
+                ti, pti = t[i], pt[i]
+                for k in range(1 if i == 0 else 0, q):
+                    p2 = pti[k] * pti[k]
                     w = p2 / (p2 + noise_var[k])
-                    t[i, k] *= w
+                    ti[k] *= w
                     col[k] += w * w
         total = 0.0
         for k in range(q):
             total += col[k] * var[k]
         weight = 1.0 / total
         for i in range(n):
+            ti = t[i]
             for k in range(q):
-                t[i, k] *= weight
+                ti[k] *= weight
         if pow2:
             _haar_inverse(t, s)
         else:
             _matrix_along_groups(tmat, t, s, True)
         for j in range(n):
             pos = (qy[g, j] - row0) * cols + qx[g, j]
+            dst, sj = acc[pos], s[j]
             for k in range(q):
-                acc[pos, k] += s[j, k]
+                dst[k] += sj[k]
             tl[pos] += weight
 
 
@@ -180,23 +186,29 @@ def overlap_add(acc, tl, c, win, rows, cols, w, num):  # pragma: no cover - comp
             pos = y * cols + x
             if tl[pos] == 0.0:
                 continue
+            spec = acc[pos]
             for u in range(p):  # tmp = Cᵀ S (over k_y), inner loops contiguous
+                tu = tmp[u]
                 for b in range(p):
-                    tmp[u, b] = 0.0
+                    tu[b] = 0.0
                 for a in range(p):
                     cau = c[a, u]
+                    off = a * p
                     for b in range(p):
-                        tmp[u, b] += cau * acc[pos, a * p + b]
+                        tu[b] += cau * spec[off + b]
             for u in range(p):  # then tmp C (over k_x), windowed and added
                 for v in range(p):
                     out[v] = 0.0
+                tu = tmp[u]
                 for b in range(p):
-                    t_ub = tmp[u, b]
+                    t_ub = tu[b]
+                    cb = c[b]
                     for v in range(p):
-                        out[v] += t_ub * c[b, v]
+                        out[v] += t_ub * cb[v]
                 base = (y + u) * w + x
+                wu = u * p
                 for v in range(p):
-                    num[base + v] += win[u * p + v] * out[v]
+                    num[base + v] += win[wu + v] * out[v]
 
 
 @numba.njit(**_JIT)
@@ -206,8 +218,11 @@ def _levels(lev, length):  # pragma: no cover - compiled
     width = 1
     for b in range(1, lev.shape[0]):
         for i in range(length - 2 * width + 1):
+            lo_ = lev[b - 1, i]
+            hi_ = lev[b - 1, i + width]
+            dst = lev[b, i]
             for c in range(w):
-                lev[b, i, c] = lev[b - 1, i, c] + lev[b - 1, i + width, c]
+                dst[c] = lo_[c] + hi_[c]
         width *= 2
 
 
@@ -267,9 +282,12 @@ def match(mf, ys, xs, p, r, n, excl):  # pragma: no cover - compiled
                     continue
                 for cc in range(c_lo):
                     lev[0, i, cc] = 0.0
-                for cc in range(c_lo, c_hi):
-                    d = mf[ya, cc] - mf[yb, cc + dx]
-                    lev[0, i, cc] = d * d
+                ra = mf[ya, c_lo:c_hi]
+                rb = mf[yb, c_lo + dx : c_hi + dx]
+                out = lev[0, i, c_lo:c_hi]
+                for k in range(c_hi - c_lo):
+                    d = ra[k] - rb[k]
+                    out[k] = d * d
                 for cc in range(c_hi, w):
                     lev[0, i, cc] = 0.0
             _levels(lev, rows)
@@ -280,25 +298,32 @@ def match(mf, ys, xs, p, r, n, excl):  # pragma: no cover - compiled
                         dist[yi, xi, o] = big
                     continue
                 yr = y0 - row_lo
+                c0 = clev[0, 0]
+                src0 = lev[pl[0], yr]
                 for cc in range(w):  # sums over the patch's rows
-                    clev[0, 0, cc] = lev[pl[0], yr, cc]
+                    c0[cc] = src0[cc]
                 for k in range(1, npc):
+                    srck = lev[pl[k], yr + po[k]]
                     for cc in range(w):
-                        clev[0, 0, cc] = clev[0, 0, cc] + lev[pl[k], yr + po[k], cc]
+                        c0[cc] = c0[cc] + srck[cc]
                 width = 1
                 for b in range(1, nlev):  # then over its columns, the same way
-                    for cc in range(w - 2 * width + 1):
-                        clev[b, 0, cc] = clev[b - 1, 0, cc] + clev[b - 1, 0, cc + width]
+                    lo_ = clev[b - 1, 0]
+                    hi_ = clev[b - 1, 0, width:]
+                    dst = clev[b, 0]
+                    for k in range(w - 2 * width + 1):
+                        dst[k] = lo_[k] + hi_[k]
                     width *= 2
+                drow = dist[yi]
                 for xi in range(nx):
                     x0 = xs[xi]
                     if x0 + dx < 0 or x0 + dx > w - p:
-                        dist[yi, xi, o] = big
+                        drow[xi, o] = big
                         continue
                     total = clev[pl[0], 0, x0]
                     for k in range(1, npc):
                         total = total + clev[pl[k], 0, x0 + po[k]]
-                    dist[yi, xi, o] = total
+                    drow[xi, o] = total
     ref = r * nd + r
     qy = np.empty((ny * nx, n), np.intp)
     qx = np.empty((ny * nx, n), np.intp)
