@@ -77,6 +77,11 @@ FINE_SCALES, FINE_ROUNDS = 0, 1
 #: The latent step's inner loops are compiled (:mod:`._blind_kernels`) when numba is
 #: installed; the numpy code is the reference and the fallback (set False to use it).
 COMPILED = importlib.util.find_spec("numba") is not None
+# Also measured and rejected (2026-12-07, bench_deconvolve's 27 images, network stage,
+# same run): the kernel step's correlations in single precision on the smallest
+# wrap-free FFT sides (kernel estimate 12 % faster) moved no mean kernel error by more
+# than noise but flipped two estimates (vesicles, Gaussian 2 px, 1000 e⁻/px: 30.27 →
+# 26.05 dB): blind mean 24.92 → 24.76 dB, gap to true-kernel RL 1.24 → 1.40 dB.
 _ISLAND = 0.1  # connected parts of the kernel with less mass than this x the largest are dropped
 
 
