@@ -290,9 +290,14 @@ def test_bad_input_names_the_parameter(name):
         bm3d(image, **kwargs)
 
 
-def test_patch_spectra_are_the_2d_dct_of_every_patch():
+@pytest.mark.parametrize("compiled", [False, True])
+def test_patch_spectra_are_the_2d_dct_of_every_patch(compiled, monkeypatch):
+    from em_restore.backend import bm3d as module
     from em_restore.backend.bm3d import _dct_matrix, _patch_spectra
 
+    if compiled and not module.COMPILED:
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(module, "COMPILED", compiled)
     img = np.random.default_rng(7).standard_normal((30, 27))
     p, row0, row1 = 8, 4, 15
     c = _dct_matrix(p)

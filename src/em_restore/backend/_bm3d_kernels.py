@@ -29,7 +29,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["filter_band", "match", "overlap_add"]
+__all__ = ["filter_band", "match", "overlap_add", "patch_spectra"]
 
 _SQRT_HALF = math.sqrt(0.5)
 _JIT = {"nogil": True, "cache": True}
@@ -352,3 +352,43 @@ def match(mf, ys, xs, p, r, n, excl):  # pragma: no cover - compiled
                 qy[g, j] = ys[yi] + bi[j] // nd - r
                 qx[g, j] = xs[xi] + bi[j] % nd - r
     return qy, qx
+
+
+@numba.njit(**_JIT)
+def patch_spectra(img, row0, row1, c, out):  # pragma: no cover - compiled
+    """``out[y, x] = C P Cᵀ`` (raster ``k_y, k_x``) of the patch at ``(row0 + y, x)``.
+
+    ``bm3d._patch_spectra``'s separable transform: the 1-D DCT of every row window
+    first (each shared by the ``p`` patches that contain it), then of every column
+    window of those. ``out`` is ``(row1 - row0, cols - p + 1, p²)``.
+    """
+    p = c.shape[0]
+    cols = img.shape[1] - p + 1
+    nr = row1 - row0 + p - 1
+    rows = np.empty((nr, cols, p))
+    for r in range(nr):
+        src = img[row0 + r]
+        for x in range(cols):
+            dst = rows[r, x]
+            for k in range(p):
+                ck = c[k]
+                acc = 0.0
+                for v in range(p):
+                    acc += src[x + v] * ck[v]
+                dst[k] = acc
+    tmp = np.empty(p)
+    for y in range(row1 - row0):
+        for x in range(cols):
+            o = out[y, x]
+            for k in range(p):
+                ck = c[k]
+                for b in range(p):
+                    tmp[b] = 0.0
+                for u in range(p):
+                    cu = ck[u]
+                    rs = rows[y + u, x]
+                    for b in range(p):
+                        tmp[b] += cu * rs[b]
+                off = k * p
+                for b in range(p):
+                    o[off + b] = tmp[b]

@@ -411,6 +411,10 @@ def _patch_spectra(img: np.ndarray, row0: int, row1: int, c: np.ndarray) -> np.n
     coefficients in ``(k_y, k_x)`` raster order.
     """
     p = c.shape[0]
+    if COMPILED:
+        out = np.empty((row1 - row0, img.shape[1] - p + 1, p * p))
+        _kernels().patch_spectra(np.ascontiguousarray(img, dtype=np.float64), row0, row1, c, out)
+        return out
     rows = sliding_window_view(img[row0 : row1 + p - 1], p, axis=1) @ c.T  # (y, x, k_x)
     spec = sliding_window_view(rows, p, axis=0) @ c.T  # (y, x, k_x, k_y)
     return spec.swapaxes(2, 3).reshape(row1 - row0, -1, p * p)
