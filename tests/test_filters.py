@@ -223,12 +223,24 @@ def test_bad_input_raises_naming_the_parameter(call, match):
         call()
 
 
-def test_chambolle_float64_is_scikit_image_bit_for_bit_and_float32_close(scene):
+@pytest.mark.parametrize("compiled", [False, True])
+def test_chambolle_float64_is_scikit_image_bit_for_bit_and_float32_close(
+    scene, compiled, monkeypatch
+):
+    """Both the numpy iteration and the compiled one (:mod:`._tv_kernels`, one pass per
+    step) equal scikit-image bit for bit in float64; in float32 they equal each other."""
     from skimage.restoration import denoise_tv_chambolle
 
+    from em_restore.backend import chambolle as module
     from em_restore.backend.chambolle import chambolle
 
+    if compiled and not module.COMPILED:
+        pytest.skip("numba is not installed")
     _, noisy = scene
+    monkeypatch.setattr(module, "COMPILED", False)
+    numpy32 = chambolle(noisy[:61, :47], 0.3, 37)
+    monkeypatch.setattr(module, "COMPILED", compiled)
+    np.testing.assert_array_equal(chambolle(noisy[:61, :47], 0.3, 37), numpy32)
     for weight, iters in ((0.05, 200), (0.3, 37), (0.1, 1)):
         ref = denoise_tv_chambolle(noisy, weight=weight, eps=0.0, max_num_iter=iters)
         np.testing.assert_array_equal(chambolle(noisy, weight, iters, dtype=np.float64), ref)

@@ -27,7 +27,7 @@ import numpy as np
 
 __all__ = ["shrink_divergence", "update_spectrum"]
 
-_JIT = {"nogil": True, "cache": True}
+_JIT = {"nogil": True, "cache": True, "error_model": "numpy"}  # IEEE division, as numpy
 
 
 @numba.njit(**_JIT)

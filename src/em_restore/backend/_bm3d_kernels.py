@@ -32,7 +32,7 @@ import numpy as np
 __all__ = ["filter_band", "match", "overlap_add", "patch_spectra"]
 
 _SQRT_HALF = math.sqrt(0.5)
-_JIT = {"nogil": True, "cache": True}
+_JIT = {"nogil": True, "cache": True, "error_model": "numpy"}  # IEEE division, as numpy
 
 
 @numba.njit(**_JIT)

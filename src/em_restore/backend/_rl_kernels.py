@@ -25,7 +25,7 @@ import numpy as np
 
 __all__ = ["extrapolate", "ratio", "update"]
 
-_JIT = {"nogil": True, "cache": True}
+_JIT = {"nogil": True, "cache": True, "error_model": "numpy"}  # IEEE division, as numpy
 
 
 @numba.njit(**_JIT)
