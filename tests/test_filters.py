@@ -255,3 +255,26 @@ def test_chambolle_float64_is_scikit_image_bit_for_bit_and_float32_close(
     # measured: 1.2e-4 of the data range at most, 105 dB
     assert 0 < np.abs(out - ref).max() < 5e-4 * np.ptp(noisy)
     assert _psnr(ref, out) > 80
+
+
+def test_remembered_wavelet_analysis_gives_the_fresh_result_and_is_keyed_by_image():
+    """The calibration tries several strengths per crop; the analysis is remembered by
+    the image's bytes: a repeat equals a fresh run, another image is not confused with
+    it, and the remembered arrays cannot be changed by a caller."""
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(0, 1, (64, 64)), rng.normal(0, 1, (64, 64))
+    F._ANALYSES.clear()
+    fresh = {s: F.wavelet(a, sigma=1.0, strength=s) for s in (0.0, 0.8, 1.6)}
+    assert len(F._ANALYSES) == 1
+    for s, out in fresh.items():
+        F._ANALYSES.clear()
+        np.testing.assert_array_equal(F.wavelet(a, sigma=1.0, strength=s), out)
+    F.wavelet(a, sigma=1.0)
+    other = F.wavelet(b, sigma=1.0, strength=0.8)
+    assert len(F._ANALYSES) == 2 and not np.array_equal(other, fresh[0.8])
+    F._ANALYSES.clear()
+    np.testing.assert_array_equal(F.wavelet(b, sigma=1.0, strength=0.8), other)
+    _, analysis = next(iter(F._ANALYSES.values()))
+    with pytest.raises(ValueError):
+        analysis[0][0][0][0, 0] = 1.0
+    np.testing.assert_allclose(fresh[0.0], a, atol=1e-10)  # strength 0: the tight frame

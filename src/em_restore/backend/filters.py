@@ -38,7 +38,10 @@ noise model).
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import math
+import threading
 
 import numpy as np
 import scipy.fft
@@ -579,6 +582,58 @@ def _subband_noise(lo, hi, levels: int, kernel, n: int = 256) -> list[list[float
     return out
 
 
+#: Analyses of small images are remembered (the calibration tries several strengths on
+#: each crop, and the analysis does not depend on the strength): at most this many, of
+#: images up to _ANALYSIS_PIXELS. Keyed by the image's bytes and the transform: exact.
+_ANALYSIS_ENTRIES = 8
+_ANALYSIS_PIXELS = 160 * 160
+_ANALYSES: collections.OrderedDict = collections.OrderedDict()
+_ANALYSES_LOCK = threading.Lock()
+
+
+def _wavelet_analysis(x, lo, hi, levels: int, radius: int):
+    """Undecimated analysis of ``x``: the coarsest approximation and, per level, the three
+    detail bands with their local mean squares over the level's window (read-only)."""
+    key = None
+    if x.size <= _ANALYSIS_PIXELS:
+        digest = hashlib.blake2b(np.ascontiguousarray(x).tobytes(), digest_size=16).digest()
+        key = (x.shape, x.dtype.str, digest, lo.tobytes(), hi.tobytes(), levels)
+        with _ANALYSES_LOCK:
+            hit = _ANALYSES.get(key)
+            if hit is not None:
+                _ANALYSES.move_to_end(key)
+                return hit
+    approx = np.pad(x, radius, mode="symmetric")
+    analysis = []
+    for j in range(levels):
+        step = 2**j
+        rl = _corr(approx, lo, step, 1, False)
+        rh = _corr(approx, hi, step, 1, False)
+        bands = (
+            _corr(rl, hi, step, 0, False),  # high along y
+            _corr(rh, lo, step, 0, False),  # high along x
+            _corr(rh, hi, step, 0, False),  # diagonal
+        )
+        approx = _corr(rl, lo, step, 0, False)
+        win = _window(j)
+        weights = np.ones(win) / win
+        locals_ = []
+        for y in bands:
+            local = ndi.correlate1d(y * y, weights, axis=0, mode="reflect")
+            locals_.append(ndi.correlate1d(local, weights, axis=1, mode="reflect"))
+        for a in (*bands, *locals_):
+            a.setflags(write=False)
+        analysis.append((bands, tuple(locals_)))
+    approx.setflags(write=False)
+    out = (approx, analysis)
+    if key is not None:
+        with _ANALYSES_LOCK:
+            _ANALYSES[key] = out
+            while len(_ANALYSES) > _ANALYSIS_ENTRIES:
+                _ANALYSES.popitem(last=False)
+    return out
+
+
 def wavelet(
     image,
     *,
@@ -642,28 +697,15 @@ def wavelet(
 
         kernel = check_kernel(kernel)
     radius = _wavelet_radius(lo.size // 2, levels)
-    xp = np.pad(x, radius, mode="symmetric")
+    approx, analysis = _wavelet_analysis(x, lo, hi, levels, radius)
     noise_var = _subband_noise(lo, hi, levels, kernel)
-    approx = xp
     details = []
     for j in range(levels):
-        step = 2**j
-        rl = _corr(approx, lo, step, 1, False)
-        rh = _corr(approx, hi, step, 1, False)
-        bands = (
-            _corr(rl, hi, step, 0, False),  # high along y
-            _corr(rh, lo, step, 0, False),  # high along x
-            _corr(rh, hi, step, 0, False),  # diagonal
-        )
-        approx = _corr(rl, lo, step, 0, False)
+        bands, locals_ = analysis[j]
         if strength > 0:
-            win = _window(j)
-            weights = np.ones(win) / win
             shrunk = []
-            for y, e in zip(bands, noise_var[j], strict=True):
+            for y, local, e in zip(bands, locals_, noise_var[j], strict=True):
                 vn = sigma * sigma * e
-                local = ndi.correlate1d(y * y, weights, axis=0, mode="reflect")
-                local = ndi.correlate1d(local, weights, axis=1, mode="reflect")
                 sx = np.sqrt(np.maximum(local - vn, 0.0))
                 thr = np.divide(strength * vn, sx, out=np.full_like(sx, np.inf), where=sx > 0)
                 shrunk.append(np.sign(y) * np.maximum(np.abs(y) - thr, 0.0))
