@@ -18,13 +18,14 @@ runs everything in the calling thread.
 from __future__ import annotations
 
 import contextvars
+import itertools
 import os
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-__all__ = ["THREADS", "pmap", "threads"]
+__all__ = ["THREADS", "pmap", "row_blocks", "threads"]
 
 #: Worker threads (None: one per core, at most 8; 1: no pool).
 THREADS: int | None = None
@@ -63,3 +64,16 @@ def pmap(fn: Callable[[Any], Any], items: Iterable) -> list:
             )
     futures = [pool.submit(contextvars.copy_context().run, fn, x) for x in items]
     return [f.result() for f in futures]
+
+
+def row_blocks(rows: int, least: int = 16) -> list[tuple[int, int]]:
+    """``[(r0, r1), ...]``: ``rows`` split into one block per thread, ``least`` rows at least.
+
+    Examples
+    --------
+    >>> row_blocks(10, least=16)
+    [(0, 10)]
+    """
+    n = min(threads(), max(1, rows // least))
+    edges = [rows * i // n for i in range(n + 1)]
+    return list(itertools.pairwise(edges))

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import itertools
 import math
 from collections.abc import Generator
 from typing import Any
@@ -209,12 +208,6 @@ def _numpy_step(x, num0, den0, dden, lam, beta, buf) -> np.ndarray:
     return sfft.irfft2(num, s=x.shape, workers=FFT_WORKERS)
 
 
-def _row_blocks(rows: int) -> list[tuple[int, int]]:
-    n = min(_threads.threads(), max(1, rows // 16))
-    edges = [rows * i // n for i in range(n + 1)]
-    return list(itertools.pairwise(edges))
-
-
 def _compiled_step(x, num0, den0, dden, lam, beta, buf) -> np.ndarray:
     """:func:`_numpy_step` by the kernels of :mod:`._blind_kernels`, rows on the shared threads."""
     kern = _kernels()
@@ -224,7 +217,9 @@ def _compiled_step(x, num0, den0, dden, lam, beta, buf) -> np.ndarray:
     div = buf["div"]
     thr = np.float32(lam / beta)  # numpy compares float32 with a Python float in float32
     kept = sum(
-        _threads.pmap(lambda b: kern.shrink_divergence(x, thr, div, *b), _row_blocks(x.shape[0]))
+        _threads.pmap(
+            lambda b: kern.shrink_divergence(x, thr, div, *b), _threads.row_blocks(x.shape[0])
+        )
     )
     # Nothing kept: the gradient term and its spectrum are 0 (no transform needed).
     num = np.empty_like(num0) if kept == 0 else sfft.rfft2(div, workers=FFT_WORKERS)
@@ -232,7 +227,7 @@ def _compiled_step(x, num0, den0, dden, lam, beta, buf) -> np.ndarray:
     b32 = np.float32(beta)
     _threads.pmap(
         lambda b: kern.update_spectrum(spec, buf["num0"], den0, dden, b32, kept == 0, *b),
-        _row_blocks(num.shape[0]),
+        _threads.row_blocks(num.shape[0]),
     )
     return sfft.irfft2(num, s=x.shape, workers=FFT_WORKERS)
 

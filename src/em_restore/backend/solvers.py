@@ -28,7 +28,6 @@ automatically when the relative change of the estimate falls below ``tol``.
 from __future__ import annotations
 
 import importlib.util
-import itertools
 import math
 from collections.abc import Generator
 from typing import Any
@@ -211,13 +210,6 @@ def auto_balance(image: np.ndarray) -> float:
 COMPILED = importlib.util.find_spec("numba") is not None
 
 
-def _row_blocks(rows: int) -> list[tuple[int, int]]:
-    """Blocks of rows, one per thread of :mod:`._threads` (16 rows at least)."""
-    n = min(_threads.threads(), max(1, rows // 16))
-    edges = [rows * i // n for i in range(n + 1)]
-    return list(itertools.pairwise(edges))
-
-
 class _CompiledStep:
     """One RL iteration with :mod:`._rl_kernels` between the FFTs (bit for bit numpy's)."""
 
@@ -227,7 +219,7 @@ class _CompiledStep:
         self.k = _rl_kernels
         self.masked = mask * yp
         self.norm, self.tv, self.eps2, self.floor = norm, float(tv), eps * eps, float(floor)
-        self.blocks = _row_blocks(yp.shape[0])
+        self.blocks = _threads.row_blocks(yp.shape[0])
 
     def _rows(self, fn) -> None:
         _threads.pmap(lambda b: fn(*b), self.blocks)
