@@ -309,15 +309,19 @@ def test_patch_spectra_are_the_2d_dct_of_every_patch(compiled, monkeypatch):
         np.testing.assert_allclose(spectra[y - row0, x], expected, rtol=0, atol=1e-12)
 
 
-def test_remembered_matches_give_the_result_of_a_fresh_match():
+def test_remembered_matches_give_the_result_of_a_fresh_match(monkeypatch):
     from em_restore.backend import bm3d as module
 
     _, noisy = _white_noisy("vesicles", seed=3)
     noisy = noisy[:80, :88]
     module._MATCHES.clear()
+    module._SPECTRA.clear()
     first = {s: bm3d(noisy, sigma=SIGMA, strength=s) for s in (0.8, 1.2)}
     assert len(module._MATCHES) == 1  # stage 1 matched once for both strengths
+    # and the noisy patches' spectra computed once for both stages and strengths
+    assert len(module._SPECTRA) == 1
     module._MATCHES.clear()
+    module._SPECTRA.clear()
     # The other strength first: its matches are fresh, the remembered ones then serve 0.8.
     again = {s: bm3d(noisy, sigma=SIGMA, strength=s) for s in (1.2, 0.8)}
     for s in first:
@@ -327,6 +331,12 @@ def test_remembered_matches_give_the_result_of_a_fresh_match():
     shifted = bm3d(noisy, sigma=SIGMA, strength=0.8, origin=(1, 2))
     assert len(module._MATCHES) == 2
     assert not np.array_equal(shifted, first[0.8])
+    # Nothing remembered (as for large images): the same result, bit for bit.
+    other = noisy + 0.5
+    remembered = bm3d(other, sigma=SIGMA, strength=1.2)
+    assert len(module._SPECTRA) == 2
+    monkeypatch.setattr(module, "_MEMO_PIXELS", 0)
+    np.testing.assert_array_equal(bm3d(other, sigma=SIGMA, strength=1.2), remembered)
 
 
 # ------------------------------------------------------------ compiled kernels

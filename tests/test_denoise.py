@@ -383,3 +383,24 @@ def test_apply_plan_checks_its_data_once(monkeypatch):
     with pytest.raises(ValueError, match="NaN"):
         dn.apply_plan(bad, plan)
     assert out.shape == noisy.shape and np.isfinite(out).all()
+
+
+def test_classical_search_screens_every_method_and_refines_only_the_best(tem):
+    """Screening at SCREEN's strengths, refinement of the best method alone (issue 34)."""
+    plan = dn.plan_denoise(tem[0], "classical", modality="tem")
+    scored: dict = {}
+    for name in plan.calibration["scores"]:
+        method, value = name[:-1].split("(")
+        scored.setdefault(method, set()).add(float(value.split("=")[1]))
+    assert set(scored) == set(dn.CANDIDATES)
+    screened = {m: {float(s) for s in dn.SCREEN[m]} for m in dn.CANDIDATES}
+    refined = [m for m in scored if scored[m] != screened[m]]
+    assert all(scored[m] >= screened[m] for m in scored)
+    assert len(refined) <= 1
+    if refined:  # the refined method is the best screened one
+        best_screened = min(
+            dn.CANDIDATES,
+            key=lambda m: min(plan.calibration["scores"][dn.label(m, s)] for s in dn.SCREEN[m]),
+        )
+        assert refined == [best_screened]
+        assert len(scored[refined[0]]) <= len(screened[refined[0]]) + dn._N_REFINE

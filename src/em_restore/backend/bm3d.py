@@ -94,6 +94,7 @@ _BAND_BYTES = 24e6  # size of one band's table of matching distances (float32)
 _BATCH_COEFS = 1 << 18  # 3-D coefficients per filtering batch (per array)
 _MEMO_PIXELS = 256 * 256  # stage-1 matches of images up to this size are remembered
 _MEMO_ENTRIES = 16
+_SPECTRA_BYTES = 96e6  # patch spectra of the noisy image remembered across stages, strengths
 _KERNEL_TOL = 1e-6  # tolerance on sum(kernel**2) == 1
 _SQRT_HALF = math.sqrt(0.5)
 #: Use the compiled kernels of :mod:`._bm3d_kernels` (when numba is installed). False:
@@ -427,8 +428,8 @@ class _Stage:
     side by side); :meth:`result` adds the bands' slabs in band order and normalises.
     """
 
-    def __init__(self, z, pilot, *, var2d, strength, p, n):
-        self.z, self.pilot, self.p, self.n = z, pilot, p, n
+    def __init__(self, z, pilot, *, var2d, strength, p, n, memo=None):
+        self.z, self.pilot, self.p, self.n, self.memo = z, pilot, p, n, memo
         self.c = _dct_matrix(p)
         var = var2d.ravel()
         self.var = np.maximum(var, 1e-12 * var.max())  # guards 0/0 for exotic kernels
@@ -448,7 +449,7 @@ class _Stage:
         """
         row0, row1 = int(qy.min()), int(qy.max()) + 1
         w = self.z.shape[1]
-        spectra = _patch_spectra(self.z, row0, row1, self.c)
+        spectra = _noisy_spectra(self.z, row0, row1, self.c, self.memo)
         pilot = None if self.pilot is None else _patch_spectra(self.pilot, row0, row1, self.c)
         if COMPILED:
             return self._band_compiled(qy, qx, row0, row1, spectra, pilot)
@@ -544,33 +545,66 @@ _MATCHES_LOCK = threading.Lock()  # the calibration filters crops in threads
 def _match_memo(img: np.ndarray, geometry: tuple, excluded) -> tuple | None:
     if img.size > _MEMO_PIXELS:
         return None
-    digest = hashlib.blake2b(np.ascontiguousarray(img).tobytes(), digest_size=16).digest()
+    digest = _digest(img)
     mask = b"" if excluded is None else np.packbits(excluded).tobytes()
     return (img.shape, img.dtype.str, digest, geometry, mask)
 
 
-def _collaborative(z, match_img, pilot, *, var2d, strength, p, r, step, n, origin, excluded):
+# The 2-D spectra of the noisy image's patches are the same in both stages and at
+# every strength: remembered per band (keyed by the image's digest, so exact), at most
+# _SPECTRA_BYTES in all. Read only, by both the numpy and the compiled filtering.
+_SPECTRA: OrderedDict = OrderedDict()
+_SPECTRA_LOCK = threading.Lock()
+
+
+def _digest(img: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(img).tobytes(), digest_size=16).digest()
+
+
+def _noisy_spectra(z: np.ndarray, row0: int, row1: int, c: np.ndarray, memo) -> np.ndarray:
+    if memo is None:
+        return _patch_spectra(z, row0, row1, c)
+    key = (memo, row0, row1, c.shape[0], COMPILED)  # the two paths agree to rounding only
+    with _SPECTRA_LOCK:
+        out = _SPECTRA.get(key)
+        if out is not None:
+            _SPECTRA.move_to_end(key)
+            return out
+    out = _patch_spectra(z, row0, row1, c)
+    if out.nbytes <= _SPECTRA_BYTES / 4:
+        with _SPECTRA_LOCK:
+            _SPECTRA[key] = out
+            while sum(a.nbytes for a in _SPECTRA.values()) > _SPECTRA_BYTES:
+                _SPECTRA.popitem(last=False)
+    return out
+
+
+def _collaborative(
+    z, match_img, pilot, *, var2d, strength, p, r, step, n, origin, excluded, memo=None
+):
     h, w = z.shape
     ys_all = _grid(h, p, step, origin[0])
     xs = _grid(w, p, step, origin[1])
     n = min(n, _min_candidates(h, w, p, r, ys_all, xs, excluded))
-    stage = _Stage(z, pilot, var2d=var2d, strength=strength, p=p, n=n)
+    stage = _Stage(z, pilot, var2d=var2d, strength=strength, p=p, n=n, memo=memo)
     nd = 2 * r + 1
     band_rows = max(1, int(_BAND_BYTES // (4 * xs.size * nd * nd)))
     per_batch = max(1, _BATCH_COEFS // (n * p * p))
-    memo = _match_memo(match_img, (p, r, step, n, origin), excluded) if pilot is None else None
+    match_key = None
+    if pilot is None:
+        match_key = _match_memo(match_img, (p, r, step, n, origin), excluded)
     with _MATCHES_LOCK:
-        bands = _MATCHES.get(memo) if memo is not None else None
+        bands = _MATCHES.get(match_key) if match_key is not None else None
         if bands is not None:
-            _MATCHES.move_to_end(memo)
+            _MATCHES.move_to_end(match_key)
     if bands is None:
         bands = pmap(
             lambda b0: _match(match_img, ys_all[b0 : b0 + band_rows], xs, p, r, n, excluded),
             range(0, ys_all.size, band_rows),
         )
-        if memo is not None:
+        if match_key is not None:
             with _MATCHES_LOCK:
-                _MATCHES[memo] = bands
+                _MATCHES[match_key] = bands
                 while len(_MATCHES) > _MEMO_ENTRIES:
                     _MATCHES.popitem(last=False)
     return stage.result(pmap(lambda band: stage.band(*band, per_batch), bands))
@@ -690,6 +724,7 @@ def bm3d(
         step=step,
         origin=origin,
         excluded=_excluded_offsets(g, r),
+        memo=(z.shape, _digest(z)) if z.size <= _MEMO_PIXELS else None,
     )
     basic = _collaborative(z, z, None, n=n1, **common)
     if stage == "hard":

@@ -61,10 +61,14 @@ the blind spots are whole rows (filled with the mean of the rows above and
 below) and ``T = w_0 v̄ + (Σ_row w) v_l``, the row weight fitted from the
 response to the row's common perturbation.
 
-The grid (``_GRID``) is scored with one lattice per crop; the two best methods
-are refined around their best strength (midpoints, or one step outward at a grid
-edge), and the 4 best candidates are re-scored with 3 lattices per crop before
-the final choice.
+Search. For ``method="classical"`` every method is screened at the strengths of
+:data:`~em_restore.backend.classical.SCREEN` (about a factor 2 apart; BM3D at two)
+with one lattice per crop; the best method is refined around its best strength
+(midpoints, or one step outward at an edge, at most 3 more), and the 2 best
+candidates are re-scored with 3 lattices per crop before the final choice. A single
+method is screened over its whole ``GRID``. (Issue 34: against the full grids with
+the two best methods refined and four finalists, the same quality on
+``bench_denoise.py``'s images for two thirds of the filter work.)
 
 Tiling
 ------
@@ -111,6 +115,7 @@ from .classical import (
     GRID,
     METHODS,
     MIN_SIDE,
+    SCREEN,
     STRENGTH_PARAM,
     TV_HALO,
     TV_TOLERANCE,
@@ -241,9 +246,12 @@ def iter_plan_denoise(
     if modality is not None:
         modality = check_choice(modality, "modality", ("tem", "stem", "sem"))
 
-    n_grid = sum(len(GRID[m]) for m in concrete)
+    # One method: its whole grid. The classical choice: every method's screening grid.
+    grids = {m: GRID[m] if method != "classical" else SCREEN[m] for m in concrete}
+    n_grid = sum(len(grids[m]) for m in concrete)
     skip = method != "classical" and STRENGTH_PARAM[method] in user
-    total = 1 + (0 if skip else n_grid + _N_REFINE * min(2, len(concrete)) + _N_FINAL)
+    n_refined = min(_N_REFINED_METHODS, len(concrete))
+    total = 1 + (0 if skip else n_grid + _N_REFINE * n_refined + _N_FINAL)
     yield Progress(0, total, "estimating noise")
     noise = _resolve_noise(x, noise, modality)
     stabilise = bool(noise.is_signal_dependent())
@@ -287,14 +295,14 @@ def iter_plan_denoise(
     cal = _make_calibrator(x, z, spikes, probe, base, line)
     best: dict[str, Any] = {}
     for m in concrete:
-        for s in GRID[m]:
+        for s in grids[m]:
             yield Progress(done, total, f"scoring {label(m, s)}")
             cal.score(m, s, _PHASES)
             done += 1
-        best[m] = min(GRID[m], key=lambda s, m=m: cal.risk[(m, s)])
+        best[m] = min(grids[m], key=lambda s, m=m: cal.risk[(m, s)])
     ranked = sorted(concrete, key=lambda m: cal.risk[(m, best[m])])
-    for m in ranked[:2]:
-        tried = list(GRID[m])
+    for m in ranked[:n_refined]:
+        tried = list(grids[m])
         budget = _N_REFINE
         while budget > 0:
             extra = [s for s in refine_candidates(m, tried, best[m]) if (m, s) not in cal.risk]
@@ -334,6 +342,7 @@ def iter_plan_denoise(
 
 
 _N_REFINE = 3
+_N_REFINED_METHODS = 1  # methods refined around their best screened strength
 # Scan-line offsets are modelled when their variance exceeds this fraction of the
 # mean noise variance (below it their effect on the scores is negligible, and the
 # estimate is dominated by row-aligned structure at high dose).
@@ -341,7 +350,7 @@ _LINE_FRACTION = 0.02
 _PHASES = 1  # lattices per crop while screening
 _FINAL_PHASES = 3  # lattices per crop for the finalists
 _MAX_PHASES = _FINAL_PHASES
-_N_FINAL = 4
+_N_FINAL = 2
 _CROP_SIZE = 128
 _N_CROPS = 3
 
