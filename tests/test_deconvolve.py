@@ -387,3 +387,18 @@ def test_compiled_richardson_lucy_is_bit_for_bit_the_numpy_one(particles, kw, mo
         monkeypatch.setattr(_threads, "THREADS", n)
         np.testing.assert_array_equal(module.richardson_lucy(y, k, **kw), reference)
     assert psnr(reference, particles[:101, :87]) > psnr(y, particles[:101, :87])
+
+
+def test_large_frames_run_fewer_rounds_at_the_finest_scale(grid):
+    """Issue 34: FINE_ROUNDS at the finest scale on frames of FINE_MIN_PIXELS or more."""
+    from em_restore.backend import blind
+
+    def rounds(img):
+        return list(blind.iter_estimate_kernel(img, max_size=15))[-1].total
+
+    small = P.convolve(grid, P.gaussian_psf(1.5))
+    large = P.convolve(np.tile(grid, (2, 2)), P.gaussian_psf(1.5))
+    assert small.size < blind.FINE_MIN_PIXELS <= large.size
+    full, reduced = rounds(small), rounds(large)
+    assert full == 5 * 5  # 5 rounds at each of the canvases 5, 7, 9, 11, 15
+    assert reduced == full - blind.FINE_SCALES * (5 - blind.FINE_ROUNDS) < full

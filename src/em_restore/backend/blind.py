@@ -63,11 +63,16 @@ _BETA_MAX, _BETA_RATE = 1e5, 2.0  # half-quadratic splitting: penalty schedule
 # but raised the kernel error 0.561 → 0.594 and lost 0.10 dB on disks; warm-starting each
 # round's latent from the previous one (at β = 1 or 100) was 29 % faster but lost 1.8 dB on
 # motion blurs. Both stay off.
-#: The FINE_SCALES finest scales (most of the cost) may run fewer rounds. Off (0):
-#: one round at the two finest was 2.2× faster and as accurate on eight 1024² frames
-#: (kernel error 0.453 → 0.415) but lost 0.44 dB on bench_deconvolve's disk blurs
-#: (issue 34, still open).
-FINE_SCALES, FINE_ROUNDS = 0, 1
+#: The FINE_SCALES finest scales (most of the cost: the finest holds about half of all
+#: the pixels of the pyramid) run FINE_ROUNDS rounds, the coarser ones ``iterations``.
+#: bench_deconvolve.py's 27 images, same run (issue 34): the finest at 3 rounds (1, 3)
+#: gave blind 24.92 → 25.07 dB, gap to true-kernel RL 1.24 → 1.09 dB, kernel error
+#: 0.632 → 0.569 (disks 25.19 → 24.88 dB, Gaussians 24.82 → 25.42, motion 24.74 →
+#: 24.89), 15 % faster at 1024²; the two finest at 3 (2, 3): 24.87 dB, gap 1.29 dB,
+#: 23 % faster; one round at the two finest (2, 1): 2.2× faster but −0.44 dB on disks.
+#: Frames under FINE_MIN_PIXELS keep every round: they are quick, and on a 128² window
+#: three rounds widened a 1 px Gaussian's estimate from 1.50 to 1.76 px.
+FINE_SCALES, FINE_ROUNDS, FINE_MIN_PIXELS = 1, 3, 256 * 256
 # Also measured and rejected (2026-12-06, eight 1024² TEM frames, 4 specimens × Gaussian /
 # disk / motion blurs at 100 and 1000 e⁻/px, classical stage 1): estimating the kernel on
 # the 512² (724²) crop with the most gradient energy instead of the whole frame made the
@@ -514,8 +519,9 @@ def iter_estimate_kernel(
         Odd side of the kernel canvas (the largest blur it can find). Default
         :func:`default_kernel_size`.
     iterations : int
-        Latent/kernel rounds per scale (the :data:`FINE_SCALES` finest scales run
-        at most :data:`FINE_ROUNDS`).
+        Latent/kernel rounds per scale (on frames of at least
+        :data:`FINE_MIN_PIXELS`, the :data:`FINE_SCALES` finest scales run at most
+        :data:`FINE_ROUNDS`).
     lam : float
         Initial weight of the L0 gradient prior, on data scaled to [0, 1] (0.1 %
         and 99.9 % percentiles); it decreases by 10 % per round.
@@ -556,8 +562,10 @@ def iter_estimate_kernel(
     while sizes[-1] > 5:
         sizes.append(max(3, round(sizes[-1] / math.sqrt(2)) | 1))
     sizes = sizes[::-1]
+    # Fewer rounds at the finest scales only where they cost (and the data are plenty).
+    fine = FINE_SCALES if y.size >= FINE_MIN_PIXELS else 0
     schedule = [
-        min(iterations, FINE_ROUNDS) if i >= len(sizes) - FINE_SCALES else iterations
+        min(iterations, FINE_ROUNDS) if i >= len(sizes) - fine else iterations
         for i in range(len(sizes))
     ]
     total = sum(schedule)

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from . import blind as _blind
 from . import psf as _psf
 from ._args import check_choice, check_int, check_layout, check_real, short
 from ._progress import Progress, drain, relay
@@ -362,6 +363,8 @@ def iter_plan_deconvolve(
         estimation = {
             "max_size": max_size if max_size is not None else "auto",
             "iterations": 5,
+            # finest scales and their rounds, on frames of at least this many pixels
+            "fine_rounds": [_blind.FINE_SCALES, _blind.FINE_ROUNDS, _blind.FINE_MIN_PIXELS],
             "lam": 0.01,
             "gamma": 0.02,
             "sizes": [int(k.shape[0]) for k in psfs],
