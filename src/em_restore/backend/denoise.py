@@ -62,7 +62,7 @@ below) and ``T = w_0 v̄ + (Σ_row w) v_l``, the row weight fitted from the
 response to the row's common perturbation.
 
 Search. For ``method="classical"`` every method is screened at the strengths of
-:data:`~em_restore.backend.classical.SCREEN` (about a factor 2 apart; BM3D at two)
+:data:`~em_restore.backend.classical.SCREEN` (the grid, but NLM at three, BM3D at two)
 with one lattice per crop; the best method is refined around its best strength
 (midpoints, or one step outward at an edge, at most 3 more), and the 2 best
 candidates are re-scored with 3 lattices per crop before the final choice. A single
