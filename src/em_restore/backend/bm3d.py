@@ -542,10 +542,10 @@ _MATCHES: OrderedDict = OrderedDict()
 _MATCHES_LOCK = threading.Lock()  # the calibration filters crops in threads
 
 
-def _match_memo(img: np.ndarray, geometry: tuple, excluded) -> tuple | None:
+def _match_memo(img: np.ndarray, geometry: tuple, excluded, digest=None) -> tuple | None:
     if img.size > _MEMO_PIXELS:
         return None
-    digest = _digest(img)
+    digest = _digest(img) if digest is None else digest
     mask = b"" if excluded is None else np.packbits(excluded).tobytes()
     return (img.shape, img.dtype.str, digest, geometry, mask)
 
@@ -592,7 +592,8 @@ def _collaborative(
     per_batch = max(1, _BATCH_COEFS // (n * p * p))
     match_key = None
     if pilot is None:
-        match_key = _match_memo(match_img, (p, r, step, n, origin), excluded)
+        known = memo[1] if memo is not None and match_img is z else None  # z's digest
+        match_key = _match_memo(match_img, (p, r, step, n, origin), excluded, known)
     with _MATCHES_LOCK:
         bands = _MATCHES.get(match_key) if match_key is not None else None
         if bands is not None:
