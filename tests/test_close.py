@@ -23,7 +23,7 @@ N, SIDE, DELAY = 40, 72, 0.2
 
 
 class Reads:
-    """Times at which frames of the slow stack were read (from worker threads)."""
+    """Times at which reads of frames of the slow stack started (from worker threads)."""
 
     def __init__(self) -> None:
         self.times: list[float] = []
@@ -41,9 +41,11 @@ def slow_stack(reads: Reads) -> da.Array:
     stack = rng.poisson(np.broadcast_to(clean, (N, SIDE, SIDE))).astype(np.uint16)
 
     def frame(block):
-        time.sleep(DELAY)
+        # The time a read *starts*: a read started before the close may end after it,
+        # later still on a loaded machine; only reads started after it are wrong.
         with reads.lock:
             reads.times.append(time.monotonic())
+        time.sleep(DELAY)
         return block
 
     return da.from_array(stack, chunks=(1, SIDE, SIDE)).map_blocks(frame, dtype=stack.dtype)
