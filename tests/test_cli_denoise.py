@@ -135,6 +135,8 @@ def test_help_lists_every_backend_method():
         (["--model", "auto", "--strength", "2"], "models have no strength"),
         (["--strength", "2"], "default model has no strength"),
         (["--model", "auto", "--tile", "100"], "multiple of"),
+        (["--method", "nlm", "--ensemble", "4"], "--ensemble applies to models"),
+        (["--ensemble", "3"], None),
         (["--method", "bm3d", "--strength", "-"], None),
     ],
 )
@@ -149,6 +151,20 @@ def test_bad_options(noisy_file, tmp_path, capsys, extra, expected):
     assert main(["denoise", str(path), "-o", str(tmp_path / "o.tif"), *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert expected in err and "\n" not in err
+
+
+def test_the_ensemble_is_taken_and_recorded(noisy_file, tmp_path, capsys):
+    path, truth = noisy_file
+    outs = {}
+    for n in (1, 8):
+        out = tmp_path / f"e{n}.tif"
+        args = ["denoise", str(path), "-o", str(out), "--modality", "tem", "--no-fallback"]
+        assert main([*args, "--ensemble", str(n)]) == 0
+        result = io.read(out)
+        assert result.metadata["denoise"]["ensemble"] == n
+        outs[n] = result.data.compute()
+    assert not np.array_equal(outs[1], outs[8])
+    assert _psnr(outs[8], truth) > _psnr(outs[1], truth) - 0.1
 
 
 def test_refuses_to_overwrite_input_or_existing_output(noisy_file, tmp_path, capsys):

@@ -20,6 +20,7 @@ from em_restore.backend.models import (
     iter_predict,
     list_models,
     load_model,
+    plan_model,
     predict,
     predict_frame,
     predict_lazy,
@@ -274,6 +275,76 @@ def test_bad_tiling_is_refused(model):
         predict_frame(model, np.zeros((64, 64)), tile=100)
     with pytest.raises(ValueError, match="overlap"):
         predict_frame(model, np.zeros((64, 64)), tile=64, overlap=64)
+
+
+def test_the_flip_rotation_ensemble_averages_the_transformed_passes(model):
+    rng = np.random.default_rng(5)
+    x = rng.poisson(4.0, (72, 104)).astype(np.float64)
+    one = predict_frame(model, x)
+    assert np.array_equal(predict_frame(model, x, ensemble=1), one)
+    # by hand: each of the 8 flips/rotations predicted, turned back and averaged
+    passes = []
+    for k in range(8):
+        y = predict_frame(
+            model,
+            np.ascontiguousarray(np.rot90(x, k % 4)[:, ::-1] if k >= 4 else np.rot90(x, k % 4)),
+        )
+        y = y[:, ::-1] if k >= 4 else y
+        passes.append(np.rot90(y, -(k % 4)))
+    eight = predict_frame(model, x, ensemble=8)
+    np.testing.assert_allclose(eight, np.mean(passes, axis=0), atol=2e-4 * np.ptp(x))
+    np.testing.assert_allclose(
+        predict_frame(model, x, ensemble=2), np.mean(passes[:2], axis=0), atol=2e-4 * np.ptp(x)
+    )
+    assert np.abs(eight - one).max() > 1e-3 * np.ptp(one)  # the passes do differ
+    # the 8-ensemble commutes with the group: restoring the rotated frame rotates the result
+    turned = predict_frame(model, np.ascontiguousarray(np.rot90(x)), ensemble=8)
+    np.testing.assert_allclose(turned, np.rot90(eight), atol=2e-4 * np.ptp(x))
+    # tiles and stacks take it too
+    # (each tile is turned: tiny tiles agree with the whole frame about as well as without)
+    tiles = {"tile": 48, "overlap": 16}
+    tiled_one = psnr(predict_frame(model, x, **tiles), one)
+    tiled_four = psnr(
+        predict_frame(model, x, ensemble=4, **tiles), predict_frame(model, x, ensemble=4)
+    )
+    assert tiled_four > tiled_one - 1.5 and tiled_one > 35, (tiled_four, tiled_one)
+    stack = predict(model, np.stack([x, x]), ensemble=4)
+    np.testing.assert_array_equal(stack[1], predict_frame(model, x, ensemble=4))
+
+
+def test_the_ensemble_gains_on_low_dose_frames_and_is_recorded(model):
+    gains = []
+    for seed, config in enumerate(
+        [sim.AcquisitionConfig.low_dose_tem(dose=2.0), sim.AcquisitionConfig.stem(dose=5.0)]
+    ):
+        clean, _ = sim.nanoparticles((160, 160), pixel_size_nm=0.5, diameters_nm=(4, 9), rng=seed)
+        noisy, truth = sim.simulate_acquisition(clean, config, rng=40 + seed, return_expected=True)
+        single = psnr(predict_frame(model, noisy), truth)
+        gains.append(psnr(predict_frame(model, noisy, ensemble=8), truth) - single)
+    assert np.mean(gains) > 0.2 and min(gains) > -0.1, gains  # (measured +0.60, -0.01)
+    plan = plan_model(None, modality="tem", device="cpu", ensemble=4)
+    assert plan.to_metadata()["ensemble"] == 4
+    assert plan_model(None, modality="tem", device="cpu").to_metadata()["ensemble"] == 1
+
+
+@pytest.mark.parametrize("bad", [0, 3, 16, True, 2.5])
+def test_a_bad_ensemble_is_refused_in_one_line(model, bad):
+    with pytest.raises(ValueError, match="ensemble must be one of 1, 2, 4, 8"):
+        predict_frame(model, np.zeros((32, 32)), ensemble=bad)
+
+
+def test_a_model_config_carries_its_ensemble_and_writes_it_only_when_set(tmp_path):
+    plain = tiny_config()
+    assert "ensemble" not in plain.to_dict()  # files of one-pass models stay as they were
+    cfg = tiny_config(ensemble=4)
+    save_model(tmp_path / "m", cfg.build(), cfg)
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["ensemble"] == 4
+    loaded = load_model(tmp_path / "m", device="cpu")
+    assert loaded.config.ensemble == 4
+    assert plan_model(str(tmp_path / "m"), device="cpu").ensemble == 4
+    assert plan_model(str(tmp_path / "m"), device="cpu", ensemble=1).ensemble == 1
+    with pytest.raises(ModelError, match="ensemble must be one of"):
+        tiny_config(ensemble=5)
 
 
 # ------------------------------------------------------------------- quality and honesty

@@ -39,6 +39,8 @@ def _denoise(args: argparse.Namespace) -> int:
             f"unknown --method {args.method!r}; choose one of {', '.join(backend.METHODS)} "
             "(or --model NAME for a trained model)"
         )
+    if args.ensemble is not None and args.method is not None:
+        raise UserError("--ensemble applies to models; a --method filter has no ensemble")
     if args.strength is not None and args.model is not None:
         raise UserError("--strength applies to --method filters; models have no strength")
     if args.method is None and args.model is None:
@@ -124,6 +126,7 @@ def _denoise_model(args, image, drive, lazy=False):
         metadata=image.metadata,
         device=args.device,
         **({} if args.tile is None else {"tile": args.tile}),
+        ensemble=args.ensemble,
     )
     if args.model == "auto" and not args.no_fallback:
         # compared with the classical plan by risk, checked against the counts
@@ -181,6 +184,14 @@ def add_parser(sub) -> None:
         default=None,
         help="model tile side in px (a multiple of the network's stride, larger than the "
         "overlap; default: the model's inference default, 1152)",
+    )
+    den.add_argument(
+        "--ensemble",
+        type=int,
+        default=None,
+        choices=(1, 2, 4, 8),
+        help="average the model over this many flips/rotations (each a full pass; "
+        "default: the model's own, 1 for em-denoise-fast)",
     )
     restoration_options(den, _denoise)
 

@@ -22,7 +22,13 @@ Pipeline for one 2-D frame ``x`` (:func:`predict_frame`):
    ``sin²`` across the rest of the overlap and is 1 elsewhere and along the image
    border; the weights of two neighbours sum to 1 across their overlap, and the
    result is ``Σ w·y / Σ w``. Tiled and whole-image predictions agree to < 1e-3 of
-   the data range on a trained model (tested at 2048² in 256² tiles).
+   the data range on a trained model (tested at 2048² in 256² tiles). With
+   ``ensemble`` = 2, 4 or 8 (default: the model's config, else 1), each batch is
+   also predicted under that many of the 8 flips/rotations (identity, the three
+   rotations, then the same mirrored), each output transformed back, and the
+   outputs averaged: the network's errors that depend on orientation (texture it
+   paints one way in one pass and another way in the next) average out, at the
+   cost of that many passes.
 4. **Undo** the normalisation and crop the padding.
 
 Runs under :func:`torch.inference_mode`, in float32, channels-last on CPU; the
@@ -39,11 +45,14 @@ import numpy as np
 
 from .._args import check_image, looks_rgb
 from .._progress import Progress, drain
+from .augment import dihedral, undo_dihedral
 from .device import select_device
 from .normalise import frame_noise, normaliser, outlier_units
+from .store import ENSEMBLES
 
 __all__ = [
     "blend_window",
+    "check_ensemble",
     "clean_outliers",
     "iter_predict",
     "normalisation_of",
@@ -212,15 +221,35 @@ def check_stack_shape(shape: tuple[int, ...]) -> None:
         )
 
 
-def _run(model, batch_np: np.ndarray) -> np.ndarray:
+def _run(model, batch_np: np.ndarray, ensemble: int = 1) -> np.ndarray:
+    """The network on a batch ``(b, h, w)``, averaged over ``ensemble`` flips/rotations."""
     import torch
 
-    x = torch.from_numpy(batch_np[:, None]).to(model.device)
-    if model.device.type == "cpu":
-        x = x.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        y = model.net(x)
-    return y[:, 0].float().cpu().numpy()
+    out = None
+    for k in range(ensemble):
+        xk = np.ascontiguousarray(dihedral(batch_np, k))
+        x = torch.from_numpy(xk[:, None]).to(model.device)
+        if model.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            y = model.net(x)[:, 0].float().cpu().numpy()
+        y = undo_dihedral(y, k)
+        out = y if out is None else out + y
+    return out if ensemble == 1 else out / np.float32(ensemble)
+
+
+def check_ensemble(ensemble) -> int:
+    """``ensemble`` as one of :data:`~.store.ENSEMBLES`, or a one-line error."""
+    if isinstance(ensemble, bool) or ensemble not in ENSEMBLES:
+        raise ValueError(
+            f"ensemble must be one of {', '.join(map(str, ENSEMBLES))} (flips/rotations "
+            f"averaged); got {ensemble!r}. Use e.g. ensemble=4, or 1 for one pass."
+        )
+    return int(ensemble)
+
+
+def _ensemble_of(model, ensemble) -> int:
+    return check_ensemble(getattr(model.config, "ensemble", 1) if ensemble is None else ensemble)
 
 
 def _iter_frame(
@@ -231,6 +260,7 @@ def _iter_frame(
     batch: int,
     where: tuple = (0, 1, ""),
     noise=None,
+    ensemble: int = 1,
 ) -> Generator[Progress, None, np.ndarray]:
     """Restore one checked float64 frame; yields ``Progress`` per batch of tiles.
 
@@ -254,7 +284,7 @@ def _iter_frame(
         xn = np.pad(xn, ((0, ph), (0, pw)), mode=mode)
     H, W = xn.shape
     if max(H, W) <= tile:
-        y = _run(model, xn[None])[0]
+        y = _run(model, xn[None], ensemble)[0]
         yield Progress(done0 + 1, total, f"{label}whole frame")
     else:
         t = tile
@@ -265,7 +295,8 @@ def _iter_frame(
         for b in range(n_batches):
             corners = grid[b * batch : (b + 1) * batch]
             th, tw = min(t, H), min(t, W)
-            out = _run(model, np.stack([xn[y0 : y0 + th, x0 : x0 + tw] for y0, x0 in corners]))
+            tiles = np.stack([xn[y0 : y0 + th, x0 : x0 + tw] for y0, x0 in corners])
+            out = _run(model, tiles, ensemble)
             for (y0, x0), o in zip(corners, out, strict=True):
                 sides = (y0 > 0, y0 + th < H, x0 > 0, x0 + tw < W)
                 wt = blend_window(t, overlap, sides)[:th, :tw]
@@ -287,9 +318,10 @@ def _frame_units(shape: tuple[int, int], stride: int, tile: int, overlap: int, b
 def predict_frame(model, frame, **options) -> np.ndarray:
     """Restore one 2-D frame (any size, >= 2×2): float32 in the input's units.
 
-    ``options`` are :func:`iter_predict`'s (``tile``, ``overlap``, ``batch``, and
-    ``noise``: the frame's :class:`~em_restore.backend.noise.NoiseModel`, for a
-    model normalised by the noise; estimated from the frame when ``None``).
+    ``options`` are :func:`iter_predict`'s (``tile``, ``overlap``, ``batch``,
+    ``ensemble``, and ``noise``: the frame's
+    :class:`~em_restore.backend.noise.NoiseModel`, for a model normalised by the
+    noise; estimated from the frame when ``None``).
 
     Examples
     --------
@@ -326,6 +358,7 @@ def iter_predict(
     overlap: int = DEFAULT_OVERLAP,
     batch: int = DEFAULT_BATCH,
     noise=None,
+    ensemble: int | None = None,
 ) -> Generator[Progress, None, np.ndarray]:
     """Restore every 2-D frame of ``array`` (numpy or dask, any leading axes).
 
@@ -333,13 +366,15 @@ def iter_predict(
     batch of tiles (stop it between yields to cancel) and returns the float32
     result. Dask input is read one frame at a time; the input is never modified.
     ``noise``: the stack's noise model under the ``noise`` rule (default: estimated
-    once, :func:`stack_noise`).
+    once, :func:`stack_noise`). ``ensemble``: flips/rotations averaged (1, 2, 4 or 8;
+    default: the model's own, ``config.ensemble``).
     """
     shape = tuple(int(s) for s in array.shape)
     check_stack_shape(shape)
     lead = shape[:-2]
     stride = int(model.net.stride)
     _check_frame_args(tile, overlap, stride, batch)
+    ensemble = _ensemble_of(model, ensemble)
     if noise is None and lead:
         noise = stack_noise(model, array)
     per = _frame_units(shape[-2:], stride, tile, overlap, batch)
@@ -349,7 +384,9 @@ def iter_predict(
     for k, idx in enumerate(np.ndindex(*lead)):
         frame = as_frame(array[idx] if idx else array)
         where = (k * per, total, f"frame {idx} " if idx else "")
-        out[idx] = yield from _iter_frame(model, frame, tile, overlap, batch, where, noise)
+        out[idx] = yield from _iter_frame(
+            model, frame, tile, overlap, batch, where, noise, ensemble
+        )
     return out
 
 
@@ -361,15 +398,15 @@ def predict(model, array, **kw) -> np.ndarray:
 def predict_lazy(model, array, *, noise=None, **tiling):
     """A dask array restoring ``array`` frame by frame when computed (float32).
 
-    ``tiling``: :func:`iter_predict`'s ``tile``, ``overlap`` and ``batch``, checked
-    here. Frames are rechunked whole (normalisation is per frame); leading axes keep
-    one frame per chunk. Nothing is computed here, except, for a model under the
-    ``noise`` rule without ``noise``, the middle frame's noise model
-    (:func:`stack_noise`).
+    ``tiling``: :func:`iter_predict`'s ``tile``, ``overlap``, ``batch`` and
+    ``ensemble``, checked here. Frames are rechunked whole (normalisation is per
+    frame); leading axes keep one frame per chunk. Nothing is computed here,
+    except, for a model under the ``noise`` rule without ``noise``, the middle
+    frame's noise model (:func:`stack_noise`).
     """
     import dask.array as da
 
-    unknown = sorted(set(tiling) - {"tile", "overlap", "batch"})
+    unknown = sorted(set(tiling) - {"tile", "overlap", "batch", "ensemble"})
     if unknown:
         raise TypeError(f"predict_lazy() got unexpected keyword argument(s) {unknown}")
     tiling = {"tile": DEFAULT_TILE, "overlap": DEFAULT_OVERLAP, "batch": DEFAULT_BATCH, **tiling}
@@ -377,6 +414,7 @@ def predict_lazy(model, array, *, noise=None, **tiling):
         array = da.asarray(array)
     check_stack_shape(tuple(int(n) for n in array.shape))
     _check_frame_args(tiling["tile"], tiling["overlap"], int(model.net.stride), tiling["batch"])
+    tiling["ensemble"] = _ensemble_of(model, tiling.get("ensemble"))
     chunks = (1,) * (array.ndim - 2) + (-1, -1)
     array = array.rechunk(chunks)
     if noise is None:
@@ -410,8 +448,11 @@ class ModelPlan:
         tile: int = DEFAULT_TILE,
         overlap: int = DEFAULT_OVERLAP,
         batch: int = DEFAULT_BATCH,
+        ensemble: int | None = None,
     ) -> None:
         _check_frame_args(tile, overlap, int(model.net.stride), batch)
+        #: flips/rotations averaged (default: the model's own)
+        self.ensemble = _ensemble_of(model, ensemble)
         self.model = model
         self.modality = modality
         self.modality_source = modality_source
@@ -438,7 +479,12 @@ class ModelPlan:
         return self.noise
 
     def _kw(self) -> dict:
-        return {"tile": self.tile, "overlap": self.overlap, "batch": self.batch}
+        return {
+            "tile": self.tile,
+            "overlap": self.overlap,
+            "batch": self.batch,
+            "ensemble": self.ensemble,
+        }
 
     def iter_apply(self, array) -> Generator[Progress, None, np.ndarray]:
         return iter_predict(self.model, array, noise=self.prepare(array), **self._kw())
@@ -461,6 +507,7 @@ class ModelPlan:
             "modality_source": self.modality_source,
             "tile": self.tile,
             "overlap": self.overlap,
+            "ensemble": self.ensemble,
             "outlier_range": OUTLIER_RANGE,
             "noise": None if self.noise is None else self.noise.to_dict(),
             "device": str(self.model.device),
@@ -475,12 +522,14 @@ def plan_model(
     metadata: dict | None = None,
     device=None,
     tile: int = DEFAULT_TILE,
+    ensemble: int | None = None,
 ) -> ModelPlan:
     """Load a model and record how it was chosen.
 
     ``spec`` (name or folder) wins; otherwise the bundled default for ``modality``,
     else for the modality found in the file's ``metadata``
-    (:func:`em_restore.io.guess_modality`), else the TEM default.
+    (:func:`em_restore.io.guess_modality`), else the TEM default. ``ensemble``:
+    flips/rotations averaged (default: the model's own).
     """
     from em_restore.io import guess_modality
 
@@ -503,4 +552,4 @@ def plan_model(
             f"model {model.name!r} is a {model.config.task} model, not a denoiser; pick one "
             "listed by `em-restore models --task denoise`."
         )
-    return ModelPlan(model, modality=modality, modality_source=source, tile=tile)
+    return ModelPlan(model, modality=modality, modality_source=source, tile=tile, ensemble=ensemble)

@@ -31,6 +31,7 @@ from .normalise import check_rule
 
 __all__ = [
     "CONFIG_FILE",
+    "ENSEMBLES",
     "WEIGHTS_FILE",
     "LoadedModel",
     "ModelConfig",
@@ -52,6 +53,8 @@ WEIGHTS_FILE = "model.safetensors"
 FORMAT = "em-restore-model"
 FORMAT_VERSION = 1
 TASKS = ("denoise", "burst")
+#: the flip/rotation ensembles inference can average (:func:`.inference.iter_predict`)
+ENSEMBLES = (1, 2, 4, 8)
 
 
 class ModelError(ValueError):
@@ -92,6 +95,9 @@ class ModelConfig:
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     weights_sha256: str = ""
+    #: how many of the 8 flips/rotations inference averages by default (1: one pass;
+    #: see :mod:`.inference`); written to the file only when it is not 1
+    ensemble: int = 1
 
     _KEYS = (
         "format",
@@ -106,6 +112,7 @@ class ModelConfig:
         "training",
         "metrics",
         "weights_sha256",
+        "ensemble",
     )
 
     def __post_init__(self) -> None:
@@ -121,6 +128,12 @@ class ModelConfig:
             )
         object.__setattr__(self, "modalities", mods)
         object.__setattr__(self, "normalisation", _check_normalisation(self.normalisation))
+        if self.ensemble not in ENSEMBLES or isinstance(self.ensemble, bool):
+            raise ModelError(
+                f"ensemble must be one of {', '.join(map(str, ENSEMBLES))}; got {self.ensemble!r}."
+            )
+        if self.task == "burst" and self.ensemble != 1:
+            raise ModelError(f"a burst model runs one pass (ensemble 1); got {self.ensemble!r}.")
         if self.task == "burst" and self.normalisation["kind"] != "percentile":
             raise ModelError(
                 "a burst model takes percentile normalisation (its frames are scaled by "
@@ -132,6 +145,7 @@ class ModelConfig:
             raise ModelError(str(err)) from None
 
     def to_dict(self) -> dict:
+        extra = {"ensemble": self.ensemble} if self.ensemble != 1 else {}
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -145,6 +159,7 @@ class ModelConfig:
             "training": self.training,
             "metrics": self.metrics,
             "weights_sha256": self.weights_sha256,
+            **extra,
         }
 
     @classmethod
