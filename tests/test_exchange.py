@@ -308,3 +308,25 @@ def test_noise_rule_model_is_refused_for_bmz(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="ONNX") as err:
         exchange.export_bmz(folder, tmp_path / "x.zip")
     assert "\n" not in str(err.value) and not (tmp_path / "x.zip").exists()
+
+
+def test_an_onnx_export_keeps_the_models_ensemble(tmp_path):
+    from em_restore.backend.models import ModelConfig, save_model
+    from em_restore.backend.models.inference import plan_model
+
+    cfg = ModelConfig(
+        name="tiny-ens",
+        architecture="fast_denoiser",
+        arch_params={"channels": 8, "blocks": [1, 1, 1]},
+        normalisation={"kind": "percentile", "low": 0.1, "high": 99.9},
+        ensemble=4,
+    )
+    save_model(tmp_path / "m", cfg.build(), cfg)
+    path = exchange.export_onnx(tmp_path / "m", tmp_path / "m.onnx")
+    onnx_model = exchange.load_onnx(path)
+    assert onnx_model.config.ensemble == 4
+    plan = plan_model(str(path))
+    assert plan.ensemble == 4 and plan.to_metadata()["ensemble"] == 4
+    x = np.random.default_rng(1).poisson(6.0, (40, 48)).astype(np.float64)
+    torch_plan = plan_model(str(tmp_path / "m"), device="cpu")
+    np.testing.assert_allclose(plan.apply_frame(x), torch_plan.apply_frame(x), atol=1e-3)

@@ -132,6 +132,15 @@ def _model_card(model: LoadedModel, card_source: Path | None) -> str:
         "inference does (multiply by p_high - p_low of the input and add p_low). em-restore "
         "also replaces isolated outliers (X-ray spikes, hot pixels) before the network; "
         "no BMZ operation expresses that either.",
+        *(
+            [
+                "",
+                f"em-restore averages this model over {cfg.ensemble} flips/rotations of the "
+                "input by default (`ensemble` in the config); a BMZ runner runs it once.",
+            ]
+            if getattr(cfg, "ensemble", 1) != 1
+            else []
+        ),
         "",
         "## Validation",
         "",

@@ -194,6 +194,7 @@ class OnnxConfig:
     arch_params: dict = field(default_factory=dict)
     description: str = ""
     source: str = "em-restore"  # or "foreign": no em-restore metadata, defaults assumed
+    ensemble: int = 1  # flips/rotations averaged by default (the exported config's)
 
 
 class _OnnxNet:
@@ -281,6 +282,7 @@ def _onnx_config(meta: dict, path: Path) -> tuple[OnnxConfig, int]:
             architecture=str(d.get("architecture", "onnx")),
             arch_params=dict(d.get("arch_params", {})),
             description=str(d.get("description", "")),
+            ensemble=int(d.get("ensemble", 1)),
         )
         return cfg, int(meta.get(META_STRIDE, FOREIGN_STRIDE))
     except (ValueError, KeyError, TypeError) as err:
