@@ -174,6 +174,33 @@ def test_default_model_is_listed_and_runs_with_its_hash_in_metadata(
     assert widget.last_preview.data.shape == stack.shape[1:]
 
 
+def test_the_passes_menu_sets_the_models_ensemble(make_napari_viewer, qtbot, noisy_stack):
+    from em_restore.backend.models import default_model_name
+
+    stack, truth = noisy_stack
+    viewer = make_napari_viewer()
+    viewer.add_image(stack[1], name="raw")
+    widget = _widget(viewer)
+    name = default_model_name("tem")
+    widget.method_combo.value = f"model: {name}"
+    assert widget.ensemble_combo.enabled and widget.ensemble_combo.value == "model's own"
+    results = {}
+    for passes in ("model's own", "8"):
+        widget.ensemble_combo.value = passes
+        wait_for(qtbot, widget.preview())
+        results[passes] = np.asarray(widget.last_preview.data)
+        record = widget.last_preview.metadata["em_restore"]["denoise"]
+        assert record["ensemble"] == (1 if passes == "model's own" else 8)
+    assert not np.array_equal(results["8"], results["model's own"])
+    assert _psnr(results["8"], truth) > _psnr(results["model's own"], truth) - 0.1
+    widget.method_combo.value = "classical"
+    assert not widget.ensemble_combo.enabled  # filters have no passes
+    widget.method_combo.value = "default model"
+    widget.ensemble_combo.value = "2"
+    wait_for(qtbot, widget.preview())
+    assert widget.last_preview.metadata["em_restore"]["denoise"]["ensemble"] == 2
+
+
 def test_a_widget_docked_after_a_file_opened_starts_on_it(make_napari_viewer, qtbot):
     # issue 30.4: the menu starts where the user is (the only, else the active image layer)
     from em_restore._napari.deconvolve_widget import DeconvolveWidget

@@ -37,12 +37,16 @@ user_models.changed.connect(forget_models)
 
 
 def cached_model_plan(
-    spec: str | None, modality: str | None, file_metadata: dict[str, Any]
+    spec: str | None,
+    modality: str | None,
+    file_metadata: dict[str, Any],
+    ensemble: int | None = None,
 ) -> Generator[Any, None, Any]:
     """In a worker: ``plan_model(spec, ...)`` loaded once, then cached (shared by widgets).
 
     The modality is the one chosen, else the one found in the layer's file metadata;
-    the cache is emptied when a model is (re)trained.
+    the cache is emptied when a model is (re)trained. ``ensemble``: flips/rotations
+    averaged (``None``: the model's own).
     """
     from em_restore.backend._progress import Progress
     from em_restore.backend.models import plan_model
@@ -54,7 +58,7 @@ def cached_model_plan(
     if plan is None:
         plan = plan_model(spec, modality=modality, metadata=file_metadata)
         MODEL_CACHE[key] = plan
-    return plan.fresh()  # the model is shared; the noise model is this layer's own
+    return plan.fresh(ensemble)  # the model is shared; the noise model is this layer's own
 
 
 #: The method menu's entries for models (the Denoise widget's).
@@ -65,13 +69,16 @@ MODEL_PREFIX = "model: "
 def model_plan(request: dict[str, Any]) -> Generator[Any, None, Any]:
     """In the worker: the model chosen in the method menu (:func:`cached_model_plan`).
 
-    The default model is compared with the classical plan (``request["compare"]``,
-    default on) and checked against the counts (a new GuardedPlan per job: it gathers
-    that job's decisions), as in the CLI.
+    ``request["ensemble"]``: flips/rotations averaged (absent or ``None``: the
+    model's own). The default model is compared with the classical plan
+    (``request["compare"]``, default on) and checked against the counts (a new
+    GuardedPlan per job: it gathers that job's decisions), as in the CLI.
     """
     method = request["method"]
     spec = None if method == DEFAULT_MODEL else method[len(MODEL_PREFIX) :]
-    plan = yield from cached_model_plan(spec, request["modality"], request["file_metadata"])
+    plan = yield from cached_model_plan(
+        spec, request["modality"], request["file_metadata"], request.get("ensemble")
+    )
     if method == DEFAULT_MODEL:
         from em_restore.backend.models.guarded import GuardedPlan
 

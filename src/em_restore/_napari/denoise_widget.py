@@ -44,6 +44,9 @@ if TYPE_CHECKING:
     import napari
 
 MODALITIES = ("auto", "tem", "stem", "sem")
+#: The passes menu: the model's own ensemble, or 1, 2, 4, 8 flips/rotations averaged.
+OWN = "model's own"
+ENSEMBLE_CHOICES = (OWN, "1", "2", "4", "8")
 
 
 def method_choices() -> list[str]:
@@ -98,6 +101,11 @@ class DenoiseWidget(JobWidget):
         self.strength = FloatSpinBox(
             label="strength", value=1.0, min=0.01, max=100.0, step=0.1, enabled=False
         )
+        self.ensemble_combo = ComboBox(label="passes", choices=list(ENSEMBLE_CHOICES), value=OWN)
+        self.ensemble_combo.tooltip = (
+            "Models: average the network over this many flips/rotations of the image "
+            "(each a full pass; less orientation-dependent texture, that many times slower)"
+        )
         self.preview_button = PushButton(text="Preview frame")
         self.fidelity_check = fidelity_checkbox(True)
         self.compare_check = CheckBox(text="compare with the classical plan", value=True)
@@ -111,6 +119,7 @@ class DenoiseWidget(JobWidget):
                 self.modality_combo,
                 self.auto_strength,
                 self.strength,
+                self.ensemble_combo,
                 self.compare_check,
                 self.fidelity_check,
             ],
@@ -143,6 +152,7 @@ class DenoiseWidget(JobWidget):
         if has_strength:
             self.strength.label = backend.STRENGTH_PARAM[method]
         self.compare_check.enabled = method == DEFAULT_MODEL
+        self.ensemble_combo.enabled = method not in backend.METHODS
 
     # ---------------------------------------------------------------- inputs
     def _request(self) -> dict[str, Any] | None:
@@ -168,6 +178,7 @@ class DenoiseWidget(JobWidget):
             "params": params,
             "fidelity": bool(self.fidelity_check.value),
             "compare": bool(self.compare_check.value),
+            "ensemble": None if (n := self.ensemble_combo.value) == OWN else int(n),
         }
 
     # ---------------------------------------------------------------- actions

@@ -467,10 +467,13 @@ class ModelPlan:
     def method(self) -> str:
         return f"model {self.model.name}"
 
-    def fresh(self) -> ModelPlan:
-        """This plan (same loaded model) without a noise model, for other data."""
+    def fresh(self, ensemble: int | None = None) -> ModelPlan:
+        """This plan (same loaded model) without a noise model, for other data; with
+        ``ensemble`` flips/rotations averaged if given (else this plan's)."""
         other = copy.copy(self)
         other.noise = None
+        if ensemble is not None:
+            other.ensemble = check_ensemble(ensemble)
         return other
 
     def prepare(self, array):
