@@ -28,7 +28,8 @@ nothing to restore (``visible``) is drawn again. PSNR per modality × resolution
 ``classical`` plan, a Gaussian and BM3D each at their oracle strength (tuned per
 image with the truth), and every shipped denoiser (``em-denoise-fast``,
 ``em-denoise``, ``em-denoise-fast-v1``; the same weights are scored once) plus
-``--model LABEL=FOLDER`` (e.g. a training run). It prints each model's worst margin
+``--model LABEL=FOLDER[@N]`` (e.g. a training run; ``@N``: averaged over N
+flips/rotations). It prints each model's worst margin
 over classical per modality × resolution (target ≥ +1.5 dB) and over the oracle
 Gaussian per family (target ≥ 0). ``--auto`` adds the automatic default (the default
 network compared with the classical plan by risk and checked, and checked only) and
@@ -97,8 +98,8 @@ def quality(models: dict, size: int, quick: bool, classical: bool = True) -> Non
             t0 = time.perf_counter()
             row["classical"] = metrics(dn.denoise(noisy, "classical", modality=modality), truth)
             row["t_classical"] = time.perf_counter() - t0
-        for label, model in models.items():
-            row[label] = metrics(predict_frame(model, noisy), truth)
+        for label, (model, ensemble) in models.items():
+            row[label] = metrics(predict_frame(model, noisy, ensemble=ensemble), truth)
         rows.append(row)
         shown = "  ".join(f"{k} {row[k][0]:6.2f}" for k in labels)
         print(f"{name:<34} {shown}", flush=True)
@@ -259,8 +260,8 @@ def held_out_quality(
             "gaussian*": gaussian_oracle(raw, truth),
             "bm3d*": bm3d_oracle(raw, plan, truth),
         }
-        for name, model in models.items():
-            row[name] = metrics(predict_frame(model, raw), truth)[0]
+        for name, (model, ensemble) in models.items():
+            row[name] = metrics(predict_frame(model, raw, ensemble=ensemble), truth)[0]
         if auto:
             from em_restore.backend.models import plan_model
             from em_restore.backend.models.guarded import GuardedPlan
@@ -322,6 +323,14 @@ def held_out_quality(
         print(f"wrote {json_out}")
 
 
+def _load(spec: str, device: str = "cpu") -> tuple:
+    """``NAME_OR_DIR[@N]`` → (the loaded model, its ensemble: N, or None for its own)."""
+    name, at, n = spec.rpartition("@")
+    if not at or not n.isdigit():
+        return load_model(spec, device=device), None
+    return load_model(name, device=device), int(n)
+
+
 def clock(fn, repeats: int) -> float:
     fn()
     fn()
@@ -340,21 +349,28 @@ def speed(paths: dict, repeats: int) -> None:
     print(f"\nCPU: {torch.get_num_threads()} threads, torch {torch.__version__}")
     cpu = {}
     for label, path in paths.items():
-        m = load_model(path, device="cpu")
-        t512 = clock(lambda m=m: predict_frame(m, f512), repeats)
-        t2k = clock(lambda m=m: predict_frame(m, f2k), max(1, repeats // 4))
+        m, ens = _load(path)
+        ens = m.config.ensemble if ens is None else ens
+        t512 = clock(lambda m=m, e=ens: predict_frame(m, f512, ensemble=e), repeats)
+        t2k = clock(lambda m=m, e=ens: predict_frame(m, f2k, ensemble=e), max(1, repeats // 4))
         cpu[label] = t512
-        print(f"{label:<18} 512²: {1e3 * t512:7.1f} ms   2048²: {1e3 * t2k / 4.194304:7.1f} ms/MP")
-    if len(cpu) == 2:
-        (fast, a), (ref, b) = cpu.items()
-        print(f"speed-up of {fast} over {ref} at 512²: {b / a:.1f}×")
+        print(
+            f"{label:<18} 512²: {1e3 * t512:7.1f} ms   2048²: {1e3 * t2k / 4.194304:7.1f} ms/MP"
+            f"   ({ens} pass{'es' if ens > 1 else ''})"
+        )
+    if "em-denoise-fast" in cpu and "unet-resnet18" in cpu:
+        ratio = cpu["unet-resnet18"] / cpu["em-denoise-fast"]
+        print(f"speed-up of em-denoise-fast over unet-resnet18 at 512²: {ratio:.1f}×")
+    for label, target in (("em-denoise-fast", 0.150), ("em-denoise", 1.5)):
+        if label in cpu:
+            print(f"{label} at 512²: {1e3 * cpu[label]:.0f} ms (issue 28: ≤ {1e3 * target:.0f} ms)")
     if torch.cuda.is_available():
         print(f"\nGPU: {torch.cuda.get_device_name()}")
         for label, path in paths.items():
-            m = load_model(path, device="cuda")
+            m, ens = _load(path, device="cuda")
 
-            def run(m=m):
-                predict_frame(m, f512)
+            def run(m=m, e=ens):
+                predict_frame(m, f512, ensemble=e)
                 torch.cuda.synchronize()
 
             print(f"{label:<18} 512² incl. transfers: {1e3 * clock(run, 50):6.2f} ms (paper: 8 ms)")
@@ -385,8 +401,9 @@ def main() -> None:
         "--model",
         action="append",
         default=[],
-        metavar="LABEL=NAME_OR_DIR",
-        help="also score this model (repeatable), e.g. a training run's folder",
+        metavar="LABEL=NAME_OR_DIR[@N]",
+        help="also score this model (repeatable), e.g. a training run's folder; @N: "
+        "averaged over N flips/rotations (1, 2, 4, 8; default the model's own)",
     )
     ap.add_argument("--json", type=Path, default=None, help="write the held-out rows here")
     ap.add_argument(
@@ -403,10 +420,13 @@ def main() -> None:
                 paths[n] = n
                 seen.add(present[n])
         paths.update(dict(spec.split("=", 1) for spec in args.model))
-        models = {k: load_model(v, device="cpu") for k, v in paths.items()}
+        models = {k: _load(v) for k, v in paths.items()}
         held_out_quality(models, args.size, args.quick, args.json, args.auto)
         return
     paths = {"em-denoise-fast": default_model_name("tem")}
+    if "em-denoise" in {e.name for e in list_models("denoise")}:
+        paths["em-denoise"] = "em-denoise"
+    paths.update(dict(spec.split("=", 1) for spec in args.model))
     ref = args.reference
     if (ref / "config.json").is_file():
         training = load_model(ref, device="cpu").config.training or {}
@@ -422,7 +442,7 @@ def main() -> None:
             f"(reference U-Net not found at {ref}: run "
             "scripts/train_default_models.py --which reference)"
         )
-    models = {k: load_model(v, device="cpu") for k, v in paths.items()}
+    models = {k: _load(v) for k, v in paths.items()}
     if not args.no_quality:
         quality(models, args.size, args.quick, classical=not args.no_classical)
     speed(paths, 5 if args.quick else 20)
