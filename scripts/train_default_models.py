@@ -55,6 +55,7 @@ import torch
 from em_restore.backend.models import ModelConfig, TrainConfig, save_model, train
 from em_restore.backend.models.burst import BurstTrainConfig, train_burst
 from em_restore.backend.models.fit import STATE_FILE
+from em_restore.backend.models.loop import load_training_state
 from em_restore.backend.models.nets import network_params
 from em_restore.backend.models.training import (
     SimulationRecipe,
@@ -228,6 +229,13 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--out", type=Path, default=None, help="write every model under this folder")
     ap.add_argument(
+        "--keep",
+        choices=("best", "last"),
+        default=None,
+        help="weights written at the end: the best validation's or the last step's "
+        "(default: the model's recipe, else best)",
+    )
+    ap.add_argument(
         "--resume",
         action="store_true",
         help=f"go on from the model folder's {STATE_FILE} left by an interrupted run "
@@ -304,6 +312,12 @@ def main(argv=None) -> int:
             **resumable,
         )
         rec = burst_record(result, cfg) if is_burst else result.record(cfg)
+        keep = args.keep or spec.get("keep", "best")
+        if keep == "last":
+            # the weights after the last step (the checkpoint's network), not the best
+            # validation's: 32 validation pairs choose noisily between close steps
+            result.net.load_state_dict(load_training_state(state)["net"])
+            rec = {**rec, "kept": "last", "last_step": cfg.steps}
         save_model(folder, result.net, model_config(result.net, rec), overwrite=True)
         state.unlink(missing_ok=True)  # finished: the model folder is all that is kept
         print(
