@@ -100,6 +100,12 @@ RECIPE = dict(
 #: wide, percentiles 20.03 / 16.82; from scratch, classic, noise rule 22.09 / 15.44;
 #: from scratch, classic, percentiles 22.34 / 15.97; v1 fine-tuned on the wide data
 #: alone 24.42 / 19.72; v1 fine-tuned on the 1:1 mix 25.78 / 19.94.
+#: Tried 2026-12-07, not adopted: the same fine-tune for 24 000 steps (--steps 24000,
+#: --keep last; 22 min on 2 threads): 38 held-out frames 16.22 → 16.28 dB and the 19
+#: quick ones 19.90 → 20.06, worst modality margin over classical −1.90 → −1.48 dB,
+#: but x-jumps 14.10 → 10.40 and STEM meso 18.12 → 16.22 dB (same run). Its best
+#: validation step (8000; 5000 in a 1-thread run, 19.18 dB on the quick frames) says
+#: little: 32 validation pairs choose noisily between close steps.
 WIDE_MIX = dataclasses.replace(WIDE, classic_fraction=0.5)
 FINE_TUNE = dict(
     _COMMON,
