@@ -122,6 +122,7 @@ FINE_TUNE = dict(
 #: default was made: v1's recipe on the classic simulator (``quality-base``, written to
 #: build/models), then the default's fine-tuning on the wide mix, started from it.
 QUALITY_ARCH = {"channels": 32, "unshuffle": 2, "blocks": (3, 4, 6)}
+QUALITY_NET = dict(architecture="fast_denoiser", arch_params=QUALITY_ARCH)
 #: The recipe of the first em-denoise-fast (now em-denoise-fast-v1, kept to
 #: reproduce earlier results): the classic simulator, percentile inputs.
 RECIPE_V1 = dict(_COMMON, steps=30000, seed=20261121)
@@ -152,8 +153,7 @@ MODELS = {
     "quality-base": dict(
         name="em-denoise-base",
         folder=REFERENCE_DIR / "em-denoise-base",
-        architecture="fast_denoiser",
-        arch_params=QUALITY_ARCH,
+        **QUALITY_NET,
         recipe=QUALITY_BASE,
         description=(
             "Stage 1 of em-denoise: the quality network trained on the classic em-restore "
@@ -163,8 +163,7 @@ MODELS = {
     "quality": dict(
         name="em-denoise",
         folder=PACKAGE_WEIGHTS / "em-denoise",
-        architecture="fast_denoiser",
-        arch_params=QUALITY_ARCH,
+        **QUALITY_NET,
         recipe=QUALITY_FINE_TUNE,
         # averaged over the 8 flips/rotations by default: 1.25 s per 512² on the 2-core
         # CPU (one pass 0.16 s), inside issue 28's 1.5 s

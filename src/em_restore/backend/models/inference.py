@@ -48,11 +48,10 @@ from .._progress import Progress, drain
 from .augment import dihedral, undo_dihedral
 from .device import select_device
 from .normalise import frame_noise, normaliser, outlier_units
-from .store import ENSEMBLES
+from .store import check_ensemble
 
 __all__ = [
     "blend_window",
-    "check_ensemble",
     "clean_outliers",
     "iter_predict",
     "normalisation_of",
@@ -236,16 +235,6 @@ def _run(model, batch_np: np.ndarray, ensemble: int = 1) -> np.ndarray:
         y = undo_dihedral(y, k)
         out = y if out is None else out + y
     return out if ensemble == 1 else out / np.float32(ensemble)
-
-
-def check_ensemble(ensemble) -> int:
-    """``ensemble`` as one of :data:`~.store.ENSEMBLES`, or a one-line error."""
-    if isinstance(ensemble, bool) or ensemble not in ENSEMBLES:
-        raise ValueError(
-            f"ensemble must be one of {', '.join(map(str, ENSEMBLES))} (flips/rotations "
-            f"averaged); got {ensemble!r}. Use e.g. ensemble=4, or 1 for one pass."
-        )
-    return int(ensemble)
 
 
 def _ensemble_of(model, ensemble) -> int:

@@ -38,6 +38,7 @@ __all__ = [
     "ModelEntry",
     "ModelError",
     "bundled_model_dir",
+    "check_ensemble",
     "default_model_name",
     "file_sha256",
     "list_models",
@@ -55,6 +56,16 @@ FORMAT_VERSION = 1
 TASKS = ("denoise", "burst")
 #: the flip/rotation ensembles inference can average (:func:`.inference.iter_predict`)
 ENSEMBLES = (1, 2, 4, 8)
+
+
+def check_ensemble(ensemble) -> int:
+    """``ensemble`` as one of :data:`ENSEMBLES`, or a one-line error."""
+    if isinstance(ensemble, bool) or ensemble not in ENSEMBLES:
+        raise ValueError(
+            f"ensemble must be one of {', '.join(map(str, ENSEMBLES))} (flips/rotations "
+            f"averaged); got {ensemble!r}. Use e.g. ensemble=4, or 1 for one pass."
+        )
+    return int(ensemble)
 
 
 class ModelError(ValueError):
@@ -128,10 +139,10 @@ class ModelConfig:
             )
         object.__setattr__(self, "modalities", mods)
         object.__setattr__(self, "normalisation", _check_normalisation(self.normalisation))
-        if self.ensemble not in ENSEMBLES or isinstance(self.ensemble, bool):
-            raise ModelError(
-                f"ensemble must be one of {', '.join(map(str, ENSEMBLES))}; got {self.ensemble!r}."
-            )
+        try:
+            check_ensemble(self.ensemble)
+        except ValueError as err:
+            raise ModelError(str(err)) from None
         if self.task == "burst" and self.ensemble != 1:
             raise ModelError(f"a burst model runs one pass (ensemble 1); got {self.ensemble!r}.")
         if self.task == "burst" and self.normalisation["kind"] != "percentile":
