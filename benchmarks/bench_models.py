@@ -206,6 +206,30 @@ def held_out_set(size: int, quick: bool):
     return items
 
 
+#: share of a frame's pixels at its maximum from which --auto calls the frame saturated
+CEILING_SHARE = 0.05
+
+
+def at_ceiling(raw: np.ndarray) -> float:
+    """Share of the pixels at the frame's maximum value (a saturated detector's ceiling)."""
+    return float(np.mean(raw == raw.max()))
+
+
+def _decision(record: dict) -> str:
+    """The automatic default's decision on a frame, in a few words."""
+    blend = record.get("blend", {})
+    parts = []
+    if record.get("tiles_fallen_back"):
+        parts.append(f"{record['tiles_fallen_back']}/{record['tiles']} tiles fell back")
+    if "reason" in blend:
+        parts.append(f"weight {blend.get('weight', 1.0):.2f} ({blend['reason'].split(':')[0]})")
+    elif blend:
+        parts.append(f"network weight {blend['weight']:.2f} by risk")
+    if "reason" in record:
+        parts.append(record["reason"])
+    return "; ".join(parts) or "not compared"
+
+
 def gaussian_oracle(raw: np.ndarray, truth: np.ndarray) -> float:
     """Best PSNR of a Gaussian filter over sigma (truth-tuned), on the raw ADU."""
     return max(
@@ -269,7 +293,10 @@ def held_out_quality(
             mp = plan_model(None, modality=modality, device="cpu")
             row["default"] = metrics(mp.apply_frame(raw), truth)[0]
             row["checked"] = metrics(GuardedPlan(mp, compare=False).apply_frame(raw), truth)[0]
-            row["auto"] = metrics(GuardedPlan(mp).apply_frame(raw), truth)[0]
+            out, _, record = GuardedPlan(mp).apply_frame_checked(raw)
+            row["auto"] = metrics(out, truth)[0]
+            row["auto_why"] = _decision(record)
+            row["at_ceiling"] = at_ceiling(raw)
         rows.append(row)
         print(f"{label:<44} " + "  ".join(f"{k} {row[k]:6.2f}" for k in labels), flush=True)
     groups = [
@@ -316,6 +343,18 @@ def held_out_quality(
                 f"frames ({np.mean(ok):.0%}); mean {np.mean([r[key] for r in rows]):.2f} dB "
                 f"(default network {np.mean([r['default'] for r in rows]):.2f}, "
                 f"classical {np.mean([r['classical'] for r in rows]):.2f})"
+            )
+        misses = [r for r in rows if r["auto"] < max(r["default"], r["classical"]) - 0.3]
+        clipped = [r for r in rows if r["at_ceiling"] >= CEILING_SHARE]
+        print(
+            f"auto's misses: {len(misses)}, of which {sum(r in clipped for r in misses)} on the "
+            f"{len(clipped)} frames with ≥ {CEILING_SHARE:.0%} of their pixels at the ceiling "
+            "(saturated: the counts judge neither the level nor the risk there)"
+        )
+        for r in misses:
+            print(
+                f"  {r['label']}: default {r['default']:.2f}, classical {r['classical']:.2f}, "
+                f"auto {r['auto']:.2f} dB; {r['at_ceiling']:.1%} at the ceiling; {r['auto_why']}"
             )
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
