@@ -40,6 +40,7 @@ Prints, never asserts. ``--quick``: 6 images, 5 timing repeats.
     .venv/bin/python benchmarks/bench_models.py [--quick]
     .venv/bin/python benchmarks/bench_models.py --held-out [--quick] [--model L=DIR] [--json F]
         [--auto]
+    python3 benchmarks/bench_models.py --no-quality --gpu-only   # on a GPU machine
 """
 
 from __future__ import annotations
@@ -381,13 +382,14 @@ def clock(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def speed(paths: dict, repeats: int) -> None:
+def speed(paths: dict, repeats: int, cpu_too: bool = True) -> None:
     rng = np.random.default_rng(0)
     f512 = rng.poisson(10, (512, 512)).astype(np.uint16)
     f2k = rng.poisson(10, (2048, 2048)).astype(np.uint16)
-    print(f"\nCPU: {torch.get_num_threads()} threads, torch {torch.__version__}")
+    if cpu_too:
+        print(f"\nCPU: {torch.get_num_threads()} threads, torch {torch.__version__}")
     cpu = {}
-    for label, path in paths.items():
+    for label, path in paths.items() if cpu_too else ():
         m, ens = _load(path)
         ens = m.config.ensemble if ens is None else ens
         t512 = clock(lambda m=m, e=ens: predict_frame(m, f512, ensemble=e), repeats)
@@ -404,15 +406,21 @@ def speed(paths: dict, repeats: int) -> None:
         if label in cpu:
             print(f"{label} at 512²: {1e3 * cpu[label]:.0f} ms (issue 28: ≤ {1e3 * target:.0f} ms)")
     if torch.cuda.is_available():
-        print(f"\nGPU: {torch.cuda.get_device_name()}")
+        print(f"\nGPU: {torch.cuda.get_device_name()}, torch {torch.__version__}")
         for label, path in paths.items():
             m, ens = _load(path, device="cuda")
+            ens = m.config.ensemble if ens is None else ens
 
             def run(m=m, e=ens):
                 predict_frame(m, f512, ensemble=e)
                 torch.cuda.synchronize()
 
-            print(f"{label:<18} 512² incl. transfers: {1e3 * clock(run, 50):6.2f} ms (paper: 8 ms)")
+            print(
+                f"{label:<18} 512² incl. transfers: {1e3 * clock(run, 50):6.2f} ms "
+                f"({ens} pass{'es' if ens > 1 else ''}; the paper: 8 ms)"
+            )
+    elif not cpu_too:
+        print("\n--gpu-only: no GPU here (torch.cuda.is_available() is False)")
 
 
 def main() -> None:
@@ -445,6 +453,9 @@ def main() -> None:
         "averaged over N flips/rotations (1, 2, 4, 8; default the model's own)",
     )
     ap.add_argument("--json", type=Path, default=None, help="write the held-out rows here")
+    ap.add_argument(
+        "--gpu-only", action="store_true", help="speed on the GPU only (with --no-quality)"
+    )
     ap.add_argument(
         "--auto",
         action="store_true",
@@ -484,7 +495,7 @@ def main() -> None:
     models = {k: _load(v) for k, v in paths.items()}
     if not args.no_quality:
         quality(models, args.size, args.quick, classical=not args.no_classical)
-    speed(paths, 5 if args.quick else 20)
+    speed(paths, 5 if args.quick else 20, cpu_too=not args.gpu_only)
 
 
 if __name__ == "__main__":

@@ -228,6 +228,9 @@ def main(argv=None) -> int:
     ap.add_argument("--which", nargs="+", choices=sorted(MODELS), default=["fast"])
     ap.add_argument("--device", default="cpu", help="cpu (reproducible), cuda, mps or auto")
     ap.add_argument("--steps", type=int, default=None, help="default: the model's recipe")
+    ap.add_argument(
+        "--pool", type=int, default=None, help="simulated training pairs (default: the recipe's)"
+    )
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (part of the recipe)")
     ap.add_argument(
         "--workers", type=int, default=1, help="processes simulating the pool (same pool)"
@@ -254,6 +257,9 @@ def main(argv=None) -> int:
         recipe = dict(BURST_RECIPE if is_burst else spec.get("recipe", RECIPE))
         if args.steps is not None:
             recipe["steps"] = args.steps
+            recipe["warmup"] = min(recipe.get("warmup", 0), args.steps)  # a short rehearsal
+        if args.pool is not None:
+            recipe["pool"] = args.pool
         stage = next((m for m in MODELS.values() if m["name"] == recipe.get("start")), None)
         if stage is not None and stage["folder"].parent == REFERENCE_DIR:
             # an unshipped earlier stage starts from its folder (under --out if given)
