@@ -48,6 +48,7 @@ Run::
     .venv/bin/python benchmarks/bench_profile.py            # about 9 minutes
     .venv/bin/python benchmarks/bench_profile.py --quick    # 2 scenes, 40 pairs, ~2 minutes
     .venv/bin/python benchmarks/bench_profile.py --pairs [--quick]  # pairs only (~1-2 min)
+    .venv/bin/python benchmarks/bench_profile.py --pairs --model em-denoise  # another model
 """
 
 from __future__ import annotations
@@ -400,13 +401,17 @@ def _bins(rows, method):
     return by_scene, small, len(lost) - small, reasons
 
 
-def run_pairs(quick: bool):
-    """The --pairs case: rows, summary and elapsed seconds."""
+def run_pairs(quick: bool, model_spec: str | None = None):
+    """The --pairs case: rows, summary and elapsed seconds.
+
+    ``model_spec``: another model (name or folder) in place of the bundled default,
+    for both the default restoration (checked, with the classical fallback) and the
+    bare network."""
     from em_restore.backend.models.guarded import GuardedPlan
     from em_restore.backend.models.inference import plan_model
 
     t0 = time.perf_counter()
-    model = load_model(default_model_name("tem"))
+    model = load_model(model_spec or default_model_name("tem"))
     n = 10 if quick else 20
     rows = []
     for s, (p, drange, _side) in enumerate(SCENES):
@@ -420,7 +425,7 @@ def run_pairs(quick: bool):
             noisy = noisy.astype(np.float32)
             images = {"clean": expected, "raw": noisy}
             images |= restorations(
-                noisy, lambda: GuardedPlan(plan_model(None, modality="tem")), model
+                noisy, lambda: GuardedPlan(plan_model(model_spec, modality="tem")), model
             )
             for job in jobs:
                 rows.append(
@@ -522,11 +527,19 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="two sizing scenes, 40 pairs")
     ap.add_argument("--pairs", action="store_true", help="the touching-pairs case only")
     ap.add_argument("--json", help="also write the figures to this JSON file")
+    ap.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME_OR_DIR",
+        help="touching pairs: this model in place of the bundled default (default and network)",
+    )
     args = ap.parse_args(argv)
     out = {}
     if not args.pairs:
         out["sizing"] = run_sizing(args.quick)
-    rows, summary, seconds = run_pairs(args.quick)
+    rows, summary, seconds = run_pairs(args.quick, args.model)
+    if args.model:
+        print(f"(the default and the network below: {args.model})")
     print_pairs(rows, summary, seconds)
     out["touching_pairs"] = {"summary": summary, "seconds": seconds, "rows": rows}
     if args.json:
