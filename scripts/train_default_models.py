@@ -261,7 +261,8 @@ def main(argv=None) -> int:
         recipe = dict(BURST_RECIPE if is_burst else spec.get("recipe", RECIPE))
         if args.steps is not None:
             recipe["steps"] = args.steps
-            recipe["warmup"] = min(recipe.get("warmup", 0), args.steps)  # a short rehearsal
+            if "warmup" in recipe:  # a short rehearsal: the warm-up fits inside it
+                recipe["warmup"] = min(recipe["warmup"], args.steps)
         if args.pool is not None:
             recipe["pool"] = args.pool
         stage = next((m for m in MODELS.values() if m["name"] == recipe.get("start")), None)
