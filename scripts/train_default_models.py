@@ -261,8 +261,6 @@ def main(argv=None) -> int:
         recipe = dict(BURST_RECIPE if is_burst else spec.get("recipe", RECIPE))
         if args.steps is not None:
             recipe["steps"] = args.steps
-            if "warmup" in recipe:  # a short rehearsal: the warm-up fits inside it
-                recipe["warmup"] = min(recipe["warmup"], args.steps)
         if args.pool is not None:
             recipe["pool"] = args.pool
         stage = next((m for m in MODELS.values() if m["name"] == recipe.get("start")), None)
@@ -273,6 +271,8 @@ def main(argv=None) -> int:
         if not is_burst:
             recipe["arch_params"] = dict(spec.get("arch_params", {}))
         cfg = config_class(architecture=spec["architecture"], **recipe)
+        if cfg.warmup > cfg.steps:  # a short rehearsal (--steps): the warm-up fits inside it
+            cfg = dataclasses.replace(cfg, warmup=cfg.steps)
         run = train_burst if is_burst else train
         t0 = time.perf_counter()
         folder = (args.out / spec["folder"].name) if args.out else spec["folder"]
