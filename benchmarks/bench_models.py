@@ -8,7 +8,8 @@ Truth = the noise-free expectation in ADU; PSNR/SSIM with ``data_range`` = the
 truth's range.
 
 Methods: ``classical`` (automatic, ``plan_denoise(..., modality=...)``), the bundled
-default model (``em-denoise-fast``) and the reference U-Net with a ResNet-18 encoder
+networks (``em-denoise-fast``, ``em-denoise-fast-tem``), ``default`` (per image, the
+modality's default network) and the reference U-Net with a ResNet-18 encoder
 trained by the same recipe (``build/models/unet-resnet18``, made by
 ``scripts/train_default_models.py --which reference``; skipped when absent).
 
@@ -26,8 +27,10 @@ rest, on a training specimen); 2 and 20 e⁻/px (``--quick``: 5 e⁻/px). A fram
 nothing to restore (``visible``) is drawn again. PSNR per modality × resolution
 (mesoscale / atomic) and per held-out family for: the noisy input, the automatic
 ``classical`` plan, a Gaussian and BM3D each at their oracle strength (tuned per
-image with the truth), and every shipped denoiser (``em-denoise-fast``,
-``em-denoise``, ``em-denoise-fast-v1``; the same weights are scored once) plus
+image with the truth), every shipped denoiser (``em-denoise-fast``,
+``em-denoise-fast-tem``, ``em-denoise``, ``em-denoise-fast-v1``; the same weights are
+scored once), ``default`` (per frame, the modality's default network: what
+``em-restore denoise`` runs, e.g. ``em-denoise-fast-tem`` on TEM frames) plus
 ``--model LABEL=FOLDER[@N]`` (e.g. a training run; ``@N``: averaged over N
 flips/rotations). It prints each model's worst margin
 over classical per modality × resolution (target ≥ +1.5 dB) and over the oracle
@@ -64,7 +67,7 @@ from em_restore.backend.simulate import wide
 
 ROOT = Path(__file__).resolve().parents[1]
 #: shipped models scored by --held-out when present: the new ones and the first default
-HELD_OUT_MODELS = ("em-denoise-fast", "em-denoise", "em-denoise-fast-v1")
+HELD_OUT_MODELS = ("em-denoise-fast", "em-denoise-fast-tem", "em-denoise", "em-denoise-fast-v1")
 REFERENCE = ROOT / "build" / "models" / "unet-resnet18"
 DOSES = (1.0, 3.0, 10.0, 30.0, 100.0)
 
@@ -90,9 +93,19 @@ def metrics(x, truth) -> tuple[float, float]:
     return 10 * math.log10(r * r / mse), float(structural_similarity(truth, x, data_range=r))
 
 
+def _default_of(models: dict, modality: str) -> tuple:
+    """The shipped default network for ``modality`` (``default_model_name``), from
+    ``models`` when it is there under its own name."""
+    name = default_model_name(modality)
+    for label, (model, ensemble) in models.items():
+        if model.name == name and ensemble is None:
+            return label, model
+    return None, load_model(name, device="cpu")
+
+
 def quality(models: dict, size: int, quick: bool, classical: bool = True) -> None:
     rows = []
-    labels = ["noisy", *(["classical"] if classical else []), *models]
+    labels = ["noisy", *(["classical"] if classical else []), *models, "default"]
     for name, modality, dose, noisy, truth in held_out(size, quick):
         row = {"name": name, "modality": modality, "dose": dose, "noisy": metrics(noisy, truth)}
         if classical:
@@ -101,6 +114,8 @@ def quality(models: dict, size: int, quick: bool, classical: bool = True) -> Non
             row["t_classical"] = time.perf_counter() - t0
         for label, (model, ensemble) in models.items():
             row[label] = metrics(predict_frame(model, noisy, ensemble=ensemble), truth)
+        known, model = _default_of(models, modality)  # what `em-restore denoise` runs
+        row["default"] = row[known] if known else metrics(predict_frame(model, noisy), truth)
         rows.append(row)
         shown = "  ".join(f"{k} {row[k][0]:6.2f}" for k in labels)
         print(f"{name:<34} {shown}", flush=True)
@@ -122,7 +137,7 @@ def quality(models: dict, size: int, quick: bool, classical: bool = True) -> Non
         ]
         print(f"| {title} | {len(sel)} | " + " | ".join(cells) + " |")
     low = [r for r in rows if r["dose"] <= 10]
-    for label in models if classical else ():
+    for label in [*models, "default"] if classical else ():
         gain = np.mean([r[label][0] - r["classical"][0] for r in low]) if low else float("nan")
         wins = sum(r[label][0] > r["classical"][0] for r in rows)
         print(
@@ -268,7 +283,7 @@ def held_out_quality(
         f"{', '.join(wide.HELD_OUT['specimens'])}; distortions "
         f"{', '.join(wide.HELD_OUT['distortions'])}; {size}² px"
     )
-    labels = ["noisy", "classical", "gaussian*", "bm3d*", *models]
+    labels = ["noisy", "classical", "gaussian*", "bm3d*", *models, "default"]
     if auto:
         labels += ["checked", "auto"]
     rows = []
@@ -287,12 +302,13 @@ def held_out_quality(
         }
         for name, (model, ensemble) in models.items():
             row[name] = metrics(predict_frame(model, raw, ensemble=ensemble), truth)[0]
+        known, model = _default_of(models, modality)  # the modality's shipped default
+        row["default"] = row[known] if known else metrics(predict_frame(model, raw), truth)[0]
         if auto:
             from em_restore.backend.models import plan_model
             from em_restore.backend.models.guarded import GuardedPlan
 
             mp = plan_model(None, modality=modality, device="cpu")
-            row["default"] = metrics(mp.apply_frame(raw), truth)[0]
             row["checked"] = metrics(GuardedPlan(mp, compare=False).apply_frame(raw), truth)[0]
             out, _, record = GuardedPlan(mp).apply_frame_checked(raw)
             row["auto"] = metrics(out, truth)[0]
@@ -321,7 +337,7 @@ def held_out_quality(
         table[title] = {"images": len(sel), **means}
         print(f"| {title} | {len(sel)} | " + " | ".join(f"{means[k]:.2f}" for k in labels) + " |")
     print("(gaussian*, bm3d*: at their oracle strength, tuned per image with the truth)")
-    for name in models:
+    for name in [*models, "default"]:
         over_classical = [
             table[t][name] - table[t]["classical"]
             for t in table
@@ -473,9 +489,10 @@ def main() -> None:
         models = {k: _load(v) for k, v in paths.items()}
         held_out_quality(models, args.size, args.quick, args.json, args.auto)
         return
-    paths = {"em-denoise-fast": default_model_name("tem")}
-    if "em-denoise" in {e.name for e in list_models("denoise")}:
-        paths["em-denoise"] = "em-denoise"
+    paths = {"em-denoise-fast": "em-denoise-fast"}
+    for name in ("em-denoise-fast-tem", "em-denoise"):
+        if name in {e.name for e in list_models("denoise")}:
+            paths[name] = name
     paths.update(dict(spec.split("=", 1) for spec in args.model))
     ref = args.reference
     if (ref / "config.json").is_file():

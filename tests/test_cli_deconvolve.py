@@ -62,7 +62,7 @@ def test_denoise_stage_default_model_or_classical(noisy_tif, tmp_path, extra, me
     den = (meta["em_restore"] if "em_restore" in meta else meta)["deconvolve"]["denoise"]
     if method == "model":
         assert den["method"] == "model" and den["model"]["name"] == "em-denoise-fast"
-        assert den["modality_source"] == "unknown (TEM default)"
+        assert den["modality_source"] == "unknown (the all-modality default)"
     else:
         assert den["method"] != "model" and "calibration" in den
     k = np.asarray((meta["em_restore"] if "em_restore" in meta else meta)["deconvolve"]["psfs"][0])

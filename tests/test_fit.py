@@ -261,7 +261,8 @@ def _bundled_val_psnr(model, data) -> float:
 
 def test_fine_tuning_starts_where_the_bundled_model_is_and_records_it(recordings, tmp_path):
     noisy, high, _, _ = recordings
-    bundled = load_model(default_model_name("tem"), device="cpu")
+    # no modality given: the run starts from the all-modality default
+    bundled = load_model(default_model_name(None), device="cpu")
     # the dataset's own rule is replaced by the start model's
     data = ds.PairedData(noisy, high, rule={"kind": "percentile", "low": 2.0, "high": 98.0})
     # A step of 1e-30 leaves every weight as it is: epoch 1 scores what the model scores.
@@ -292,7 +293,7 @@ def test_fine_tuning_starts_where_the_bundled_model_is_and_records_it(recordings
 def test_fine_tuning_beats_training_from_scratch_with_the_same_steps(recordings):
     noisy, high, _, _ = recordings
     tuned = F.fit(_ft(), ds.PairedData(noisy, high, seed=1))
-    assert tuned.config.lr == F.LR_FINE_TUNE and tuned.start["name"] == default_model_name("tem")
+    assert tuned.config.lr == F.LR_FINE_TUNE and tuned.start["name"] == default_model_name(None)
     bundled = tuned.net.__class__.__name__, network_params(tuned.net)
     scratch = F.fit(
         _ft(

@@ -158,6 +158,35 @@ def test_registry_lists_bundled_and_user_models(tmp_path, monkeypatch):
         load_model("no-such-model")
 
 
+def test_unknown_images_get_the_all_modality_network_and_tem_its_specialist():
+    general = load_model(default_model_name(None))
+    assert set(general.config.modalities) == {"tem", "stem", "sem"}
+    assert default_model_name("stem") == default_model_name("sem") == general.name
+    tem = load_model(default_model_name("TEM"))
+    assert tem.name != general.name and list(tem.config.modalities) == ["tem"]
+    with pytest.raises(ModelError, match="modality must be one of sem, stem, tem"):
+        default_model_name("unknown")
+    plan = plan_model(None, metadata={})
+    assert plan.model.name == general.name and plan.modality_source.startswith("unknown")
+
+
+def test_the_tem_default_keeps_a_grating_that_an_all_modality_network_takes_for_stripes():
+    """Nearly horizontal bars (80 deg, 7 px period) at 20 e-/px on a counting camera: the
+    network trained on the scanned modalities too wipes them out as row stripes (below
+    the raw frame); the TEM network, which never saw a scan row, keeps them."""
+    from em_restore.backend.simulate import wide
+
+    raw, truth, info = wide.wide_pair(
+        np.random.default_rng([7, 2]), (128, 128), modality="tem", dose_range=(20, 20),
+        distortions=("counting",), specimens=("gratings",),
+    )  # fmt: skip
+    assert info.params["specimen_angle_rad"] == pytest.approx(1.398, abs=1e-3)
+    raw = raw.astype(np.float32)
+    tem = psnr(predict_frame(load_model(default_model_name("tem")), raw), truth)
+    general = psnr(predict_frame(load_model(default_model_name(None)), raw), truth)
+    assert tem >= psnr(raw, truth) + 2.0 and tem >= general + 5.0, (tem, general)
+
+
 def test_bundled_weights_fit_the_size_budget():
     from em_restore.backend.models.store import bundled_model_dir
 

@@ -13,6 +13,7 @@ def _models(args: argparse.Namespace) -> int:
 
     rows = []
     defaults = {m: models.default_model_name(m) for m in ("tem", "stem", "sem")}
+    defaults["unknown modality"] = models.default_model_name(None)
     for e in models.list_models(task=args.task):
         rows.append(
             {

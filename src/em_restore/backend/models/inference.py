@@ -520,7 +520,8 @@ def plan_model(
 
     ``spec`` (name or folder) wins; otherwise the bundled default for ``modality``,
     else for the modality found in the file's ``metadata``
-    (:func:`em_restore.io.guess_modality`), else the TEM default. ``ensemble``:
+    (:func:`em_restore.io.guess_modality`), else the default for images of unknown
+    modality (the network trained on all three). ``ensemble``:
     flips/rotations averaged (default: the model's own).
     """
     from em_restore.io import guess_modality
@@ -531,7 +532,7 @@ def plan_model(
         source = "given"
     else:
         modality = guess_modality(metadata or {})
-        source = "file metadata" if modality else "unknown (TEM default)"
+        source = "file metadata" if modality else "unknown (the all-modality default)"
     name = spec if spec is not None else default_model_name(modality)
     from .onnx_io import load_onnx, onnx_model_path
 

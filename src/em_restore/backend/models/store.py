@@ -288,8 +288,16 @@ def list_models(task: str | None = None) -> list[ModelEntry]:
     return entries
 
 
+#: ``defaults.json``'s entry for images whose modality nobody knows
+UNKNOWN_MODALITY = "unknown"
+
+
 def default_model_name(modality: str | None = None) -> str:
-    """The bundled default denoiser for a modality (``None``: the TEM default).
+    """The bundled default denoiser for a modality (``"tem"``, ``"stem"``, ``"sem"``).
+
+    ``None`` (the modality is unknown): the default for unknown images, the network
+    trained on every modality, not a specialist of one (the TEM default when the
+    table has no such entry).
 
     Examples
     --------
@@ -297,9 +305,12 @@ def default_model_name(modality: str | None = None) -> str:
     True
     """
     table = json.loads((bundled_model_dir() / "defaults.json").read_text(encoding="utf-8"))
-    key = (modality or "tem").lower()
-    if key not in table:
-        raise ModelError(f"modality must be one of {', '.join(sorted(table))}; got {modality!r}.")
+    if modality is None:
+        return table.get(UNKNOWN_MODALITY, table["tem"])
+    key = str(modality).lower()
+    known = sorted(k for k in table if k != UNKNOWN_MODALITY)
+    if key not in known:
+        raise ModelError(f"modality must be one of {', '.join(known)}; got {modality!r}.")
     return table[key]
 
 
