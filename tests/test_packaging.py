@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -53,6 +54,8 @@ def test_wheel_carries_manifest_and_validates_in_a_fresh_venv(tmp_path):
     assert "em_restore/weights/defaults.json" in names
     assert "em_restore/weights/em-denoise-fast/model.safetensors" in names
     assert "em_restore/weights/em-denoise-fast/config.json" in names
+    for model in json.loads((ROOT / "src/em_restore/weights/defaults.json").read_text()).values():
+        assert f"em_restore/weights/{model}/model.safetensors" in names, model  # every default
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "em_restore:napari.yaml" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
