@@ -12,10 +12,11 @@ Models (``--which``):
   0.1–1000 e⁻/px: ``em-denoise-fast-v1`` fine-tuned on the wide simulator
   (``simulate.wide``) without its held-out families, mixed 1:1 with the classic
   one, percentile inputs; written into the package (``src/em_restore/weights``)
-  and made the default for STEM, SEM and images of unknown modality;
+  and made the default for STEM and images of unknown modality;
 * ``fast-tem`` → ``em-denoise-fast-tem``: ``em-denoise-fast`` fine-tuned on TEM
   recordings alone (run after ``fast``); written into the package and made the TEM
   default;
+* ``fast-sem`` → ``em-denoise-fast-sem``: the same on SEM recordings; the SEM default;
 * ``quality-base`` then ``quality`` → ``em-denoise``: the same network family,
   twice as wide and deeper, trained as the default was made: v1's recipe on the
   classic simulator (stage 1, ``build/models/em-denoise-base``, not shipped), then
@@ -138,6 +139,13 @@ TEM_FINE_TUNE = dict(
     recipe=dataclasses.replace(WIDE_MIX, modalities=("tem",)),
     start="em-denoise-fast",
 )
+#: em-denoise-fast-sem, the SEM default since 2026-12-07: the same fine-tune on SEM
+#: recordings alone (1288 s on the shared 2-core CPU). Against em-denoise-fast, same run:
+#: bench_models' 12 held-out SEM frames 16.27 → 16.65 dB (classical 14.80), the 6 quick
+#: ones 20.72 → 20.89, the 10 classic SEM images 24.48 → 24.55; on the Zeiss SEM
+#: micrograph of ../shared/data/formats the fidelity check rejects 6 of its 12 tiles, not
+#: 11 (fine surface grains kept, not smoothed as noise).
+SEM_FINE_TUNE = dict(TEM_FINE_TUNE, recipe=dataclasses.replace(WIDE_MIX, modalities=("sem",)))
 #: em-denoise: the quality network (twice the width, deeper) in two stages, as the
 #: default was made: v1's recipe on the classic simulator (``quality-base``, written to
 #: build/models), then the default's fine-tuning on the wide mix, started from it.
@@ -166,7 +174,7 @@ MODELS = {
         arch_params={"channels": 16, "unshuffle": 2, "blocks": (2, 3, 4)},
         recipe=FINE_TUNE,
         description=(
-            "All-modality denoiser (the default for STEM, SEM and images of unknown "
+            "All-modality denoiser (the default for STEM and images of unknown "
             "modality), 0.1-1000 e-/px: pixel-unshuffle U-Net, "
             "about 0.4 M parameters, percentile inputs; em-denoise-fast-v1 fine-tuned on the "
             "em-restore wide simulator (without its held-out families) mixed 1:1 with the "
@@ -183,6 +191,20 @@ MODELS = {
         modalities=("tem",),
         description=(
             "Default denoiser for TEM, 0.1-1000 e-/px: em-denoise-fast fine-tuned on TEM "
+            "recordings alone (the em-restore wide simulator without its held-out families, "
+            "mixed 1:1 with the classic one), percentile inputs."
+        ),
+    ),
+    "fast-sem": dict(
+        name="em-denoise-fast-sem",
+        folder=PACKAGE_WEIGHTS / "em-denoise-fast-sem",
+        architecture="fast_denoiser",
+        arch_params={"channels": 16, "unshuffle": 2, "blocks": (2, 3, 4)},
+        recipe=SEM_FINE_TUNE,
+        keep="last",
+        modalities=("sem",),
+        description=(
+            "Default denoiser for SEM, 0.1-1000 e-/px: em-denoise-fast fine-tuned on SEM "
             "recordings alone (the em-restore wide simulator without its held-out families, "
             "mixed 1:1 with the classic one), percentile inputs."
         ),
@@ -378,15 +400,19 @@ def main(argv=None) -> int:
             f"[{key}] saved {folder} (best step {result.best_step}, val PSNR "
             f"{result.best_psnr:.2f} dB, {result.seconds:.0f} s)"
         )
-    if {"fast", "fast-tem"} & set(args.which) and args.out is None:
-        # the all-modality network for STEM, SEM and images of unknown modality; the
-        # TEM specialist for TEM once it is in the package
+    if {"fast", "fast-tem", "fast-sem"} & set(args.which) and args.out is None:
+        # the all-modality network for STEM and images of unknown modality; the TEM and
+        # SEM specialists for theirs once they are in the package
         general = MODELS["fast"]["name"]
-        tem = MODELS["fast-tem"]
+
+        def specialist(key):
+            spec = MODELS[key]
+            return spec["name"] if (spec["folder"] / "config.json").exists() else general
+
         defaults = {
-            "tem": tem["name"] if (tem["folder"] / "config.json").exists() else general,
+            "tem": specialist("fast-tem"),
             "stem": general,
-            "sem": general,
+            "sem": specialist("fast-sem"),
             "unknown": general,
         }
         (PACKAGE_WEIGHTS / "defaults.json").write_text(json.dumps(defaults, indent=2) + "\n")
