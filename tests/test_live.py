@@ -420,3 +420,13 @@ def test_cli_live_ctrl_c_leaves_every_frame_done(tmp_path):
     assert n >= 5 and last.startswith(f"live: {n} frames done") and "(interrupted)" in last
     assert image.metadata["status"] == "complete" and len(image.metadata["input_frames"]) == n
     assert np.isfinite(np.asarray(image.data)).all() and np.asarray(image.data)[-1].std() > 0
+
+
+def test_live_denoising_runs_the_tem_default_unless_a_model_is_named():
+    from em_restore.backend.models import default_model_name
+
+    restorer = L.plan_live("denoise")
+    assert restorer.plan.model.name == default_model_name("tem")
+    assert restorer.to_metadata()["model"]["name"] == default_model_name("tem")
+    named = L.plan_live("denoise", model="em-denoise-fast-v1")
+    assert named.plan.model.name == "em-denoise-fast-v1"

@@ -234,7 +234,9 @@ def plan_live(
     if method in (None, "network"):
         from .models.inference import DEFAULT_TILE, plan_model
 
-        return DenoiseRestorer(plan_model(model, device=device, tile=tile or DEFAULT_TILE))
+        # live restoration is in-situ TEM: the TEM default unless a model is named
+        plan = plan_model(model, modality="tem", device=device, tile=tile or DEFAULT_TILE)
+        return DenoiseRestorer(plan)
     return _FirstFramePlan(method)
 
 
