@@ -164,6 +164,26 @@ QUALITY_BASE = dict(RECIPE_V1, steps=20000)
 QUALITY_FINE_TUNE = dict(FINE_TUNE, start="em-denoise-base")
 BURST_RECIPE = dict(steps=3000, batch=8, patch=64, pool=800, val_windows=24, seed=20261121)
 
+
+def _specialist(modality: str, recipe: dict) -> dict:
+    """The spec of em-denoise-fast fine-tuned on one modality's recordings (its default)."""
+    name = f"em-denoise-fast-{modality}"
+    return dict(
+        name=name,
+        folder=PACKAGE_WEIGHTS / name,
+        architecture="fast_denoiser",
+        arch_params={"channels": 16, "unshuffle": 2, "blocks": (2, 3, 4)},
+        recipe=recipe,
+        keep="last",
+        modalities=(modality,),
+        description=(
+            f"Default denoiser for {modality.upper()}, 0.1-1000 e-/px: em-denoise-fast "
+            f"fine-tuned on {modality.upper()} recordings alone (the em-restore wide simulator "
+            "without its held-out families, mixed 1:1 with the classic one), percentile inputs."
+        ),
+    )
+
+
 MODELS = {
     "fast": dict(
         name="em-denoise-fast",
@@ -181,34 +201,8 @@ MODELS = {
             "classic one."
         ),
     ),
-    "fast-tem": dict(
-        name="em-denoise-fast-tem",
-        folder=PACKAGE_WEIGHTS / "em-denoise-fast-tem",
-        architecture="fast_denoiser",
-        arch_params={"channels": 16, "unshuffle": 2, "blocks": (2, 3, 4)},
-        recipe=TEM_FINE_TUNE,
-        keep="last",
-        modalities=("tem",),
-        description=(
-            "Default denoiser for TEM, 0.1-1000 e-/px: em-denoise-fast fine-tuned on TEM "
-            "recordings alone (the em-restore wide simulator without its held-out families, "
-            "mixed 1:1 with the classic one), percentile inputs."
-        ),
-    ),
-    "fast-sem": dict(
-        name="em-denoise-fast-sem",
-        folder=PACKAGE_WEIGHTS / "em-denoise-fast-sem",
-        architecture="fast_denoiser",
-        arch_params={"channels": 16, "unshuffle": 2, "blocks": (2, 3, 4)},
-        recipe=SEM_FINE_TUNE,
-        keep="last",
-        modalities=("sem",),
-        description=(
-            "Default denoiser for SEM, 0.1-1000 e-/px: em-denoise-fast fine-tuned on SEM "
-            "recordings alone (the em-restore wide simulator without its held-out families, "
-            "mixed 1:1 with the classic one), percentile inputs."
-        ),
-    ),
+    "fast-tem": _specialist("tem", TEM_FINE_TUNE),
+    "fast-sem": _specialist("sem", SEM_FINE_TUNE),
     # The quality model is trained as the default was: first on the classic simulator
     # (stage 1, v1's recipe; not shipped), then fine-tuned on the wide mix (stage 2).
     "quality-base": dict(
