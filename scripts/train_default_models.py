@@ -61,6 +61,7 @@ from em_restore.backend.models.burst import BurstTrainConfig, train_burst
 from em_restore.backend.models.fit import STATE_FILE
 from em_restore.backend.models.loop import load_training_state
 from em_restore.backend.models.nets import network_params
+from em_restore.backend.models.store import UNKNOWN_MODALITY
 from em_restore.backend.models.training import (
     SimulationRecipe,
     TrainResult,
@@ -407,7 +408,7 @@ def main(argv=None) -> int:
             "tem": specialist("fast-tem"),
             "stem": general,
             "sem": specialist("fast-sem"),
-            "unknown": general,
+            UNKNOWN_MODALITY: general,
         }
         (PACKAGE_WEIGHTS / "defaults.json").write_text(json.dumps(defaults, indent=2) + "\n")
     return 0
