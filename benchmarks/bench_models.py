@@ -49,6 +49,7 @@ Prints, never asserts. ``--quick``: 6 images, 5 timing repeats.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import statistics
@@ -100,7 +101,13 @@ def _default_of(models: dict, modality: str) -> tuple:
     for label, (model, ensemble) in models.items():
         if model.name == name and ensemble is None:
             return label, model
-    return None, load_model(name, device="cpu")
+    return None, _loaded_default(name)
+
+
+@functools.cache
+def _loaded_default(name: str):
+    """A default network not among the scored ones, loaded once per run, not per frame."""
+    return load_model(name, device="cpu")
 
 
 def quality(models: dict, size: int, quick: bool, classical: bool = True) -> None:
