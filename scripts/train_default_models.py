@@ -133,6 +133,13 @@ FINE_TUNE = dict(
 #: 15.83 dB (classical 22.52 / 16.51); the 10 classic TEM images 26.92 → 27.32 dB; the
 #: 80 touching pairs 60 → 60 resolved, 4 → 3 merged; worse on honeycomb lattices. A
 #: 4000-step trial (seed 20261206, pool 3000): 22.65 / 15.44, 27.21, 58 and 5 merged.
+#: Tried 2026-12-08, not adopted: an atomic-resolution TEM network, this one fine-tuned
+#: 12 000 more steps on the wide simulator's atomic families alone (held-out ones
+#: excluded; SimulationRecipe.specimens) mixed 1:1 with the classic lattices (1049 s,
+#: seed 20261208). bench_models' 5 held-out TEM atomic frames 15.83 → 16.07 dB (classical
+#: 16.51), the 7 with the 5 e⁻/px ones 16.12 → 16.61 (16.74), but 18 frames of the
+#: training atomic families at 2 and 20 e⁻/px (new seeds) 12.09 → 11.69: still below
+#: the classical plan where it should win, and worse where the TEM network already wins.
 TEM_FINE_TUNE = dict(
     FINE_TUNE,
     steps=12000,

@@ -604,6 +604,21 @@ def test_a_mixed_recipe_draws_classic_pairs_at_its_fraction():
         train(TrainConfig(recipe=SimulationRecipe(classic_fraction=0.5)))
 
 
+def test_a_wide_recipe_draws_only_its_specimen_families():
+    from em_restore.backend.models.training import SimulationRecipe, simulated_pair
+
+    recipe = SimulationRecipe(
+        simulator="wide", modalities=("tem",), specimens=("square", "hexagonal"), image_size=32
+    )
+    drawn = {simulated_pair(np.random.default_rng([8, i]), recipe)[2].specimen for i in range(12)}
+    assert drawn == {"square", "hexagonal"}  # both drawn (p of missing one: 2 * 0.5**12)
+    held = SimulationRecipe(
+        simulator="wide", specimens=("square",), exclude_specimens=("square",), image_size=32
+    )
+    with pytest.raises(ValueError, match="specimens"):
+        simulated_pair(np.random.default_rng(0), held)
+
+
 def test_a_checkpoint_from_before_a_new_setting_still_resumes():
     from em_restore.backend.models.loop import check_same_settings
 

@@ -65,8 +65,9 @@ class SimulationRecipe:
 
     ``simulator="classic"``: :func:`~em_restore.backend.simulate.random_specimen` of
     ``kinds`` through :func:`~em_restore.backend.simulate.random_acquisition_config`.
-    ``simulator="wide"``: :func:`~em_restore.backend.simulate.wide.wide_pair`, every
-    specimen and distortion family except ``exclude_specimens`` /
+    ``simulator="wide"``: :func:`~em_restore.backend.simulate.wide.wide_pair`, the
+    specimen families ``specimens`` (None: all) and every distortion family, except
+    ``exclude_specimens`` /
     ``exclude_distortions`` (the shipped models leave out
     :data:`~em_restore.backend.simulate.wide.HELD_OUT`, which validates them).
     ``classic_fraction`` (wide only): this fraction of the pairs, drawn at random,
@@ -80,6 +81,7 @@ class SimulationRecipe:
     kinds: tuple[str, ...] = sim.SPECIMEN_KINDS
     image_size: int = 160
     simulator: str = "classic"
+    specimens: tuple[str, ...] | None = None
     exclude_specimens: tuple[str, ...] = ()
     exclude_distortions: tuple[str, ...] = ()
     classic_fraction: float = 0.0
@@ -129,6 +131,7 @@ def simulated_pair(rng, recipe: SimulationRecipe, size: int | None = None):
             (n, n),
             modality=modality,
             dose_range=recipe.dose_range,
+            specimens=recipe.specimens,
             exclude_specimens=recipe.exclude_specimens,
             exclude_distortions=recipe.exclude_distortions,
         )
