@@ -61,8 +61,10 @@ the blind spots are whole rows (filled with the mean of the rows above and
 below) and ``T = w_0 v̄ + (Σ_row w) v_l``, the row weight fitted from the
 response to the row's common perturbation.
 
-Search. For ``method="classical"`` every method is screened at the strengths of
-:data:`~em_restore.backend.classical.SCREEN` (the grid, but NLM at three, BM3D at two)
+Search. For ``method="classical"`` each of the
+:data:`~em_restore.backend.classical.CANDIDATES` (Gaussian, TV, wavelet, BM3D; the
+median and NLM were never chosen and are not screened) is screened at the strengths of
+:data:`~em_restore.backend.classical.SCREEN` (the grid, but BM3D at two)
 with one lattice per crop; the best method is refined around its best strength
 (midpoints, or one step outward at an edge, at most 3 more), and the 2 best
 candidates are re-scored with 3 lattices per crop before the final choice. A single
@@ -246,7 +248,7 @@ def iter_plan_denoise(
     if modality is not None:
         modality = check_choice(modality, "modality", ("tem", "stem", "sem"))
 
-    # One method: its whole grid. The classical choice: every method's screening grid.
+    # One method: its whole grid. The classical choice: every candidate's screening grid.
     grids = {m: GRID[m] if method != "classical" else SCREEN[m] for m in concrete}
     n_grid = sum(len(grids[m]) for m in concrete)
     skip = method != "classical" and STRENGTH_PARAM[method] in user
