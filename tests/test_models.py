@@ -617,6 +617,8 @@ def test_a_wide_recipe_draws_only_its_specimen_families():
     )
     with pytest.raises(ValueError, match="specimens"):
         simulated_pair(np.random.default_rng(0), held)
+    with pytest.raises(ValueError, match="simulator='wide'"):
+        train(TrainConfig(recipe=SimulationRecipe(specimens=("square",))))
 
 
 def test_a_checkpoint_from_before_a_new_setting_still_resumes():

@@ -84,7 +84,7 @@ GRID = {
     "bm3d": (1.0, 0.75, 1.33),
 }
 # The strengths each candidate is screened at by the classical plan: GRID, but BM3D at
-# two (the costly one; NLM, a candidate until 2026-12-08, at three). The best
+# two (the costly one). The best
 # method is then refined around its best screened strength (midpoints, or a step
 # outward at an edge). Measured on bench_denoise.py's 21 images and a 512² frame
 # (issue 34): with one refined method and two finalists the chosen plans are as good as

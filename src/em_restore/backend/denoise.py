@@ -63,7 +63,8 @@ response to the row's common perturbation.
 
 Search. For ``method="classical"`` each of the
 :data:`~em_restore.backend.classical.CANDIDATES` (Gaussian, TV, wavelet, BM3D; the
-median and NLM were never chosen and are not screened) is screened at the strengths of
+median and NLM, which lost to them on the benchmarks, are not screened) is screened at
+the strengths of
 :data:`~em_restore.backend.classical.SCREEN` (the grid, but BM3D at two)
 with one lattice per crop; the best method is refined around its best strength
 (midpoints, or one step outward at an edge, at most 3 more), and the 2 best

@@ -215,6 +215,12 @@ def _check(cfg: TrainConfig) -> None:
             "recipe.classic_fraction mixes classic pairs into the wide simulator's; "
             f"use simulator='wide' (got {cfg.recipe.simulator!r}) or classic_fraction=0."
         )
+    if cfg.recipe.specimens is not None and cfg.recipe.simulator != "wide":
+        raise ValueError(
+            "recipe.specimens names the wide simulator's specimen families; use "
+            f"simulator='wide' (got {cfg.recipe.simulator!r}) or recipe.kinds for the "
+            "classic one."
+        )
     if cfg.patch > cfg.recipe.image_size:
         raise ValueError(
             f"patch ({cfg.patch}) must not exceed recipe.image_size ({cfg.recipe.image_size})."
