@@ -64,8 +64,7 @@ response to the row's common perturbation.
 Search. For ``method="classical"`` each of the
 :data:`~em_restore.backend.classical.CANDIDATES` (Gaussian, TV, wavelet, BM3D; the
 median and NLM, which lost to them on the benchmarks, are not screened) is screened at
-the strengths of
-:data:`~em_restore.backend.classical.SCREEN` (the grid, but BM3D at two)
+the strengths of :data:`~em_restore.backend.classical.SCREEN` (the grid, but BM3D at two)
 with one lattice per crop; the best method is refined around its best strength
 (midpoints, or one step outward at an edge, at most 3 more), and the 2 best
 candidates are re-scored with 3 lattices per crop before the final choice. A single
